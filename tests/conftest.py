@@ -1,0 +1,41 @@
+"""Shared fixtures: offline environment, a private cache, tiny random models built from a config.
+
+Fast tests never touch the user's cache: ``YFPO_CACHE_DIR`` points at a new temporary folder per test.
+Tests marked ``slow`` use the real embedded model and keep the normal cache (set ``YFPO_CACHE_DIR``
+yourself to isolate them), so that its one-minute conversion happens once per machine, not per run.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+import torch
+
+from tests.helpers import tiny_hooked
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(request, tmp_path_factory, monkeypatch):
+    threads = torch.get_num_threads()
+    if request.node.get_closest_marker("slow") is None:
+        monkeypatch.setenv("YFPO_CACHE_DIR", str(tmp_path_factory.mktemp("yfpo-cache")))
+        # Tiny models run ops of microseconds, where a second thread only adds contention (up to 50x slower
+        # on a busy 2-core machine); the real model in slow tests keeps both threads.
+        torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=["gpt2", "llama"])
+def tiny_model(request):
+    """A tiny random HookedTransformer of each family, without tokenizer."""
+    return tiny_hooked(request.param)

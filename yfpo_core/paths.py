@@ -1,0 +1,37 @@
+"""Where the workbench keeps files that are not in git: converted models, generated problems, runs.
+
+Everything lives under one user cache directory so that a user can see (and delete) it in one place.
+``YFPO_CACHE_DIR`` overrides it, which tests use to get a private, empty cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CACHE_ENV_VAR = "YFPO_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """The root cache directory: ``$YFPO_CACHE_DIR``, else ``$XDG_CACHE_HOME/yfpo``, else ``~/.cache/yfpo``."""
+    override = os.environ.get(CACHE_ENV_VAR)
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "yfpo"
+
+
+def models_cache_dir() -> Path:
+    """Converted model weights (safetensors) and tokenizers, one folder per model."""
+    return cache_dir() / "models"
+
+
+def problems_cache_dir() -> Path:
+    """Generated problem sets (GSM-Symbolic variants), one JSONL file per generation setting."""
+    return cache_dir() / "problems"
+
+
+def package_assets_dir() -> Path:
+    """Small assets that ship inside the repository (the trained toy model)."""
+    return Path(__file__).resolve().parent / "assets"

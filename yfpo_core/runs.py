@@ -1,0 +1,399 @@
+"""Training runs on disk, and in a background thread for the app.
+
+A run directory holds everything needed to understand and continue a run::
+
+    config.json         the YFPOConfig (written first)
+    pairs.jsonl         the training pairs
+    units.json          the units the neuron reward used (after the random-set control, if any)
+    metrics.jsonl       one complete JSON line per step (flushed and fsynced), step 0 = before training
+    checkpoints/step-N/ trainable.safetensors, optimizer.safetensors, state.json (atomic: temp dir + rename)
+    status.json         pending / running / finished / stopped / failed, with the error message
+    summary.json        final metrics (when finished or stopped)
+
+:class:`TrainingRun` runs :func:`yfpo_core.training.trainer.fit` in a thread with start, stop, status, the
+captured error and a metrics snapshot; it never calls a UI. :func:`resume_run` continues from the last
+checkpoint after a crash or a kill, truncating ``metrics.jsonl`` to that step so the file stays consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from yfpo_core.errors import YfpoError
+from yfpo_core.models.base import LoadedModel
+from yfpo_core.problems.base import Problem
+from yfpo_core.progress import ProgressCallback, report
+from yfpo_core.training.config import YFPOConfig
+from yfpo_core.units import Unit
+
+RUNS_DIR_ENV = "YFPO_RUNS_DIR"
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get(RUNS_DIR_ENV, "runs"))
+
+
+def new_run_dir(name: str = "", root: Path | None = None) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = (root or default_runs_dir()) / (f"{stamp}-{name}" if name else stamp)
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    path.mkdir(parents=True)
+    return path
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Every complete line of ``metrics.jsonl`` (a torn last line from a kill is ignored)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            break
+    return rows
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(run_dir) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {"state": "unknown"}
+
+
+def list_runs(root: Path | None = None) -> list[Path]:
+    root = root or default_runs_dir()
+    return sorted((p for p in root.glob("*") if (p / "config.json").exists()), key=lambda p: p.name, reverse=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    folder = Path(run_dir) / "checkpoints"
+    done = sorted(p for p in folder.glob("step-*") if (p / "state.json").exists()) if folder.exists() else []
+    return done[-1] if done else None
+
+
+# -- preparing a run --------------------------------------------------------------------------------
+@dataclass
+class RunInputs:
+    """What a trainer needs, resolved from a config: model, pairs, held-out problems, units."""
+
+    base: LoadedModel
+    pairs: list
+    eval_problems: list[Problem]
+    exact_problems: list[Problem]
+    units: list[Unit] = field(default_factory=list)
+    scores: list[float | None] | None = None
+
+
+def _split_by_template(problems: Sequence[Problem]) -> dict[str, list[Problem]]:
+    groups: dict[str, list[Problem]] = {}
+    for p in problems:
+        key = str(p.meta.get("template", p.id))
+        groups.setdefault(key, []).append(p)
+    return groups
+
+
+def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
+                   progress: ProgressCallback | None = None) -> RunInputs:
+    """Load the model, make or read the pairs, pick held-out problems that share no template with the
+    training problems, and read the units (or draw the random control set)."""
+    from yfpo_core.interventions import random_unit_sets
+    from yfpo_core.models import load_model
+    from yfpo_core.neuron_set import NeuronSet
+    from yfpo_core.problems import load_problems
+    from yfpo_core.training import pairs as pairs_module
+
+    base = base or load_model(config.model, device=config.device)
+    report(progress, 1, 4, "problems")
+    train_source = load_problems(config.problems, seed=config.seed)
+    groups = _split_by_template(train_source)
+    keys = sorted(groups)
+    train_keys, train_problems = [], []
+    for key in keys:  # whole templates go to training until there are enough problems
+        if len(train_problems) >= config.n_train_problems:
+            break
+        train_keys.append(key)
+        train_problems += groups[key]
+    train_problems = train_problems[: config.n_train_problems]
+    used = set(train_keys)
+    eval_pool = load_problems(config.eval_problems, seed=config.seed + 1)
+    eval_pool = [p for p in eval_pool if str(p.meta.get("template", p.id)) not in used
+                 and p.id not in {t.id for t in train_problems}]
+    eval_problems = eval_pool[: config.n_eval_problems]
+    exact_problems = eval_pool[: config.n_exact_problems]
+    if config.n_eval_problems and not eval_problems:
+        raise YfpoError(f"no held-out problems left in {config.eval_problems} after taking {len(train_problems)} "
+                        "training problems: lower n_train_problems or use another eval set")
+    report(progress, 2, 4, "pairs")
+    if config.pairs:
+        pairs = pairs_module.load_pairs(config.pairs)
+    elif config.pair_source == "on-policy":
+        pairs, _ = pairs_module.on_policy_pairs(base, train_problems, seed=config.seed)
+    else:
+        mode = config.pair_source.split("-", 1)[1]
+        pairs = pairs_module.corrupted_pairs(train_problems, base.prompt_format, mode=mode, seed=config.seed)
+    report(progress, 3, 4, "units")
+    units: list[Unit] = []
+    scores = None
+    if config.neuron_set:
+        neuron_set = NeuronSet.load(config.neuron_set, base)
+        units = neuron_set.units_only()
+        scores = [su.score for su in neuron_set.units]
+        if config.random_units_seed is not None:
+            widths = {u.hook_name: base.model.cfg.d_mlp for u in units}
+            units = random_unit_sets(units, widths, 1, seed=config.random_units_seed, exclude=units)[0]
+            scores = None
+    report(progress, 4, 4, "ready")
+    return RunInputs(base, pairs, eval_problems, exact_problems, units, scores)
+
+
+# -- writing a run ----------------------------------------------------------------------------------
+class RunWriter:
+    """Appends metrics and writes checkpoints and status for one run directory."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.lock = threading.Lock()
+
+    def write_inputs(self, config: YFPOConfig, inputs: RunInputs) -> None:
+        _atomic_json(self.run_dir / "config.json", config.to_dict())
+        lines = [json.dumps(p.to_dict()) for p in inputs.pairs]
+        (self.run_dir / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+        _atomic_json(self.run_dir / "units.json", {
+            "units": [u.label for u in inputs.units], "scores": inputs.scores,
+            "eval_problem_ids": [p.id for p in inputs.eval_problems],
+            "exact_problem_ids": [p.id for p in inputs.exact_problems],
+            "model_fingerprint": inputs.base.fingerprint})
+
+    def append_metrics(self, metrics: dict[str, Any]) -> None:
+        line = json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()})
+        with self.lock, (self.run_dir / "metrics.jsonl").open("a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def status(self, state: str, **extra: Any) -> None:
+        _atomic_json(self.run_dir / "status.json", {"state": state, "time": time.time(), **extra})
+
+    def checkpoint(self, trainer: Any, step: int) -> Path:
+        from safetensors.torch import save_file
+
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(exist_ok=True)
+        final = folder / f"step-{step:06d}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}.", dir=folder))
+        try:
+            save_file({k: v.contiguous() for k, v in trainer.trainable_state().items()},
+                      str(tmp / "trainable.safetensors"))
+            tensors, meta = trainer.optimizer_state()
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "optimizer.safetensors"))
+            _atomic_json(tmp / "state.json", {"step": step, "optimizer_meta": meta,
+                                              "trainable": sorted(trainer.trainable_state())})
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def truncate_metrics(self, step: int) -> None:
+        rows = [r for r in read_metrics(self.run_dir) if r.get("step", 0) <= step]
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        fd, tmp = tempfile.mkstemp(prefix=".metrics.", dir=self.run_dir)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.run_dir / "metrics.jsonl")
+
+
+def load_checkpoint(folder: Path) -> tuple[dict, dict, dict, int]:
+    """(trainable tensors, optimizer tensors, optimizer metadata, step) of a checkpoint folder."""
+    from safetensors.torch import load_file
+
+    state = json.loads((folder / "state.json").read_text())
+    return (load_file(str(folder / "trainable.safetensors")), load_file(str(folder / "optimizer.safetensors")),
+            state.get("optimizer_meta", {}), int(state["step"]))
+
+
+def policy_from_checkpoint(base: LoadedModel, folder: Path) -> LoadedModel:
+    """The base model with a checkpoint's trained parameters (a copy; ``base`` is not modified)."""
+    import copy
+
+    import torch
+    from safetensors.torch import load_file
+
+    model = copy.deepcopy(base.model)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in load_file(str(Path(folder) / "trainable.safetensors")).items():
+            params[name].copy_(value.to(params[name].device))
+    return base.with_model(model, name=f"{base.name}@{Path(folder).parent.parent.name}/{Path(folder).name}")
+
+
+# -- running ----------------------------------------------------------------------------------------
+def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = None, resume: bool = False,
+            should_stop=lambda: False, progress: ProgressCallback | None = None, accelerator: Any = None,
+            on_metrics=None) -> dict[str, Any]:
+    """Prepare, train and record one run in ``run_dir`` (synchronously). Returns the summary."""
+    from yfpo_core.training.trainer import NonFiniteLossError, YFPOTrainer, fit
+
+    writer = RunWriter(run_dir)
+    main = accelerator is None or accelerator.is_main_process
+    if main:
+        _atomic_json(Path(run_dir) / "config.json", config.to_dict())
+        writer.status("preparing")
+    inputs = resolve_inputs(config, base)
+    trainer = YFPOTrainer(config, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
+                          accelerator=accelerator, exact_problems=inputs.exact_problems)
+    start_step = 0
+    if resume:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is not None:
+            trainable, opt, meta, start_step = load_checkpoint(checkpoint)
+            trainer.load_state(trainable, opt, meta)
+        if main:
+            writer.truncate_metrics(start_step)
+    elif main:
+        writer.write_inputs(config, inputs)
+    started = time.perf_counter()
+
+    def record(metrics: dict[str, Any]) -> None:
+        metrics["elapsed_s"] = round(time.perf_counter() - started, 3)
+        if main:
+            writer.append_metrics(metrics)
+        if on_metrics:
+            on_metrics(metrics)
+        report(progress, metrics["step"], config.steps, f"loss {metrics.get('loss', float('nan')):.4f}")
+
+    def save(step: int) -> None:
+        if main:
+            writer.checkpoint(trainer, step)
+
+    if main:
+        writer.status("running", steps=config.steps, start_step=start_step)
+    try:
+        last = fit(trainer, start_step=start_step, should_stop=should_stop, on_metrics=record, on_checkpoint=save)
+    except NonFiniteLossError as exc:
+        if main:
+            writer.status("failed", error=str(exc), last_checkpoint=str(latest_checkpoint(run_dir)))
+        raise
+    state = "finished" if last >= config.steps else "stopped"
+    if main and state == "stopped" and last > 0:
+        latest = latest_checkpoint(run_dir)
+        if latest is None or latest.name != f"step-{last:06d}":
+            writer.checkpoint(trainer, last)  # stopping loses no finished step
+    rows = read_metrics(run_dir) if main else []
+    summary = {"state": state, "last_step": last, "final": rows[-1] if rows else {},
+               "initial": rows[0] if rows else {}, "seconds": round(time.perf_counter() - started, 1)}
+    if main:
+        _atomic_json(Path(run_dir) / "summary.json", summary)
+        writer.status(state, last_step=last)
+    return summary
+
+
+class TrainingRun:
+    """A run in a background thread: ``start()``, ``stop()``, ``status``, ``error``, ``snapshot()``.
+
+    The thread trains its own copy of the model; the metrics it produces are kept in memory (for the
+    UI) and on disk (so closing the tab loses nothing).
+    """
+
+    def __init__(self, config: YFPOConfig, run_dir: Path | None = None, base: LoadedModel | None = None,
+                 resume: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir else new_run_dir("dpo" if config.is_dpo else "yfpo")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.base = base
+        self.resume = resume
+        self.state = "pending"
+        self.error: str | None = None
+        self.summary: dict[str, Any] | None = None
+        self._metrics: list[dict[str, Any]] = read_metrics(self.run_dir) if resume else []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started_at: float | None = None
+
+    def start(self) -> TrainingRun:
+        if self._thread is not None:
+            raise RuntimeError("this run was already started")
+        self.started_at = time.time()
+        self.state = "preparing"
+        self._thread = threading.Thread(target=self._work, name=f"yfpo-run-{self.run_dir.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step (it writes a checkpoint and its summary)."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _on_metrics(self, metrics: dict[str, Any]) -> None:
+        with self._lock:
+            if self.resume and self._metrics and metrics["step"] <= self._metrics[-1]["step"]:
+                self._metrics = [m for m in self._metrics if m["step"] < metrics["step"]]
+            self._metrics.append(dict(metrics))
+            self.state = "running"
+
+    def _work(self) -> None:
+        try:
+            self.summary = execute(self.run_dir, self.config, base=self.base, resume=self.resume,
+                                   should_stop=self._stop.is_set, on_metrics=self._on_metrics)
+            self.state = self.summary["state"]
+        except YfpoError as exc:
+            self.error, self.state = str(exc), "failed"
+            RunWriter(self.run_dir).status("failed", error=self.error)
+        except Exception as exc:  # noqa: BLE001 - a bug, but the UI must show it, not die
+            self.error, self.state = f"{type(exc).__name__}: {exc}", "failed"
+            RunWriter(self.run_dir).status("failed", error=self.error, traceback=traceback.format_exc())
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the metrics so far and the progress, safe to read from another thread."""
+        with self._lock:
+            metrics = [dict(m) for m in self._metrics]
+        step = metrics[-1]["step"] if metrics else 0
+        elapsed = time.time() - self.started_at if self.started_at else 0.0
+        train_rows = [m for m in metrics if m["step"] > 0]
+        eta = None
+        if train_rows and step < self.config.steps:
+            per_step = train_rows[-1].get("elapsed_s", elapsed) / max(len(train_rows), 1)
+            eta = per_step * (self.config.steps - step)
+        return {"state": self.state, "error": self.error, "step": step, "steps": self.config.steps,
+                "metrics": metrics, "eta_s": eta, "run_dir": str(self.run_dir)}
+
+
+def resume_run(run_dir: Path, base: LoadedModel | None = None) -> TrainingRun:
+    """A :class:`TrainingRun` that continues ``run_dir`` from its last checkpoint."""
+    config = YFPOConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
+    return TrainingRun(config, run_dir, base=base, resume=True)

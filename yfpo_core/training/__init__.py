@@ -1,0 +1,1 @@
+"""Preference fine-tuning (DPO / YFPO): preference pairs, losses and the training loop."""

@@ -1,0 +1,450 @@
+"""The YFPO training loop: DPO plus the selected units' activation-margin reward, on a TransformerLens model.
+
+What makes a step cheap on a CPU (measurements in ``bench/train_step.py``):
+
+* **Reference log-probs once.** The frozen model's log-probs of every pair (and its unit activations,
+  for standardisation, the reference margin and variant D) are computed before the first step.
+* **Frozen prefix.** Blocks below the lowest trainable block never change, so their output residual is
+  computed once per batch under ``no_grad`` and cached; each step runs only the upper blocks with
+  gradients (``start_at_layer``).
+* **Unembed only what is scored.** The final norm and the 49k-token unembedding run only at the positions
+  that predict response tokens.
+
+The units' activations are read by forward hooks *inside* the policy's graph (``run_with_cache`` would
+detach them), so the neuron term has gradients. The trainable part of the model goes through one
+``nn.Module`` call (:class:`PolicyForward`), which ``accelerate`` wraps for multi-process training.
+The trainer never touches files or UIs: it hands metrics and checkpoint state to its caller
+(:mod:`yfpo_core.runs`).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+
+from yfpo_core.errors import YfpoError
+from yfpo_core.evaluate import answer_ranking, exact_match
+from yfpo_core.logprobs import token_logprobs
+from yfpo_core.models.base import LoadedModel
+from yfpo_core.problems.base import Problem
+from yfpo_core.training.batching import PairBatch, make_batches
+from yfpo_core.training.config import YFPOConfig
+from yfpo_core.training.losses import LossOutput, activation_score, dpo_loss, yfpo_loss
+from yfpo_core.units import Unit
+
+
+FROM_TOKENS = -1  # start_layer value meaning "run the whole model from the tokens with gradients"
+
+
+class NonFiniteLossError(YfpoError):
+    """The loss or the gradient became NaN or infinite; the step was not applied."""
+
+
+@dataclass
+class UnitLayout:
+    """The selected units grouped by hook, in a fixed column order, split at the frozen prefix."""
+
+    units: list[Unit]
+    index_by_hook: dict[str, torch.Tensor]  # hook -> neuron indices, in column order
+    signs: torch.Tensor  # [U], +1/-1
+
+    @classmethod
+    def build(cls, units: Sequence[Unit], scores: Sequence[float | None] | None = None) -> UnitLayout:
+        by_hook: dict[str, list[int]] = {}
+        order: list[Unit] = []
+        signs: list[float] = []
+        for i, unit in enumerate(units):
+            by_hook.setdefault(unit.hook_name, [])
+        for hook in sorted(by_hook, key=lambda h: int(h.split(".")[1])):
+            for i, unit in enumerate(units):
+                if unit.hook_name == hook:
+                    by_hook[hook].append(unit.index)
+                    order.append(unit)
+                    score = scores[i] if scores is not None else None
+                    signs.append(-1.0 if score is not None and score < 0 else 1.0)
+        return cls(order, {h: torch.tensor(v) for h, v in by_hook.items()}, torch.tensor(signs))
+
+    def hooks_from(self, layer: int) -> list[str]:
+        return [h for h in self.index_by_hook if int(h.split(".")[1]) >= layer]
+
+    def hooks_below(self, layer: int) -> list[str]:
+        return [h for h in self.index_by_hook if int(h.split(".")[1]) < layer]
+
+
+class PolicyForward(torch.nn.Module):
+    """The differentiable part of a step: from the cached residual at ``start_layer`` to the log-prob of
+    every response token and the activations of the units at or above ``start_layer``."""
+
+    def __init__(self, model: torch.nn.Module, start_layer: int, layout: UnitLayout) -> None:
+        super().__init__()
+        self.model = model
+        self.start_layer = start_layer
+        self.layout = layout
+
+    def forward(self, resid: Float[torch.Tensor, "rows T d"] | None, tokens: Int[torch.Tensor, "rows T"],
+                response_mask: Int[torch.Tensor, "rows T"]
+                ) -> tuple[Float[torch.Tensor, "rows"], Float[torch.Tensor, "rows T u"]]:
+        captured: dict[str, torch.Tensor] = {}
+        hooks = []
+        for hook in self.layout.hooks_from(self.start_layer):
+            index = self.layout.index_by_hook[hook]
+
+            def capture(x, hook, index=index):
+                captured[hook.name] = x[..., index.to(x.device)]  # stays in the graph
+                return x
+
+            hooks.append((hook, capture))
+        model = self.model
+        with model.hooks(fwd_hooks=hooks):
+            if self.start_layer == FROM_TOKENS:
+                final = model(tokens, stop_at_layer=model.cfg.n_layers)
+            else:
+                final = model(resid, start_at_layer=self.start_layer, stop_at_layer=model.cfg.n_layers)
+        # Only the positions that predict a response token go through the final norm and unembedding.
+        rows, cols = response_mask[:, 1:].nonzero(as_tuple=True)
+        hidden = final[rows, cols][None]  # [1, N, d]
+        if model.cfg.normalization_type is not None:
+            hidden = model.ln_final(hidden)
+        logits = model.unembed(hidden)  # [1, N, vocab]
+        per_token = token_logprobs(logits, tokens[rows, cols + 1][None])[0]  # [N]
+        sequence_logps = torch.zeros(tokens.shape[0], device=per_token.device).index_add(0, rows, per_token)
+        if captured:
+            acts = torch.cat([captured[h] for h in self.layout.hooks_from(self.start_layer)], dim=-1)
+        else:
+            acts = final.new_zeros(tokens.shape[0], tokens.shape[1], 0)
+        return sequence_logps, acts
+
+
+def trainable_parameters(model: torch.nn.Module, config: YFPOConfig, layout: UnitLayout
+                         ) -> tuple[list[tuple[str, torch.nn.Parameter, torch.Tensor | None]], int]:
+    """Set ``requires_grad`` for the configured scope; return (name, param, gradient mask or None) and the
+    lowest block whose parameters train (everything below it is the frozen prefix)."""
+    n_layers = model.cfg.n_layers
+    for p in model.parameters():
+        p.requires_grad_(False)
+    chosen: dict[str, tuple[torch.nn.Parameter, torch.Tensor | None]] = {}
+    named = dict(model.named_parameters())
+    if config.trainable == "all":
+        for name, p in named.items():
+            chosen[name] = (p, None)
+    if config.trainable in ("mlp_last_k", "units+mlp_last_k"):
+        for layer in range(max(0, n_layers - config.last_k), n_layers):
+            for name, p in named.items():
+                if name.startswith(f"blocks.{layer}.mlp."):
+                    chosen[name] = (p, None)
+    if config.trainable in ("units", "units+mlp_last_k"):
+        for hook, index in layout.index_by_hook.items():
+            prefix = hook.rsplit(".", 1)[0]  # blocks.L.mlp
+            for suffix, axis in (("W_in", -1), ("W_gate", -1), ("b_in", -1), ("W_out", 0)):
+                name = f"{prefix}.{suffix}"
+                if name not in named or (name in chosen and chosen[name][1] is None):
+                    continue
+                p = named[name]
+                mask = chosen[name][1] if name in chosen else torch.zeros_like(p)
+                if axis == 0:
+                    mask[index] = 1.0
+                else:
+                    mask[..., index] = 1.0
+                chosen[name] = (p, mask)
+    if not chosen:
+        raise YfpoError(f"trainable={config.trainable} selects no parameters")
+    out = []
+    for name, (p, mask) in chosen.items():
+        p.requires_grad_(True)
+        if mask is not None:
+            p.register_hook(lambda g, mask=mask: g * mask.to(g.device))
+        out.append((name, p, mask))
+    if any(not name.startswith(("blocks.", "ln_final.", "unembed.")) for name, _, _ in out):
+        return out, FROM_TOKENS  # embeddings train: nothing below can be cached
+    layers = [int(name.split(".")[1]) for name, _, _ in out if name.startswith("blocks.")]
+    return out, min(layers) if layers else n_layers
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class YFPOTrainer:
+    """Trains a copy of ``base`` (never ``base`` itself, which may be shared by the app's sessions).
+
+    Args:
+        config: The run configuration.
+        base: The loaded base model (reference policy).
+        train_pairs: Preference pairs (objects with ``id``, ``question``, ``chosen``, ``rejected``).
+        eval_problems: Held-out problems for ``eval/`` metrics.
+        units: The selected units (empty for plain DPO) and their attribution ``scores`` (for signs).
+        accelerator: An ``accelerate.Accelerator`` (multi-process); ``None`` for a single process.
+    """
+
+    def __init__(self, config: YFPOConfig, base: LoadedModel, train_pairs: Sequence, eval_problems: Sequence[Problem],
+                 units: Sequence[Unit] = (), scores: Sequence[float | None] | None = None, accelerator: Any = None,
+                 exact_problems: Sequence[Problem] = ()) -> None:
+        if not train_pairs:
+            raise YfpoError("no training pairs: check the problem set or the pairs file")
+        if config.lam > 0 and not units:
+            raise YfpoError("lam > 0 needs at least one unit")
+        self.config = config
+        self.accelerator = accelerator
+        self.rank = accelerator.process_index if accelerator else 0
+        self.world = accelerator.num_processes if accelerator else 1
+        _seed_everything(config.seed)
+        model = copy.deepcopy(base.model)
+        model.train(False)  # no dropout in these models; keep eval-mode semantics
+        self.layout = UnitLayout.build(list(units), scores)
+        self.params, self.start_layer = trainable_parameters(model, config, self.layout)
+        self.policy = base.with_model(model, name=f"{base.name}+yfpo")
+        self.device = torch.device(config.device)
+        self.eval_problems = list(eval_problems)
+        self.exact_problems = list(exact_problems)
+        self.units_below = self.layout.hooks_below(max(self.start_layer, 0))
+        self.batches = [b.to(self.device) for b in make_batches(base, list(train_pairs), config.batch_pairs,
+                                                               config.max_length)]
+        self.forward_module = PolicyForward(model, self.start_layer, self.layout)
+        groups = [{"params": [p for _, p, m in self.params if m is None], "weight_decay": config.weight_decay},
+                  {"params": [p for _, p, m in self.params if m is not None], "weight_decay": 0.0}]
+        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+        if accelerator is not None:
+            self.forward_module, self.optimizer = accelerator.prepare(self.forward_module, self.optimizer)
+        self._prefix: dict[int, tuple[torch.Tensor | None, torch.Tensor]] = {}
+        self._reference()
+
+    # -- one-off work ------------------------------------------------------------------------------
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.policy.model
+
+    @torch.no_grad()
+    def _prefix_for(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Residual at ``start_layer`` and the activations of units below it, for batch ``i`` (cached)."""
+        if i not in self._prefix:
+            batch = self.batches[i]
+            captured: dict[str, torch.Tensor] = {}
+
+            def capture(x, hook):
+                captured[hook.name] = x[..., self.layout.index_by_hook[hook.name].to(x.device)]
+                return x
+
+            resid = None
+            if self.start_layer != FROM_TOKENS:
+                with self.model.hooks(fwd_hooks=[(h, capture) for h in self.units_below]):
+                    resid = self.model(batch.tokens, stop_at_layer=self.start_layer)
+            low = torch.cat([captured[h] for h in self.units_below], dim=-1) if self.units_below else \
+                torch.zeros(batch.tokens.shape[0], batch.tokens.shape[1], 0, device=batch.tokens.device)
+            self._prefix[i] = (resid, low)
+        return self._prefix[i]
+
+    def _policy_pass(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.batches[i]
+        resid, low = self._prefix_for(i)
+        logps, high = self.forward_module(resid, batch.tokens, batch.response_mask)
+        return logps, torch.cat([low, high], dim=-1)
+
+    @torch.no_grad()
+    def _reference(self) -> None:
+        """Reference log-probs and unit activation scores of every batch, and per-unit statistics."""
+        self.ref_logps, ref_acts = [], []
+        for i in range(len(self.batches)):
+            logps, acts = self._policy_pass(i)
+            self.ref_logps.append(logps.detach())
+            ref_acts.append(acts.detach())
+        n_units = len(self.layout.units)
+        self.unit_mean = torch.zeros(n_units, device=self.device)
+        self.unit_std = torch.ones(n_units, device=self.device)
+        if n_units:
+            values = torch.cat([a[b.response_mask.bool()] for a, b in zip(ref_acts, self.batches, strict=True)])
+            self.unit_mean, self.unit_std = values.mean(0), values.std(0).clamp_min(1e-6)
+        self.ref_scores = [self._score(a, b) for a, b in zip(ref_acts, self.batches, strict=True)]
+
+    def _score(self, acts: torch.Tensor, batch: PairBatch) -> torch.Tensor:
+        """Activation score A(x, y) of every row of a batch: ``[2 * n_pairs]``."""
+        if acts.shape[-1] == 0:
+            return torch.zeros(acts.shape[0], device=acts.device)
+        c = self.config
+        return activation_score(acts, batch.response_mask, c.pooling,
+                                mean=self.unit_mean if c.standardize else None,
+                                std=self.unit_std if c.standardize else None,
+                                signs=self.layout.signs.to(acts.device) if c.signed else None)
+
+    # -- one step ----------------------------------------------------------------------------------
+    def batch_index(self, step: int) -> int:
+        """Which batch this process uses at ``step`` (1-based): a seeded permutation per epoch, so a
+        resumed run sees the same sequence."""
+        n = len(self.batches)
+        slot = (step - 1) * self.world + self.rank
+        epoch, position = divmod(slot, n)
+        order = list(range(n))
+        random.Random(self.config.seed * 100_003 + epoch).shuffle(order)
+        return order[position]
+
+    def compute_loss(self, i: int) -> LossOutput:
+        c = self.config
+        batch = self.batches[i]
+        logps, acts = self._policy_pass(i)
+        policy_chosen, policy_rejected = logps.chunk(2)
+        ref_chosen, ref_rejected = self.ref_logps[i].chunk(2)
+        _, logits, chosen_rewards, rejected_rewards = dpo_loss(policy_chosen, policy_rejected, ref_chosen,
+                                                               ref_rejected, c.beta)
+        scores = self._score(acts, batch)
+        act_chosen, act_rejected = scores.chunk(2)
+        margin = act_chosen - act_rejected
+        ref_chosen_score, ref_rejected_score = self.ref_scores[i].chunk(2)
+        ref_margin = ref_chosen_score - ref_rejected_score
+        if c.subtract_ref_margin:
+            margin = margin - ref_margin
+        losses, aux = yfpo_loss(logits, margin, lam=c.lam, gamma=c.gamma, variant=c.variant,
+                                fixed_margin=ref_margin)
+        loss = losses.mean()
+        metrics = {
+            "loss": loss.item(), "dpo/loss": (-torch.nn.functional.logsigmoid(logits)).mean().item(),
+            "rewards/chosen": chosen_rewards.mean().item(), "rewards/rejected": rejected_rewards.mean().item(),
+            "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
+            "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
+            "logps/chosen": policy_chosen.mean().item(), "logps/rejected": policy_rejected.mean().item(),
+            "yfpo/neuron_margin": margin.mean().item(), "yfpo/aux_loss": aux.mean().item(),
+            "yfpo/act_chosen": act_chosen.mean().item(), "yfpo/act_rejected": act_rejected.mean().item(),
+        }
+        return LossOutput(loss, {"dpo": (-torch.nn.functional.logsigmoid(logits)).mean(), "aux": aux.mean()},
+                          metrics)
+
+    def learning_rate(self, step: int) -> float:
+        warm = self.config.warmup_steps
+        return self.config.lr * min(1.0, step / warm) if warm > 0 else self.config.lr
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimizer step; raises :class:`NonFiniteLossError` (without stepping) on NaN/inf."""
+        started = time.perf_counter()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.compute_loss(self.batch_index(step))
+        if not torch.isfinite(out.loss):
+            raise NonFiniteLossError(f"step {step}: the loss is {out.loss.item()}; the step was not applied")
+        if self.accelerator is not None:
+            self.accelerator.backward(out.loss)
+        else:
+            out.loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for _, p, _ in self.params], self.config.grad_clip)
+        if not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(f"step {step}: the gradient norm is {grad_norm.item()}; the step was not "
+                                     "applied (try a lower lr)")
+        self.optimizer.step()
+        metrics = {**out.metrics, "grad_norm": float(grad_norm), "lr": self.learning_rate(step)}
+        metrics = self._mean_over_processes(metrics)
+        metrics["step_seconds"] = time.perf_counter() - started
+        return metrics
+
+    def _mean_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:
+        if self.accelerator is None or self.world == 1:
+            return metrics
+        keys = sorted(metrics)
+        values = torch.tensor([metrics[k] for k in keys], device=self.accelerator.device)
+        gathered = self.accelerator.gather(values[None]).reshape(self.world, -1).mean(0)
+        return dict(zip(keys, gathered.tolist(), strict=True))
+
+    # -- evaluation --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, exact: bool = False) -> dict[str, float]:
+        """Held-out answer ranking (and exact match when ``exact``) of the current policy."""
+        out: dict[str, float] = {}
+        if self.eval_problems:
+            summary = answer_ranking(self.policy, self.eval_problems).summary()
+            out["eval/ranking_accuracy"] = summary["ranking_accuracy"]
+            out["eval/gold_logprob"] = summary["gold_logprob"]
+            out["eval/mean_margin"] = summary["mean_margin"]
+        if exact and self.exact_problems:
+            out["eval/exact_match"] = exact_match(self.policy, self.exact_problems).accuracy
+        return out
+
+    @torch.no_grad()
+    def unit_margin_on_pairs(self) -> float:
+        """Mean neuron margin A(y_w) - A(y_l) of the current policy over all training batches."""
+        values = []
+        for i, batch in enumerate(self.batches):
+            _, acts = self._policy_pass(i)
+            chosen, rejected = self._score(acts, batch).chunk(2)
+            values.append((chosen - rejected).mean().item())
+        return sum(values) / len(values)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().cpu().clone() for name, p, _ in self.params}
+
+    def optimizer_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """AdamW state as flat tensors (safetensors-friendly) plus plain metadata."""
+        tensors, meta = {}, {}
+        names = {id(p): name for name, p, _ in self.params}
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                state = self.optimizer.state.get(p, {})
+                name = names[id(p)]
+                for key, value in state.items():
+                    if torch.is_tensor(value):
+                        tensors[f"{name}::{key}"] = value.detach().cpu().clone().reshape(value.shape)
+                    else:
+                        meta[f"{name}::{key}"] = value
+        return tensors, meta
+
+    def load_state(self, trainable: dict[str, torch.Tensor], optimizer: dict[str, torch.Tensor],
+                   optimizer_meta: dict[str, Any]) -> None:
+        """Restore parameters and optimizer state from a checkpoint (resume)."""
+        by_name = {name: p for name, p, _ in self.params}
+        missing = set(by_name) - set(trainable)
+        if missing:
+            raise YfpoError(f"the checkpoint lacks trainable parameters {sorted(missing)[:3]}: was it written "
+                            "with another trainable scope?")
+        with torch.no_grad():
+            for name, p in by_name.items():
+                p.copy_(trainable[name].to(p.device))
+        for name, p in by_name.items():
+            state = {}
+            for key, value in optimizer.items():
+                pname, _, field_name = key.partition("::")
+                if pname == name:
+                    state[field_name] = value.to(p.device)
+            for key, value in optimizer_meta.items():
+                pname, _, field_name = key.partition("::")
+                if pname == name:
+                    state[field_name] = value
+            if state:
+                if "step" in state and not torch.is_tensor(state["step"]):
+                    state["step"] = torch.tensor(float(state["step"]))
+                self.optimizer.state[p] = state
+        self._prefix.clear()  # prefix blocks are frozen, but be safe after a reload
+
+
+def fit(trainer: YFPOTrainer, *, start_step: int = 0, should_stop: Callable[[], bool] = lambda: False,
+        on_metrics: Callable[[dict[str, float]], None] = lambda m: None,
+        on_checkpoint: Callable[[int], None] = lambda step: None) -> int:
+    """Run steps ``start_step + 1 .. config.steps``; returns the last completed step.
+
+    Metrics of each step (and ``eval/`` metrics at step 0 when starting fresh, every ``eval_every`` steps
+    and at the end) go to ``on_metrics``; ``on_checkpoint(step)`` is called every ``checkpoint_every``
+    steps and at the end. ``should_stop`` is checked between steps.
+    """
+    c = trainer.config
+    if start_step == 0:
+        on_metrics({"step": 0, **trainer.evaluate(exact=c.n_exact_problems > 0 and c.exact_every > 0)})
+    step = start_step
+    while step < c.steps and not should_stop():
+        step += 1
+        metrics = {"step": step, **trainer.train_step(step)}
+        last = step == c.steps
+        if last or (c.eval_every and step % c.eval_every == 0):
+            exact = c.n_exact_problems > 0 and (last or (c.exact_every and step % c.exact_every == 0))
+            metrics.update(trainer.evaluate(exact=bool(exact)))
+        on_metrics(metrics)
+        if last or (c.checkpoint_every and step % c.checkpoint_every == 0):
+            on_checkpoint(step)
+    return step
+
+
+__all__ = ["NonFiniteLossError", "PolicyForward", "UnitLayout", "YFPOTrainer", "fit"]
