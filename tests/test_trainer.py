@@ -193,3 +193,45 @@ def test_kill_mid_run_then_resume_gives_a_consistent_metrics_file(setup):
     assert "finished None" in out.stdout
     steps = [r["step"] for r in read_metrics(run)]
     assert steps == list(range(0, cfg["steps"] + 1))  # every step once, in order, nothing torn
+
+
+SETUP_TINY_LLAMA = """
+import sys, torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from yfpo_core.models import load_model
+from yfpo_core.models.toy import toy_tokenizer
+from yfpo_core.neuron_set import NeuronSet
+from yfpo_core.units import Unit
+root = sys.argv[1]
+tok = toy_tokenizer()
+torch.manual_seed(0)
+m = LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                 num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=256,
+                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                 pad_token_id=tok.pad_token_id))
+m.save_pretrained(root + "/model")
+tok.save_pretrained(root + "/model")
+NeuronSet.create([Unit.neuron(1, i) for i in range(4)], load_model(root + "/model"), scores=[1.0] * 4).save(
+    root + "/set.json")
+"""
+
+
+def test_two_process_data_parallel_run(tmp_path):
+    """The same training code under torchrun with 2 CPU processes (gloo): accelerate wraps the policy in
+    DistributedDataParallel, each process trains on its own batches, and the replicas end identical."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    (tmp_path / "setup.py").write_text(SETUP_TINY_LLAMA)
+    subprocess.run([sys.executable, str(tmp_path / "setup.py"), str(tmp_path)], env=env, check=True,
+                   capture_output=True, timeout=300)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "yfpo_core", "train",
+           "--model", str(tmp_path / "model"), "--neuron-set", str(tmp_path / "set.json"), "--problems", "toy",
+           "--eval-problems", "toy", "--n-train-problems", "16", "--n-eval-problems", "4", "--steps", "4",
+           "--batch-pairs", "4", "--lam", "1.0", "--trainable", "mlp_last_k", "--last-k", "1", "--eval-every", "2",
+           "--checkpoint-every", "2", "--out-dir", str(run)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["replicas_agree"] is True and summary["state"] == "finished"
+    assert [r["step"] for r in read_metrics(run)] == [0, 1, 2, 3, 4]
+    assert latest_checkpoint(run).name == "step-000004"

@@ -12,13 +12,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from yfpo_core.evaluate import answer_ranking
-from yfpo_core.interventions import Intervention, intervention_hooks
+from yfpo_core.interventions import Intervention, intervened
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
@@ -56,22 +57,36 @@ class UnitProfile:
     suppressed: list[tuple[str, float]] = field(default_factory=list)
 
 
-@torch.no_grad()
-def unit_activations(model: LoadedModel, unit: Unit, problems: Sequence[Problem],
-                     progress: ProgressCallback | None = None) -> UnitActivations:
-    """Activation of ``unit`` on each token of each problem's prompt and gold solution."""
-    if unit.kind != "neuron":
-        raise NotImplementedError("feature activations come from the SAE module (see saes.py)")
+def _space_for(model: LoadedModel, unit: Unit, sae: Any):
+    from yfpo_core.attribution.space import UnitSpace
+
+    if unit.kind == "sae_feature":
+        if sae is None:
+            raise ValueError(f"{unit.label} is an SAE feature: pass its SAE (sae=load_sae(...))")
+        from yfpo_core.saes import SAESpace
+
+        if unit.index >= sae.d_sae:
+            raise ValueError(f"{unit.label} is out of range: the SAE has {sae.d_sae} features")
+        return SAESpace(sae)
     _check_unit(model, unit)
+    return UnitSpace("neuron", (unit.hook_name,), int(model.model.cfg.d_mlp))
+
+
+@torch.no_grad()
+def unit_activations(model: LoadedModel, unit: Unit, problems: Sequence[Problem], sae: Any = None,
+                     progress: ProgressCallback | None = None) -> UnitActivations:
+    """Activation of ``unit`` (a neuron, or a feature of ``sae``) on each token of each problem's prompt and
+    gold solution."""
+    from yfpo_core.attribution.methods import activations
+
+    space = _space_for(model, unit, sae)
     fmt = model.prompt_format
     ids, tokens, values, starts = [], [], [], []
     with model.lock:
         for i, problem in enumerate(problems):
             prompt = model.encode_prompt(fmt.prompt(problem.question))
             sequence = prompt + model.encode(fmt.response(problem.solution))
-            _, cache = model.model.run_with_cache(torch.tensor([sequence], device=model.model.cfg.device),
-                                                  names_filter=lambda n: n == unit.hook_name, return_type=None)
-            values.append(cache[unit.hook_name][0, :, unit.index].float().cpu())
+            values.append(activations(model, space, tuple(sequence))[:, 0, unit.index].float().cpu())
             tokens.append([model.decode([t]) for t in sequence])
             ids.append(problem.id)
             starts.append(len(prompt))
@@ -86,8 +101,13 @@ def _check_unit(model: LoadedModel, unit: Unit) -> None:
                          "neurons)")
 
 
-def logit_effect(model: LoadedModel, unit: Unit, k: int = 10) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+def logit_effect(model: LoadedModel, unit: Unit, k: int = 10, sae: Any = None
+                 ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     """The ``k`` tokens whose logits the unit's output direction raises most, and the ``k`` it lowers most."""
+    if unit.kind == "sae_feature":
+        from yfpo_core.saes import feature_logit_effect
+
+        return feature_logit_effect(model, sae, unit.index, k)
     _check_unit(model, unit)
     with torch.no_grad():
         direction = model.model.blocks[unit.layer].mlp.W_out[unit.index]  # [d_model]
@@ -100,11 +120,11 @@ def logit_effect(model: LoadedModel, unit: Unit, k: int = 10) -> tuple[list[tupl
 
 
 def profile_unit(model: LoadedModel, unit: Unit, problems: Sequence[Problem], *, top_n: int = 10,
-                 context: int = 8, bins: int = 40, threshold: float = 0.0,
+                 context: int = 8, bins: int = 40, threshold: float = 0.0, sae: Any = None,
                  activations: UnitActivations | None = None, progress: ProgressCallback | None = None) -> UnitProfile:
     """Top-activating problems and tokens (with ``context`` tokens either side), histogram, density,
     logit effect. Pass ``activations`` to reuse a previous :func:`unit_activations` run."""
-    acts = activations or unit_activations(model, unit, problems, progress=progress)
+    acts = activations or unit_activations(model, unit, problems, sae=sae, progress=progress)
     flat = acts.flat()
     examples = []
     for pid, toks, vals, start in zip(acts.problem_ids, acts.tokens, acts.values, acts.response_starts, strict=True):
@@ -115,7 +135,7 @@ def profile_unit(model: LoadedModel, unit: Unit, problems: Sequence[Problem], *,
                          "context": [(toks[j], float(vals[j])) for j in range(lo, hi)]})
     examples.sort(key=lambda e: e["max_activation"], reverse=True)
     counts, edges = torch.histogram(flat, bins=bins) if flat.numel() else (torch.zeros(bins), torch.zeros(bins + 1))
-    promoted, suppressed = logit_effect(model, unit)
+    promoted, suppressed = logit_effect(model, unit, sae=sae)
     return UnitProfile(unit=unit, top_examples=examples[:top_n], histogram_counts=[int(c) for c in counts],
                        histogram_edges=[float(e) for e in edges], density=float((flat > threshold).float().mean()),
                        threshold=threshold, mean=float(flat.mean()), std=float(flat.std()), max=float(flat.max()),
@@ -124,13 +144,14 @@ def profile_unit(model: LoadedModel, unit: Unit, problems: Sequence[Problem], *,
 
 def intervention_effect(model: LoadedModel, units: Sequence[Unit], problems: Sequence[Problem],
                         interventions: Sequence[Intervention] = (Intervention("zero"), Intervention("scale", factor=2.0)),
-                        progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
+                        sae: Any = None, progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
     """Answer-ranking accuracy and gold log-prob without intervention and with each intervention."""
     rows = []
     steps = [None, *interventions]
     for i, intervention in enumerate(steps):
-        hooks = intervention_hooks(units, intervention) if intervention else None
-        summary = answer_ranking(model, problems, fwd_hooks=hooks).summary()
+        context = intervened(model, units, intervention, sae) if intervention else nullcontext()
+        with context:
+            summary = answer_ranking(model, problems).summary()
         label = "none" if intervention is None else (
             f"scale x{intervention.factor:g}" if intervention.kind == "scale" else intervention.kind)
         rows.append({"intervention": label, "ranking_accuracy": summary["ranking_accuracy"],

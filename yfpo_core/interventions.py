@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,12 +48,53 @@ class Intervention:
 
 
 def group_by_hook(units: Sequence[Unit]) -> dict[str, list[int]]:
+    """Neuron indices by hook (features are grouped by :func:`intervened` through their SAE)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for unit in units:
         if unit.kind != "neuron":
-            raise NotImplementedError("interventions on SAE features need the SAE spliced in (see saes.py)")
+            raise ValueError(f"{unit.label} is an SAE feature: use intervened(..., sae=...) for features")
         groups[unit.hook_name].append(unit.index)
     return dict(groups)
+
+
+def _apply(x: torch.Tensor, index: torch.Tensor, intervention: Intervention, means: torch.Tensor | None
+           ) -> torch.Tensor:
+    idx = index.to(x.device)
+    x = x.clone()
+    if intervention.kind == "zero":
+        x[..., idx] = 0.0
+    elif intervention.kind == "scale":
+        x[..., idx] = x[..., idx] * intervention.factor
+    elif intervention.kind == "clamp":
+        x[..., idx] = intervention.value
+    else:
+        x[..., idx] = means.to(x.device, x.dtype)[idx]
+    return x
+
+
+@contextmanager
+def intervened(model: LoadedModel, units: Sequence[Unit], intervention: Intervention, sae: Any = None
+               ) -> Iterator[None]:
+    """While active, ``intervention`` applies to ``units`` (neurons through hooks; SAE features through the
+    spliced ``sae``, a :class:`yfpo_core.saes.LoadedSAE`). Holds the model's lock."""
+    neurons = [u for u in units if u.kind == "neuron"]
+    features = [u for u in units if u.kind == "sae_feature"]
+    with ExitStack() as stack:
+        stack.enter_context(model.lock)
+        if neurons:
+            stack.enter_context(model.model.hooks(fwd_hooks=intervention_hooks(neurons, intervention)))
+        if features:
+            if sae is None:
+                raise ValueError("interventions on SAE features need the SAE (sae=load_sae(...))")
+            from yfpo_core.saes import SAESpace
+
+            space = SAESpace(sae)
+            index = torch.tensor(sorted({u.index for u in features}))
+            means = intervention.means.get(space.hook_names[0]) if intervention.means else None
+            if intervention.kind == "mean" and means is None:
+                raise ValueError("a mean ablation needs the features' means (see unit_means)")
+            stack.enter_context(space.reading(model.model, lambda name, f: _apply(f, index, intervention, means)))
+        yield
 
 
 def intervention_hooks(units: Sequence[Unit], intervention: Intervention) -> list[tuple[str, Callable]]:
@@ -64,52 +106,47 @@ def intervention_hooks(units: Sequence[Unit], intervention: Intervention) -> lis
         index = torch.tensor(sorted(set(indices)))
 
         def apply(x: torch.Tensor, hook: Any, index: torch.Tensor = index) -> torch.Tensor:
-            idx = index.to(x.device)
-            x = x.clone()
-            if intervention.kind == "zero":
-                x[..., idx] = 0.0
-            elif intervention.kind == "scale":
-                x[..., idx] = x[..., idx] * intervention.factor
-            elif intervention.kind == "clamp":
-                x[..., idx] = intervention.value
-            else:
-                x[..., idx] = intervention.means[hook.name].to(x.device, x.dtype)[idx]
-            return x
+            means = intervention.means[hook.name] if intervention.means else None
+            return _apply(x, index, intervention, means)
 
         hooks.append((hook_name, apply))
     return hooks
 
 
 @torch.no_grad()
-def unit_means(model: LoadedModel, problems: Sequence[Problem], hook_names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Mean activation of every unit at ``hook_names`` over all tokens of the problems' ranking contexts
-    (question and gold solution up to the answer): the reference for mean ablation."""
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
+def unit_means(model: LoadedModel, problems: Sequence[Problem], space: Any) -> dict[str, torch.Tensor]:
+    """Mean activation of every unit of ``space`` (a :class:`UnitSpace`) over all tokens of the problems'
+    ranking contexts (question and gold solution up to the answer): the reference for mean ablation."""
+    from yfpo_core.attribution.methods import activations
+
+    sums, count = 0, 0
     for problem in problems:
         item = build_ranking_item(problem, model.prompt_format)
-        tokens = torch.tensor([model.encode_prompt(item.context)], device=model.model.cfg.device)
-        _, cache = model.model.run_with_cache(tokens, names_filter=lambda n: n in hook_names, return_type=None)
-        for name in hook_names:
-            sums[name] = sums.get(name, 0) + cache[name][0].sum(0).float().cpu()
-        count += tokens.shape[1]
-    return {name: total / count for name, total in sums.items()}
+        acts = activations(model, space, tuple(model.encode_prompt(item.context)))  # [pos, rows, width]
+        sums = sums + acts.sum(0).float().cpu()
+        count += acts.shape[0]
+    mean = sums / max(count, 1)
+    return {name: mean[row] for row, name in enumerate(space.hook_names)}
 
 
 def random_unit_sets(units: Sequence[Unit], widths: dict[str, int], n_sets: int, seed: int = 0,
                      exclude: Sequence[Unit] = ()) -> list[list[Unit]]:
-    """``n_sets`` random sets with as many units per hook as ``units`` has, none of them in ``exclude``."""
+    """``n_sets`` random sets with as many units per hook (and kind) as ``units``, none in ``exclude``.
+
+    ``widths`` maps each hook to its number of units (``d_mlp`` for neurons, ``d_sae`` for features)."""
     rng = random.Random(seed)
-    banned = {(u.hook_name, u.index) for u in exclude}
-    per_hook = {hook: len(indices) for hook, indices in group_by_hook(units).items()}
+    banned = {(u.kind, u.hook_name, u.index) for u in exclude}
+    groups: dict[tuple[str, str, str | None], int] = defaultdict(int)
+    for u in units:
+        groups[(u.kind, u.hook_name, u.sae_id)] += 1
     sets = []
     for _ in range(n_sets):
         chosen = []
-        for hook, count in per_hook.items():
-            pool = [i for i in range(widths[hook]) if (hook, i) not in banned]
+        for (kind, hook, sae_id), count in groups.items():
+            pool = [i for i in range(widths[hook]) if (kind, hook, i) not in banned]
             if len(pool) < count:
                 raise ValueError(f"{hook} has only {len(pool)} units outside the set; cannot draw {count}")
-            chosen += [Unit("neuron", hook, i) for i in rng.sample(pool, count)]
+            chosen += [Unit(kind, hook, i, sae_id=sae_id) for i in rng.sample(pool, count)]
         sets.append(chosen)
     return sets
 
@@ -159,37 +196,54 @@ class AblationReport:
                 "tested": self.tested, "random": self.random, "rows": self.rows()}
 
 
-def _metrics(model: LoadedModel, problems: Sequence[Problem], hooks) -> dict[str, float]:
-    summary = answer_ranking(model, problems, fwd_hooks=hooks).summary()
+def _metrics(model: LoadedModel, problems: Sequence[Problem], units: Sequence[Unit] | None,
+             intervention: Intervention | None, sae: Any) -> dict[str, float]:
+    context = intervened(model, units, intervention, sae) if units else nullcontext()
+    with context:
+        summary = answer_ranking(model, problems).summary()
     return {"ranking_accuracy": summary["ranking_accuracy"], "gold_logprob": summary["gold_logprob"],
             "mean_margin": summary["mean_margin"]}
 
 
 def ablation_test(model: LoadedModel, problems: Sequence[Problem], units: Sequence[Unit], *,
-                  intervention: Intervention | None = None, n_random: int = 5, seed: int = 0,
+                  intervention: Intervention | None = None, n_random: int = 5, seed: int = 0, sae: Any = None,
                   progress: ProgressCallback | None = None) -> AblationReport:
-    """Ablate ``units`` and ``n_random`` random same-size, same-layer sets; compare ranking metrics."""
+    """Ablate ``units`` and ``n_random`` random same-size, same-layer sets; compare ranking metrics.
+
+    Neurons and SAE features (with ``sae``, a :class:`yfpo_core.saes.LoadedSAE`) are both supported."""
     if not units:
         raise ValueError("the ablation test needs at least one unit")
     intervention = intervention or Intervention("zero")
-    widths = {hook: _width(model, hook) for hook in group_by_hook(units)}
+    widths = {u.hook_name: _width(model, u, sae) for u in units}
     if intervention.kind == "mean" and intervention.means is None:
-        intervention = Intervention("mean", means=unit_means(model, problems, list(widths)))
+        means: dict[str, torch.Tensor] = {}
+        if any(u.kind == "neuron" for u in units):
+            from yfpo_core.attribution.space import UnitSpace
+
+            hooks = tuple(sorted({u.hook_name for u in units if u.kind == "neuron"}))
+            means |= unit_means(model, problems, UnitSpace("neuron", hooks, int(model.model.cfg.d_mlp)))
+        if any(u.kind == "sae_feature" for u in units):
+            from yfpo_core.saes import SAESpace
+
+            means |= unit_means(model, problems, SAESpace(sae))
+        intervention = Intervention("mean", means=means)
     random_sets = random_unit_sets(units, widths, n_random, seed=seed, exclude=units)
     total = 2 + n_random
-    baseline = _metrics(model, problems, None)
+    baseline = _metrics(model, problems, None, None, sae)
     report(progress, 1, total, "baseline")
-    tested = _metrics(model, problems, intervention_hooks(units, intervention))
+    tested = _metrics(model, problems, units, intervention, sae)
     report(progress, 2, total, "tested set")
     randoms = []
     for i, random_set in enumerate(random_sets):
-        randoms.append(_metrics(model, problems, intervention_hooks(random_set, intervention)))
+        randoms.append(_metrics(model, problems, random_set, intervention, sae))
         report(progress, 3 + i, total, f"random set {i + 1}/{n_random}")
     return AblationReport(n_units=len(units), intervention=intervention.kind, baseline=baseline, tested=tested,
                           random=randoms)
 
 
-def _width(model: LoadedModel, hook_name: str) -> int:
-    if hook_name.endswith("mlp.hook_post"):
-        return int(model.model.cfg.d_mlp)
-    raise ValueError(f"unknown width for {hook_name}")
+def _width(model: LoadedModel, unit: Unit, sae: Any) -> int:
+    if unit.kind == "sae_feature":
+        if sae is None:
+            raise ValueError("feature units need their SAE (sae=load_sae(...))")
+        return sae.d_sae
+    return int(model.model.cfg.d_mlp)

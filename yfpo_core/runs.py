@@ -294,7 +294,8 @@ def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = Non
             writer.checkpoint(trainer, step)
 
     if main:
-        writer.status("running", steps=config.steps, start_step=start_step)
+        writer.status("running", steps=config.steps, start_step=start_step,
+                      processes=accelerator.num_processes if accelerator else 1)
     try:
         last = fit(trainer, start_step=start_step, should_stop=should_stop, on_metrics=record, on_checkpoint=save)
     except NonFiniteLossError as exc:
@@ -308,7 +309,17 @@ def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = Non
             writer.checkpoint(trainer, last)  # stopping loses no finished step
     rows = read_metrics(run_dir) if main else []
     summary = {"state": state, "last_step": last, "final": rows[-1] if rows else {},
-               "initial": rows[0] if rows else {}, "seconds": round(time.perf_counter() - started, 1)}
+               "initial": rows[0] if rows else {}, "seconds": round(time.perf_counter() - started, 1),
+               "processes": accelerator.num_processes if accelerator else 1}
+    if accelerator is not None and accelerator.num_processes > 1:
+        # Data-parallel replicas must hold identical weights after every step; check it once at the end.
+        from accelerate.utils import gather_object
+
+        from yfpo_core.models.base import weights_fingerprint
+
+        prints = gather_object([weights_fingerprint(trainer.model)])
+        summary["replica_fingerprints"] = prints
+        summary["replicas_agree"] = len(set(prints)) == 1
     if main:
         _atomic_json(Path(run_dir) / "summary.json", summary)
         writer.status(state, last_step=last)

@@ -75,15 +75,14 @@ def gradient_relevance(loaded: LoadedModel, space: UnitSpace, prepared: Prepared
     inputs: dict[str, torch.Tensor] = {}
     acts: dict[str, torch.Tensor] = {}
 
-    def capture(x, hook):
+    def capture(name: str, x: torch.Tensor) -> None:
         x.retain_grad()
-        acts[hook.name] = x
-        return x
+        acts[name] = x
 
     tokens = torch.tensor([prepared.tokens], device=model.cfg.device)
     rules = attnlrp_rules(model) if lrp else _nothing()
-    with torch.enable_grad(), frozen_parameters(model), space.installed(model), rules, \
-            model.hooks(fwd_hooks=_input_hooks(model, inputs) + [(h, capture) for h in space.hook_names]):
+    with torch.enable_grad(), frozen_parameters(model), rules, space.reading(model, capture), \
+            model.hooks(fwd_hooks=_input_hooks(model, inputs)):
         logits = model(tokens, return_type="logits")[0]
         logits.retain_grad()
         value = target_value(logits, prepared)
@@ -107,25 +106,31 @@ def integrated_gradients(loaded: LoadedModel, space: UnitSpace, prepared: Prepar
     model = loaded.model
     tokens = torch.tensor([prepared.tokens], device=model.cfg.device)
     alphas = (torch.arange(steps, dtype=torch.float32, device=model.cfg.device) + 0.5) / steps
-    with torch.no_grad(), space.installed(model):
-        logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in space.hook_names)
-        clean_value = float(target_value(logits[0], prepared))
+    clean = activations(loaded, space, prepared.tokens)  # [pos, rows, width]
+    clean_value = float(_target_with(loaded, space, prepared, lambda name, x: None))
     rows = []
-    with torch.enable_grad(), frozen_parameters(model), space.installed(model):
-        for hook_name in space.hook_names:
-            clean = cache[hook_name]  # [1, pos, width]
-            scaled = (alphas[:, None, None] * clean).requires_grad_(True)  # [steps, pos, width]
+    with torch.enable_grad(), frozen_parameters(model):
+        for row, hook_name in enumerate(space.hook_names):
+            scaled = (alphas[:, None, None] * clean[:, row][None]).requires_grad_(True)  # [steps, pos, width]
 
-            def replace(x, hook, scaled=scaled):
-                return scaled
+            def replace(name: str, x: torch.Tensor, hook_name: str = hook_name, scaled: torch.Tensor = scaled):
+                return scaled if name == hook_name else None
 
-            with model.hooks(fwd_hooks=[(hook_name, replace)]):
+            with space.reading(model, replace):
                 batch_logits = model(tokens.expand(steps, -1), return_type="logits")
                 total = sum(target_value(batch_logits[k], prepared) for k in range(steps))
                 total.backward()
-            rows.append((clean[0] * scaled.grad.mean(0)).detach())  # [pos, width]
+            rows.append((clean[:, row] * scaled.grad.mean(0)).detach())  # [pos, width]
     per_token = torch.stack(rows, dim=1)
     return ProblemScores(per_token.sum(0), per_token, prepared.tokens, {"target": clean_value, "steps": float(steps)})
+
+
+@torch.no_grad()
+def _target_with(loaded: LoadedModel, space: UnitSpace, prepared: PreparedProblem, fn) -> torch.Tensor:
+    model = loaded.model
+    with space.reading(model, fn):
+        logits = model(torch.tensor([prepared.tokens], device=model.cfg.device), return_type="logits")
+    return target_value(logits[0], prepared)
 
 
 @torch.no_grad()
@@ -133,11 +138,14 @@ def activations(loaded: LoadedModel, space: UnitSpace, token_ids: tuple[int, ...
                 ) -> Float[torch.Tensor, "pos rows width"]:
     """Unit activations on one token sequence."""
     model = loaded.model
-    tokens = torch.tensor([token_ids], device=model.cfg.device)
-    with space.installed(model):
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in space.hook_names,
-                                        return_type=None)
-    return torch.stack([cache[h][0] for h in space.hook_names], dim=1)
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(name: str, x: torch.Tensor) -> None:
+        seen[name] = x[0].detach()
+
+    with space.reading(model, keep):
+        model(torch.tensor([token_ids], device=model.cfg.device), return_type=None)
+    return torch.stack([seen[h] for h in space.hook_names], dim=1)
 
 
 def mean_activation(loaded: LoadedModel, space: UnitSpace, prepared: PreparedProblem) -> ProblemScores:

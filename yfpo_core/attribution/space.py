@@ -7,10 +7,15 @@ interface, with a context manager that splices the SAE into the model while unit
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import torch
+
+# Called with (row hook name, activation [batch, pos, width]); may return a replacement activation.
+ReadFn = Callable[[str, torch.Tensor], "torch.Tensor | None"]
 
 from yfpo_core.units import Unit, layer_of, mlp_post_hook
 
@@ -53,9 +58,16 @@ class UnitSpace:
         return tuple(layer_of(h) for h in self.unit_hook_names)
 
     @contextmanager
-    def installed(self, model: Any) -> Iterator[None]:
-        """Whatever must be attached to the model for the capture hooks to exist (nothing for neurons)."""
-        yield
+    def reading(self, model: Any, fn: ReadFn) -> Iterator[None]:
+        """While active, every forward pass calls ``fn(row_name, activations)`` for each row; a returned
+        tensor replaces the activation (interventions), ``None`` keeps it. Hooks are removed on exit."""
+
+        def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
+            out = fn(hook.name, x)
+            return x if out is None else out
+
+        with model.hooks(fwd_hooks=[(name, hook) for name in self.hook_names]):
+            yield
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "hook_names": list(self.hook_names), "width": self.width, "sae_id": self.sae_id}

@@ -16,12 +16,19 @@ from yfpo_core.errors import YfpoError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from yfpo_core.cli import data_commands, eval_command, locate_commands, toy_commands
+    from yfpo_core.cli import (
+        data_commands,
+        eval_command,
+        locate_commands,
+        sae_commands,
+        toy_commands,
+        train_commands,
+    )
 
     parser = argparse.ArgumentParser(
         prog="yfpo", description="YFPO Workbench: locate math neurons in language models and fine-tune with them.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (data_commands, eval_command, locate_commands, toy_commands):
+    for module in (data_commands, eval_command, locate_commands, sae_commands, train_commands, toy_commands):
         module.register(sub)
     return parser
 

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=100, help="how many units go into the set (default 100)")
     p.add_argument("--rank-by", choices=["value", "abs", "negative"], default="value",
                    help="value: units that support the target most; abs: largest magnitude")
+    p.add_argument("--units", default="neurons", help="neurons (all MLP neurons) or sae:<ref> for the features of "
+                                                      "an SAE: sae:default (the shipped one), sae:<folder>, "
+                                                      "sae:<release>/<sae_id>")
     p.add_argument("--layers", type=str, default=None, help="comma-separated layers to score (default: all)")
     p.add_argument("--steps", type=int, default=8, help="integrated-gradients path points")
     p.add_argument("--normalize", action="store_true", help="give every problem the same total weight")
@@ -47,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("inspect", help="profile one unit: top problems and tokens, histogram, logit effect")
     _common(p)
-    p.add_argument("--unit", required=True, help="blocks.<L>.mlp.hook_post:<i>, L<L>N<i> or <L>:<i>")
+    p.add_argument("--unit", required=True, help="blocks.<L>.mlp.hook_post:<i>, L<L>N<i>, <L>:<i>, or sae:<ref>:<i> "
+                                               "for a feature of an SAE (ref as in `yfpo locate --units`)")
     p.add_argument("--top", type=int, default=8, help="top-activating problems to show")
     p.add_argument("--effect", action="store_true", help="also measure answer ranking with the unit zeroed "
                                                         "and doubled")
@@ -70,8 +74,16 @@ def cmd_locate(args: argparse.Namespace) -> int:
     model = load_model(args.model or DEFAULT_MODEL, device=args.device)
     problems = _problems(args, "gsm8k-test-100")
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    space, sae_entries = None, None
+    if args.units != "neurons":
+        if not args.units.startswith("sae:"):
+            raise YfpoError(f"--units must be 'neurons' or 'sae:<ref>', not {args.units!r}")
+        from yfpo_core.saes import SAESpace, load_sae
+
+        sae = load_sae(args.units[4:], model, device=args.device)
+        space, sae_entries = SAESpace(sae), {sae.sae_id: sae.neuron_set_entry()}
     with tqdm_progress(f"{args.method} on {model.name}", unit="problem") as progress:
-        result = attribute(model, problems, args.method, args.target, layers=layers, steps=args.steps,
+        result = attribute(model, problems, args.method, args.target, units=space, layers=layers, steps=args.steps,
                            normalize=args.normalize, progress=progress)
     top = result.top(args.top_k, by=args.rank_by)
     print_table([{"rank": s.rank, "unit": s.unit.label, "score": s.score} for s in top[:20]])
@@ -84,7 +96,7 @@ def cmd_locate(args: argparse.Namespace) -> int:
         selection={"method": args.method, "target": args.target, "top_k": args.top_k, "rank_by": args.rank_by,
                    "params": result.params | {"layers": layers}, "scores_file": scores_base.name},
         problems={"source": args.problems, "n": len(problems), "limit": args.limit, "seed": args.seed},
-        name=f"{args.method} top {args.top_k}")
+        name=f"{args.method} top {args.top_k}", sae=sae_entries)
     path = neuron_set.save(args.out)
     budget = result.params.get("relevance_budget_mean")
     print(f"\n{len(problems)} problems in {result.params['seconds']:.1f} s"
@@ -111,9 +123,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     problems = load_problems(source, limit=limit, seed=args.seed)
     units = neuron_set.units_only()
+    sae = _set_sae(neuron_set, model, args.device)
     with tqdm_progress(f"ablating {len(units)} units", unit="eval") as progress:
         report = ablation_test(model, problems, units, intervention=Intervention(args.kind), n_random=args.random,
-                               seed=args.seed, progress=progress)
+                               seed=args.seed, sae=sae, progress=progress)
     print(f"\n{args.kind} ablation of {len(units)} units from {args.set.name} vs {args.random} random sets of "
           f"the same size and layers, on {len(problems)} problems of {source}:")
     print_table(report.rows())
@@ -123,6 +136,18 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_sae(neuron_set, model, device: str):
+    """The SAE a set's features belong to (one SAE per set), or ``None`` for a neuron set."""
+    if not neuron_set.sae:
+        return None
+    if len(neuron_set.sae) > 1:
+        raise YfpoError("this set mixes features of several SAEs; ablate them one SAE at a time")
+    from yfpo_core.saes import load_sae
+
+    (entry,) = neuron_set.sae.values()
+    return load_sae(entry["path_or_release"], model, device=device)
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_table
     from yfpo_core.inspection import intervention_effect, profile_unit
@@ -130,15 +155,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from yfpo_core.progress import tqdm_progress
     from yfpo_core.units import Unit
 
-    try:
-        unit = Unit.parse(args.unit)
-    except ValueError as exc:
-        raise YfpoError(str(exc)) from None
     model = load_model(args.model or DEFAULT_MODEL, device=args.device)
+    sae = None
+    if args.unit.startswith("sae:"):
+        from yfpo_core.saes import load_sae
+
+        ref, _, index = args.unit[4:].rpartition(":")
+        if not index.isdigit():
+            raise YfpoError("write a feature as sae:<ref>:<index>, e.g. sae:default:123")
+        sae = load_sae(ref, model, device=args.device)
+        unit = Unit("sae_feature", sae.hook_name, int(index), sae_id=sae.sae_id)
+    else:
+        try:
+            unit = Unit.parse(args.unit)
+        except ValueError as exc:
+            raise YfpoError(str(exc)) from None
     problems = _problems(args, "gsm8k-test-100")
     try:
         with tqdm_progress(f"activations of {unit.short_label}", unit="problem") as progress:
-            profile = profile_unit(model, unit, problems, top_n=args.top, progress=progress)
+            profile = profile_unit(model, unit, problems, top_n=args.top, sae=sae, progress=progress)
     except ValueError as exc:
         raise YfpoError(str(exc)) from None
     print(f"{unit.label} on {len(problems)} problems: mean {profile.mean:.3f}, std {profile.std:.3f}, "
@@ -152,7 +187,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print("                           suppressed", ", ".join(f"{t!r} {v:+.2f}" for t, v in profile.suppressed[:8]))
     if args.effect:
         with tqdm_progress("intervention effect", unit="eval") as progress:
-            rows = intervention_effect(model, [unit], problems, progress=progress)
+            rows = intervention_effect(model, [unit], problems, sae=sae, progress=progress)
         print()
         print_table(rows)
     return 0

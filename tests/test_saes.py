@@ -1,0 +1,125 @@
+"""SAE features as units, on a tiny model with a tiny SAE."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from tests.test_attribution import DRIVER, _hand_problems, _planted_model
+from yfpo_core.attribution import attribute
+from yfpo_core.errors import YfpoError
+from yfpo_core.interventions import Intervention, ablation_test
+from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
+from yfpo_core.neuron_set import NeuronSet
+from yfpo_core.sae_config import SAETrainConfig
+from yfpo_core.saes import SAESpace, feature_logit_effect, load_sae, sae_quality, train_sae
+from yfpo_core.units import Unit
+
+PLANTED_FEATURE = 3
+
+
+def tiny():
+    loaded = wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4,
+                                                               "d_mlp": 64, "n_ctx": 96})), source="test")
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.set_num_threads(1)
+    model = tiny()
+    model.name = "toy-arith"  # use the toy training texts
+    folder = tmp_path_factory.mktemp("sae") / "tiny-sae"
+    config = SAETrainConfig(model="toy-arith", hook="blocks.1.mlp.hook_post", tokens=4096, width=32,
+                            context_size=64, batch_tokens=256, buffer_batches=8, checkpoints=0)
+    return model, train_sae(config, folder, model=model), folder
+
+
+def test_train_save_reload_gives_identical_outputs(trained):
+    model, loaded, folder = trained
+    again = load_sae(str(folder), model)
+    assert again.sae_id == "tiny-sae" and again.hook_name == "blocks.1.mlp.hook_post" and again.d_sae == 32
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(again.sae.encode(x), loaded.sae.encode(x))
+        torch.testing.assert_close(again.sae.decode(again.sae.encode(x)), loaded.sae.decode(loaded.sae.encode(x)))
+    for key in ("l0", "explained_variance", "loss_delta", "loss_recovered"):
+        assert key in again.meta["quality"]
+    assert (folder / "cfg.json").exists() and (folder / "sae_weights.safetensors").exists()
+
+
+def test_splicing_with_the_error_term_leaves_logits_unchanged(trained):
+    model, loaded, _ = trained
+    tokens = torch.tensor([model.encode_prompt("Q: Ann has 12 pens. She buys 7 more.\nA: 12+7=19. #### 19")])
+    seen = {}
+    with torch.no_grad():
+        clean = model.model(tokens)
+        with SAESpace(loaded).reading(model.model, lambda name, f: seen.setdefault(name, f)):
+            spliced = model.model(tokens)
+    torch.testing.assert_close(spliced, clean, atol=1e-5, rtol=1e-5)
+    assert seen["blocks.1.mlp.hook_post.hook_sae_acts_post"].shape[-1] == 32
+    # without the error term the reconstruction replaces the activation and the loss changes
+    quality = sae_quality(model, loaded, ["Q: Ann has 12 pens.\nA: 12"])
+    assert quality["loss_spliced"] != quality["loss_clean"]
+
+
+def _planted_sae(model):
+    """A hand-made SAE at blocks.1.mlp.hook_post whose feature 3 reads and writes the planted DRIVER neuron."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    cfg = StandardSAEConfig(d_in=64, d_sae=8, apply_b_dec_to_input=False)
+    cfg.metadata.hook_name = "blocks.1.mlp.hook_post"
+    sae = StandardSAE(cfg)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(64, 8) * 0.01)
+        sae.W_dec.copy_(torch.randn(8, 64) * 0.01)
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+        sae.W_enc[:, PLANTED_FEATURE] = 0.0
+        sae.W_enc[DRIVER[1], PLANTED_FEATURE] = 1.0
+        sae.W_dec[PLANTED_FEATURE] = 0.0
+        sae.W_dec[PLANTED_FEATURE, DRIVER[1]] = 1.0
+    from yfpo_core.saes import LoadedSAE
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        sae.use_error_term = True
+    return LoadedSAE(sae, "planted", "blocks.1.mlp.hook_post", "memory")
+
+
+@pytest.mark.parametrize("method", ["attnlrp", "grad_x_act", "activation"])
+def test_planted_feature_ranks_first(method):
+    model = _planted_model()
+    space = SAESpace(_planted_sae(model))
+    result = attribute(model, _hand_problems(), method, "answer_logprob", units=space)
+    best = result.top(1)[0].unit
+    assert best.kind == "sae_feature" and best.index == PLANTED_FEATURE and best.sae_id == "planted"
+    assert best.hook_name == "blocks.1.mlp.hook_post"
+
+
+def test_feature_ablation_and_feature_sets(tmp_path):
+    model = _planted_model()
+    sae = _planted_sae(model)
+    units = [Unit("sae_feature", sae.hook_name, PLANTED_FEATURE, sae_id="planted")]
+    report = ablation_test(model, _hand_problems(), units, n_random=3, sae=sae)
+    # removing the feature that drives the answer hurts the gold log-prob far more than random features
+    assert report.effect("gold_logprob") < min(report.random_effects("gold_logprob")) - 1.0
+    mean_report = ablation_test(model, _hand_problems(), units, n_random=2, sae=sae,
+                                intervention=Intervention("mean"))
+    assert mean_report.n_units == 1
+    neuron_set = NeuronSet.create(units, model, scores=[1.0], sae={"planted": sae.neuron_set_entry()})
+    again = NeuronSet.from_json(neuron_set.to_json(), model)
+    assert again.units_only() == units
+    promoted, _ = feature_logit_effect(model, sae, PLANTED_FEATURE, k=2)
+    assert {t for t, _ in promoted} == {" ", "9"}  # the driver writes towards " 9"
+
+
+def test_bad_sae_references():
+    model = tiny()
+    with pytest.raises(YfpoError, match="neither a folder"):
+        load_sae("nonsense", model)
+    with pytest.raises(YfpoError, match="no shipped SAE"):
+        load_sae("default", model)

@@ -1,0 +1,183 @@
+"""``yfpo pairs``, ``yfpo train``, ``yfpo runs`` and ``yfpo experiment``.
+
+``yfpo train`` takes a JSON config (``--config run.json``) and/or one flag per :class:`YFPOConfig` field
+(generated from the dataclass, with its help text). Under ``torchrun`` or ``accelerate launch`` with
+several processes it trains data-parallel through ``accelerate`` (``--distributed`` forces it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from yfpo_core.errors import YfpoError
+from yfpo_core.training.config import PAIR_SOURCES, YFPOConfig
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per YFPOConfig field; unset flags keep the config file's or the default value."""
+    group = p.add_argument_group("run configuration (see YFPOConfig)")
+    for f in fields(YFPOConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        if f.type in ("bool", bool):
+            group.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
+            group.add_argument(flag, dest=f.name, default=None, type=kind, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace) -> YFPOConfig:
+    data = {}
+    if getattr(args, "config", None):
+        try:
+            data = json.loads(Path(args.config).read_text())
+        except (OSError, ValueError) as exc:
+            raise YfpoError(f"cannot read the config {args.config}: {exc}") from None
+    for f in fields(YFPOConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            data[f.name] = value
+    return YFPOConfig.from_dict(data)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pairs", help="make preference pairs (chosen = gold, rejected = corrupted or sampled)")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="model (its prompt format; samples for on-policy)")
+    p.add_argument("--problems", default="gsm-symbolic")
+    p.add_argument("--limit", type=int, default=64)
+    p.add_argument("--source", choices=PAIR_SOURCES, default="corrupt-final")
+    p.add_argument("--samples", type=int, default=4, help="samples per problem (on-policy)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="pairs JSONL to write")
+    p.set_defaults(handler=cmd_pairs)
+
+    p = sub.add_parser("train", help="train with YFPO (lam > 0) or DPO (lam = 0); metrics and checkpoints on disk")
+    p.add_argument("--config", type=Path, help="JSON file with YFPOConfig fields; flags override it")
+    p.add_argument("--out-dir", type=Path, help="run directory (default: runs/<time>-yfpo or -dpo)")
+    p.add_argument("--resume", type=Path, help="continue this run directory from its last checkpoint")
+    p.add_argument("--distributed", action="store_true", help="train through accelerate even in one process")
+    _add_config_flags(p)
+    p.set_defaults(handler=cmd_train)
+
+    runs = sub.add_parser("runs", help="list and compare training runs")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
+    p = runs_sub.add_parser("list", help="runs under runs/ (or $YFPO_RUNS_DIR)")
+    p.add_argument("--root", type=Path, default=None)
+    p.set_defaults(handler=cmd_runs_list)
+    p = runs_sub.add_parser("compare", help="final metrics side by side and overlaid curves (plotly HTML)")
+    p.add_argument("dirs", nargs="+", type=Path)
+    p.add_argument("--metrics", default="eval/ranking_accuracy,eval/gold_logprob,rewards/margins,yfpo/neuron_margin,loss")
+    p.add_argument("--html", type=Path, help="write the curves as a self-contained HTML file")
+    p.set_defaults(handler=cmd_runs_compare)
+
+    p = sub.add_parser("experiment", help="DPO vs YFPO (located set) vs YFPO (random set), several seeds")
+    p.add_argument("--set", dest="located_set", type=Path, required=True, help="the located (e.g. AttnLRP) set")
+    p.add_argument("--activation-set", type=Path, help="an activation-selected set as a fourth arm")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--out-dir", type=Path, default=None, help="default: runs/<time>-experiment")
+    p.add_argument("--config", type=Path, help="JSON with shared YFPOConfig fields; flags override it")
+    _add_config_flags(p)
+    p.set_defaults(handler=cmd_experiment)
+
+
+def cmd_pairs(args: argparse.Namespace) -> int:
+    from yfpo_core.models import load_model
+    from yfpo_core.problems import load_problems
+    from yfpo_core.progress import tqdm_progress
+    from yfpo_core.training.pairs import corrupted_pairs, on_policy_pairs, save_pairs
+
+    problems = load_problems(args.problems, limit=args.limit, seed=args.seed)
+    model = load_model(args.model)
+    if args.source == "on-policy":
+        with tqdm_progress("sampling", unit="problem") as progress:
+            pairs, stats = on_policy_pairs(model, problems, samples=args.samples, seed=args.seed, progress=progress)
+        print(json.dumps(stats, indent=2))
+    else:
+        pairs = corrupted_pairs(problems, model.prompt_format, mode=args.source.split("-", 1)[1], seed=args.seed)
+    path = save_pairs(pairs, args.out)
+    print(f"wrote {len(pairs)} pairs from {len(problems)} problems to {path}")
+    return 0
+
+
+def _accelerator(args: argparse.Namespace, config: YFPOConfig):
+    if not (args.distributed or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        return None
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=config.device == "cpu")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from yfpo_core.cli.output import print_summary
+    from yfpo_core.progress import tqdm_progress
+    from yfpo_core.runs import execute, new_run_dir
+
+    if args.resume:
+        config = YFPOConfig.from_dict(json.loads((args.resume / "config.json").read_text()))
+        run_dir, resume = args.resume, True
+    else:
+        config = config_from_args(args)
+        run_dir, resume = args.out_dir or new_run_dir("dpo" if config.is_dpo else "yfpo"), False
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    accelerator = _accelerator(args, config)
+    main = accelerator is None or accelerator.is_main_process
+    if main:
+        print(f"run directory: {run_dir}  ({'DPO' if config.is_dpo else f'YFPO, lam={config.lam}'}, "
+              f"{config.steps} steps{', resuming' if resume else ''}"
+              f"{f', {accelerator.num_processes} processes' if accelerator else ''})")
+    with tqdm_progress("training", unit="step", disable=not main) as progress:
+        summary = execute(Path(run_dir), config, resume=resume, progress=progress, accelerator=accelerator)
+    if main:
+        final = {k: v for k, v in summary["final"].items() if isinstance(v, (int, float))}
+        print_summary(f"{summary['state']} after {summary['last_step']} steps ({summary['seconds']} s)", final)
+    return 0
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from yfpo_core.cli.output import print_table
+    from yfpo_core.runs import list_runs, read_metrics, read_status
+
+    rows = []
+    for run in list_runs(args.root):
+        config = json.loads((run / "config.json").read_text())
+        metrics = read_metrics(run)
+        last = metrics[-1] if metrics else {}
+        rows.append({"run": run.name, "state": read_status(run).get("state"), "lam": config.get("lam"),
+                     "steps": f"{last.get('step', 0)}/{config.get('steps')}",
+                     "eval/ranking_accuracy": last.get("eval/ranking_accuracy")})
+    print_table(rows)
+    return 0
+
+
+def cmd_runs_compare(args: argparse.Namespace) -> int:
+    from yfpo_core.cli.output import print_table
+    from yfpo_core.reports import compare_runs, curves_figure
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    print_table(compare_runs(args.dirs, metrics), max_width=40)
+    if args.html:
+        curves_figure(args.dirs, metrics).write_html(str(args.html), include_plotlyjs=True)
+        print(f"wrote {args.html}")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from yfpo_core.experiment import run_experiment
+    from yfpo_core.progress import tqdm_progress
+    from yfpo_core.runs import new_run_dir
+
+    shared = config_from_args(argparse.Namespace(**{**vars(args), "neuron_set": str(args.located_set),
+                                                     "lam": args.lam if args.lam is not None else 0.1}))
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    out = args.out_dir or new_run_dir("experiment")
+    with tqdm_progress("experiment", unit="run") as progress:
+        table = run_experiment(shared, Path(out), seeds, located_set=args.located_set,
+                               activation_set=args.activation_set, progress=progress)
+    print(table.markdown)
+    print(f"\nwrote {Path(out) / 'experiment.md'}, experiment.csv and experiment.html")
+    return 0
