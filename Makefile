@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled
 
-.PHONY: install app test test-fast bench clean-venv
+.PHONY: install app test test-fast notebooks bench clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: install
 
 test-fast: install
 	$(OFFLINE) $(VENV)/bin/pytest -m "not slow and not browser"
+
+notebooks: install
+	$(OFFLINE) $(VENV)/bin/jupyter lab notebooks/
 
 bench: install
 	$(OFFLINE) $(PY) bench/load.py

@@ -1,10 +1,23 @@
-"""Render helpers that take plain data: no core calls, no caching."""
+"""Render helpers that take plain data (lists, dicts, numpy arrays) and return figures or HTML.
+
+No core calls, no caching, no session state: every function here can be tried in a notebook with
+made-up numbers. Colours: scores and activations use a diverging scale centred on zero (blue = positive,
+red = negative), so the sign of a unit's contribution reads the same on every page.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import html
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+DIVERGING = "RdBu"  # plotly's RdBu runs red (low) to blue (high)
+COMPACT = dict(l=10, r=10, t=36, b=10)
 
 
 def candidate_logprob_chart(candidates: Mapping[str, float], gold: str) -> go.Figure:
@@ -13,7 +26,286 @@ def candidate_logprob_chart(candidates: Mapping[str, float], gold: str) -> go.Fi
     colors = ["#2ca02c" if n == gold else "#9aa5b1" for n in names]
     fig = go.Figure(go.Bar(x=names, y=[candidates[n] for n in names], marker_color=colors,
                            hovertemplate="answer %{x}<br>log p = %{y:.2f}<extra></extra>"))
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10), title="Teacher-forced log p per answer",
+    fig.update_layout(height=260, margin=COMPACT, title="Teacher-forced log p per answer",
                       xaxis_title="candidate answer (gold in green)", yaxis_title="log p (nats)")
+    fig.update_xaxes(type="category")
+    return fig
+
+
+# -- tokens ---------------------------------------------------------------------------------------------
+def visible_token(token: str) -> str:
+    """A token as it should look in a chart label: spaces and newlines made visible."""
+    return token.replace("\n", "⏎").replace(" ", "␣").replace("\t", "⇥") or "∅"
+
+
+def _color(value: float, scale: float) -> str:
+    if not math.isfinite(value) or scale <= 0:
+        return "transparent"
+    alpha = min(abs(value) / scale, 1.0) * 0.85
+    rgb = "33,102,172" if value > 0 else "178,24,43"
+    return f"rgba({rgb},{alpha:.3f})"
+
+
+def colored_tokens_html(tokens: Sequence[str], values: Sequence[float], *, scale: float | None = None,
+                        start: int = 0, bold: Sequence[int] = ()) -> str:
+    """Tokens as inline spans shaded by value (hover shows the value), like CircuitsVis' colored tokens.
+
+    Args:
+        tokens: Token strings.
+        values: One value per token.
+        scale: The value drawn at full colour (default: the largest absolute value).
+        start: Tokens before this index are drawn in grey italics (the prompt).
+        bold: Indices to underline (e.g. the max-activating token).
+    """
+    finite = [abs(v) for v in values if math.isfinite(v)]
+    scale = scale if scale is not None else (max(finite) if finite else 1.0)
+    parts = []
+    marks = set(bold)
+    for i, (tok, val) in enumerate(zip(tokens, values, strict=True)):
+        text = html.escape(tok).replace("\n", "⏎<br>")
+        style = f"background:{_color(float(val), scale)};padding:1px 0;border-radius:2px;"
+        if i < start:
+            style += "color:#888;font-style:italic;"
+        if i in marks:
+            style += "border-bottom:2px solid #000;font-weight:600;"
+        parts.append(f'<span title="{html.escape(visible_token(tok))}: {val:.3g}" style="{style}">{text}</span>')
+    return ('<div style="font-family:monospace;white-space:pre-wrap;line-height:1.7;font-size:0.9em">'
+            + "".join(parts) + "</div>")
+
+
+def token_heatmap(tokens: Sequence[str], unit_labels: Sequence[str], values: np.ndarray, *, title: str,
+                  colorbar: str = "activation") -> go.Figure:
+    """Units (rows) x tokens (columns) heatmap; ``values`` is ``[n_units, n_tokens]``."""
+    values = np.asarray(values, dtype=float)
+    finite = np.abs(values[np.isfinite(values)])
+    zmax = float(finite.max()) if finite.size else 1.0
+    x = list(range(len(tokens)))
+    fig = go.Figure(go.Heatmap(
+        z=values, x=x, y=list(unit_labels), colorscale=DIVERGING, zmid=0, zmin=-zmax, zmax=zmax,
+        customdata=np.array([[visible_token(t) for t in tokens]] * len(unit_labels)),
+        colorbar=dict(title=colorbar, thickness=12),
+        hovertemplate="%{y}<br>token %{x}: %{customdata}<br>value %{z:.3g}<extra></extra>"))
+    step = max(1, len(tokens) // 60)
+    fig.update_xaxes(tickmode="array", tickvals=x[::step], ticktext=[visible_token(t) for t in tokens][::step],
+                     tickangle=0, tickfont=dict(family="monospace", size=10))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_layout(height=min(120 + 22 * len(unit_labels), 700), margin=COMPACT, title=title)
+    return fig
+
+
+# -- locating ---------------------------------------------------------------------------------------------
+def unit_scatter(layers: Sequence[int], indices: Sequence[int], scores: Sequence[float], labels: Sequence[str],
+                 in_set: Sequence[bool], *, n_layers: int, width: int, title: str) -> go.Figure:
+    """The ranked units as points (x = unit index, y = layer, colour = score) for box/lasso selection.
+
+    Units already in the set get a black ring. ``customdata`` holds each point's unit label, which is
+    what a selection hands back.
+    """
+    scores = np.asarray(scores, dtype=float)
+    vmax = float(np.abs(scores).max()) if scores.size else 1.0
+    size = 7 + 11 * np.abs(scores) / (vmax or 1.0)
+    ring = ["#000" if s else "rgba(0,0,0,0)" for s in in_set]
+    trace = go.Scattergl if len(scores) > 1500 else go.Scatter  # WebGL keeps thousands of points fluid
+    fig = go.Figure(trace(
+        x=list(indices), y=list(layers), mode="markers", customdata=list(labels),
+        marker=dict(color=scores, colorscale=DIVERGING, cmid=0, cmin=-vmax, cmax=vmax, size=size,
+                    line=dict(color=ring, width=2), colorbar=dict(title="score", thickness=12)),
+        hovertemplate="%{customdata}<br>layer %{y}, unit %{x}<br>score %{marker.color:.3g}<extra></extra>",
+        selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=0.35))))
+    fig.update_layout(height=max(260, min(60 + 22 * n_layers, 620)), margin=COMPACT, title=title,
+                      dragmode="select", clickmode="event+select", xaxis_title="unit index",
+                      yaxis_title="layer")
+    fig.update_xaxes(range=[-0.02 * width, width * 1.02])
+    fig.update_yaxes(range=[-0.6, n_layers - 0.4], dtick=1 if n_layers <= 32 else None)
+    return fig
+
+
+def aggregate_columns(matrix: np.ndarray, max_columns: int = 192) -> tuple[np.ndarray, list[int]]:
+    """Shrink ``[rows, width]`` to at most ``max_columns`` columns, keeping each bin's largest-magnitude
+    value with its sign (a mean would wash out the few strong units a bin holds). Returns the matrix and
+    each bin's first unit index."""
+    matrix = np.asarray(matrix, dtype=float)
+    rows, width = matrix.shape
+    bin_size = max(1, math.ceil(width / max_columns))
+    starts = list(range(0, width, bin_size))
+    out = np.zeros((rows, len(starts)))
+    for j, s in enumerate(starts):
+        block = matrix[:, s:s + bin_size]
+        pick = np.abs(block).argmax(axis=1)
+        out[:, j] = block[np.arange(rows), pick]
+    return out, starts
+
+
+def layer_unit_heatmap(matrix: np.ndarray, layers: Sequence[int], *, title: str, max_columns: int = 192) -> go.Figure:
+    """Layer x unit heatmap of scores, binned along units when the layer is wide (see aggregate_columns)."""
+    agg, starts = aggregate_columns(matrix, max_columns)
+    width = np.asarray(matrix).shape[1]
+    bin_size = starts[1] - starts[0] if len(starts) > 1 else width
+    vmax = float(np.abs(agg).max()) if agg.size else 1.0
+    ends = [min(s + bin_size, width) - 1 for s in starts]
+    fig = go.Figure(go.Heatmap(
+        z=agg, x=starts, y=[str(x) for x in layers], colorscale=DIVERGING, zmid=0, zmin=-vmax, zmax=vmax,
+        customdata=np.array([ends] * len(layers)), colorbar=dict(title="score", thickness=12),
+        hovertemplate=("layer %{y}, units %{x}–%{customdata}<br>strongest score %{z:.3g}<extra></extra>"
+                       if bin_size > 1 else "layer %{y}, unit %{x}<br>score %{z:.3g}<extra></extra>")))
+    note = f" (each cell: the strongest of {bin_size} units)" if bin_size > 1 else ""
+    fig.update_layout(height=max(220, min(60 + 20 * len(layers), 640)), margin=COMPACT, title=title + note,
+                      xaxis_title="unit index", yaxis_title="layer")
+    fig.update_yaxes(type="category")
+    return fig
+
+
+def feature_grid_heatmap(scores: Sequence[float], *, title: str, columns: int | None = None) -> go.Figure:
+    """One SAE's feature scores as a grid (feature ``i`` at row ``i // columns``, column ``i % columns``):
+    a single row of thousands of features would be unreadable. Default ``columns``: a power of two near
+    the square root of the number of features (64 for 2048)."""
+    values = np.asarray(scores, dtype=float).ravel()
+    n = values.size
+    if columns is None:
+        columns = min(max(n, 1), max(16, 2 ** math.ceil(math.log2(max(math.sqrt(max(n, 1)), 1)))))
+    rows = max(1, math.ceil(n / columns))
+    grid = np.full(rows * columns, np.nan)
+    grid[:n] = values
+    grid = grid.reshape(rows, columns)
+    index = np.arange(rows * columns, dtype=float).reshape(rows, columns)
+    index[grid != grid] = np.nan  # no feature in the padding
+    finite = np.abs(values[np.isfinite(values)])
+    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    fig = go.Figure(go.Heatmap(
+        z=grid, x=list(range(columns)), y=[r * columns for r in range(rows)], customdata=index,
+        colorscale=DIVERGING, zmid=0, zmin=-vmax, zmax=vmax, colorbar=dict(title="score", thickness=12),
+        hovertemplate="feature %{customdata:.0f}<br>score %{z:.3g}<extra></extra>"))
+    fig.update_layout(height=max(200, min(80 + 14 * rows, 700)), margin=COMPACT,
+                      title=f"{title} ({n} features, {columns} per row)", xaxis_title="feature index mod "
+                      f"{columns}", yaxis_title="first feature of the row")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def layer_totals_chart(layers: Sequence[int], positive: Sequence[float], negative: Sequence[float]) -> go.Figure:
+    """Sum of positive and of negative scores per layer: where in depth the signal sits."""
+    names = [str(x) for x in layers]
+    fig = go.Figure([go.Bar(x=names, y=list(positive), name="sum of positive", marker_color="#2166ac"),
+                     go.Bar(x=names, y=list(negative), name="sum of negative", marker_color="#b2182b")])
+    fig.update_layout(barmode="relative", height=240, margin=COMPACT, title="Score per layer",
+                      xaxis_title="layer", yaxis_title="summed score", legend=dict(orientation="h"))
+    return fig
+
+
+def ablation_chart(effects: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Per metric: each random set's effect (grey dots), their mean ± std, and the tested set (diamond).
+
+    ``effects``: ``{metric: {"tested": float, "random": [float, ...]}}``.
+    """
+    metrics = list(effects)
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[f"Δ {m}" for m in metrics])
+    for j, metric in enumerate(metrics, start=1):
+        rand = [float(v) for v in effects[metric]["random"]]
+        tested = float(effects[metric]["tested"])
+        fig.add_trace(go.Scatter(x=["random sets"] * len(rand), y=rand, mode="markers", name="random set",
+                                 marker=dict(color="#9aa5b1", size=9), showlegend=j == 1,
+                                 hovertemplate="random set: %{y:.3g}<extra></extra>"), row=1, col=j)
+        if len(rand) > 1:
+            fig.add_trace(go.Scatter(x=["random sets"], y=[float(np.mean(rand))], mode="markers", name="mean ± std",
+                                     error_y=dict(type="data", array=[float(np.std(rand, ddof=1))]),
+                                     marker=dict(color="#444", size=12, symbol="line-ew-open"), showlegend=j == 1),
+                          row=1, col=j)
+        fig.add_trace(go.Scatter(x=["tested set"], y=[tested], mode="markers", name="tested set",
+                                 marker=dict(color="#d62728", size=14, symbol="diamond"), showlegend=j == 1,
+                                 hovertemplate="tested set: %{y:.3g}<extra></extra>"), row=1, col=j)
+        fig.add_hline(y=0, line=dict(color="#bbb", dash="dot"), row=1, col=j)
+    fig.update_layout(height=300, margin=COMPACT, legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+# -- one unit ------------------------------------------------------------------------------------------------
+def histogram_chart(counts: Sequence[int], edges: Sequence[float], *, threshold: float | None = None) -> go.Figure:
+    """Activation histogram from bin counts and edges (log-scaled counts: most tokens sit near zero)."""
+    centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    widths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    fig = go.Figure(go.Bar(x=centers, y=list(counts), width=widths, marker_color="#4c78a8",
+                           hovertemplate="activation %{x:.3g}<br>%{y} tokens<extra></extra>"))
+    if threshold is not None:
+        fig.add_vline(x=threshold, line=dict(color="#d62728", dash="dot"))
+    fig.update_layout(height=260, margin=COMPACT, title="Activation over all tokens", xaxis_title="activation",
+                      yaxis_title="tokens", yaxis_type="log", bargap=0)
+    return fig
+
+
+def logit_effect_chart(promoted: Sequence[tuple[str, float]], suppressed: Sequence[tuple[str, float]]) -> go.Figure:
+    """Tokens the unit's output direction pushes up (blue) and down (red) through the unembedding."""
+    items = sorted(list(promoted) + list(suppressed), key=lambda t: t[1])
+    fig = go.Figure(go.Bar(
+        x=[v for _, v in items], y=[f"{visible_token(t)} " for t, _ in items], orientation="h",
+        marker_color=["#2166ac" if v > 0 else "#b2182b" for _, v in items],
+        hovertemplate="%{y}: %{x:+.3g}<extra></extra>"))
+    fig.update_layout(height=max(240, 18 * len(items) + 60), margin=COMPACT, title="Direct logit effect",
+                      xaxis_title="logit change per unit of activation (centred)")
+    fig.update_yaxes(type="category", tickfont=dict(family="monospace"))
+    return fig
+
+
+def intervention_chart(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Answer-ranking accuracy and gold log-prob under each intervention (``none`` first)."""
+    names = [str(r["intervention"]) for r in rows]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["ranking accuracy", "mean gold log p"])
+    colors = ["#9aa5b1"] + ["#d62728"] * (len(rows) - 1)
+    fig.add_trace(go.Bar(x=names, y=[r["ranking_accuracy"] for r in rows], marker_color=colors, showlegend=False),
+                  row=1, col=1)
+    fig.add_trace(go.Bar(x=names, y=[r["gold_logprob"] for r in rows], marker_color=colors, showlegend=False),
+                  row=1, col=2)
+    fig.update_layout(height=260, margin=COMPACT)
+    return fig
+
+
+# -- training ------------------------------------------------------------------------------------------------
+def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    xs, ys = [], []
+    for r in rows:
+        v = r.get(key)
+        if isinstance(v, int | float) and math.isfinite(v):
+            xs.append(int(r.get("step", len(xs))))
+            ys.append(float(v))
+    return xs, ys
+
+
+def training_chart(metrics: Sequence[Mapping[str, Any]], keys: Sequence[str], *, cols: int = 3) -> go.Figure:
+    """One small panel per metric key (line + markers over steps). ``uirevision`` keeps a user's zoom while
+    the chart is redrawn every second with new points."""
+    keys = list(keys)
+    n_rows = max(1, math.ceil(len(keys) / cols))
+    fig = make_subplots(rows=n_rows, cols=cols, subplot_titles=keys, vertical_spacing=0.16, horizontal_spacing=0.07)
+    for i, key in enumerate(keys):
+        xs, ys = _series(metrics, key)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=key, showlegend=False,
+                                 marker=dict(size=5), line=dict(color="#1f77b4"),
+                                 hovertemplate=f"{key}<br>step %{{x}}: %{{y:.4g}}<extra></extra>"),
+                      row=i // cols + 1, col=i % cols + 1)
+    fig.update_layout(height=230 * n_rows + 40, margin=COMPACT, uirevision="keep")
+    return fig
+
+
+def runs_overlay_chart(series: Mapping[str, Sequence[Mapping[str, Any]]], metric: str) -> go.Figure:
+    """The same metric for several runs on one axis; ``series`` maps a run name to its metric rows."""
+    fig = go.Figure()
+    for name, rows in series.items():
+        xs, ys = _series(rows, metric)
+        if xs:
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, marker=dict(size=4)))
+    fig.update_layout(height=300, margin=COMPACT, title=metric, xaxis_title="step", legend=dict(font=dict(size=10)))
+    return fig
+
+
+def before_after_chart(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Mean activation of each unit under each model, grouped by unit (``rows``: unit/short/model/mean)."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    palette = ["#9aa5b1", "#1f77b4", "#ff7f0e", "#2ca02c"]
+    fig = go.Figure()
+    for i, model in enumerate(models):
+        sub = [r for r in rows if r["model"] == model]
+        fig.add_trace(go.Bar(x=[r["short"] for r in sub], y=[r["mean_activation"] for r in sub], name=model,
+                             marker_color=palette[i % len(palette)]))
+    fig.update_layout(barmode="group", height=320, margin=COMPACT, xaxis_title="unit",
+                      yaxis_title="mean activation on solution tokens", legend=dict(orientation="h", y=1.12))
     fig.update_xaxes(type="category")
     return fig

@@ -1,6 +1,7 @@
 """Entry point: ``streamlit run app/main.py``.
 
-Sets up the page, the shared sidebar (model picker) and the page router; nothing else lives here.
+Sets up the page, the shared sidebar (model picker, current-set indicator) and the page router; nothing
+else lives here. ``YFPO_APP_DEMO_TINY=1`` registers a tiny random demo model and makes it the default.
 """
 
 from __future__ import annotations
@@ -15,16 +16,13 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import sidebar, state  # noqa: E402
-from app.views import problems  # noqa: E402
+from app import nav, resources, sidebar, state  # noqa: E402
 
+resources.configure_process()
 st.set_page_config(page_title="YFPO Workbench", page_icon="🧮", layout="wide")
 state.init_state()
 sidebar.render()
-
-pages = {
-    "Explore": [
-        st.Page(problems.render, title="Problems", icon="📝", url_path="problems", default=True),
-    ],
-}
-st.navigation(pages).run()
+for kind, text in state.pop_flash():
+    getattr(st, kind)(text)
+st.navigation(nav.sections(state.get(state.START_PAGE))).run()
+sidebar.render_footer()

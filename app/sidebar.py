@@ -1,4 +1,4 @@
-"""The sidebar shared by every page: which model is active."""
+"""The sidebar shared by every page: which model is active, and how many units the current set holds."""
 
 from __future__ import annotations
 
@@ -41,8 +41,26 @@ def active_model() -> LoadedModel | None:
     except YfpoError as exc:
         st.error(str(exc))
         return None
+    state.set_active_model(model)
     with st.sidebar:
         cfg = model.model.cfg
         st.caption(f"**{model.name}** · {cfg.n_layers} layers × {cfg.d_mlp} MLP neurons · "
                    f"fingerprint `{model.fingerprint}`")
     return model
+
+
+def render_footer() -> None:
+    """Drawn after the page, so that it counts the units the page just added or removed."""
+    fingerprint = state.active_fingerprint()
+    current = state.neuron_set_for(fingerprint)
+    with st.sidebar:
+        st.divider()
+        n = len(current) if current is not None else 0
+        count = f"{n} unit{'s' if n != 1 else ''}" if fingerprint else "– (the model is not loaded yet)"
+        st.markdown(f"**Current set:** {count}",
+                    help="The units you picked (Locate, Unit, Neuron set pages); Train uses them for the reward. "
+                         "Each model has its own set in this tab.")
+        running = [r for r in state.train_runs() if r.alive]
+        if running:
+            plural = "s" if len(running) > 1 else ""
+            st.caption(f":material/directions_run: {len(running)} training run{plural} in progress (Train page)")

@@ -81,3 +81,67 @@ def browser_page(viewport=(1400, 900)):
             yield page
         finally:
             browser.close()
+
+
+# -- driving the app ---------------------------------------------------------------------------------------
+def open_page(page, url: str, heading: str, timeout_ms: int = 90_000) -> None:
+    """Go to ``url`` and wait for the page heading (the model is loaded and the page drawn by then)."""
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=timeout_ms)
+
+
+def goto_nav(page, title: str, timeout_ms: int = 60_000) -> None:
+    """Switch page with the sidebar navigation (keeps the session, unlike a new URL)."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=timeout_ms)
+
+
+def wait_idle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until Streamlit has finished the current run (its status widget leaves 'running')."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+
+
+def plotly_points(page, key: str) -> int:
+    """Number of data points in the plotly chart drawn with ``st.plotly_chart(..., key=key)``."""
+    return page.evaluate(
+        """(key) => { const el = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+                      if (!el || !el.data) return -1;
+                      return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0); }""", key)
+
+
+def box_select(page, key: str, x0: float = 0.02, y0: float = 0.02, x1: float = 0.6, y1: float = 0.98) -> None:
+    """Box-select on the keyed plotly chart: the modebar's box-select button, then a mouse drag over the
+    plot area between the given fractions of its width and height."""
+    chart = page.locator(f".st-key-{key} .js-plotly-plot")
+    chart.hover()
+    button = chart.locator('.modebar-btn[data-val="select"]')
+    if button.count():
+        button.first.click()
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * x0, box["y"] + box["height"] * y0)
+    page.mouse.down()
+    steps = 12
+    for i in range(1, steps + 1):
+        page.mouse.move(box["x"] + box["width"] * (x0 + (x1 - x0) * i / steps),
+                        box["y"] + box["height"] * (y0 + (y1 - y0) * i / steps))
+    page.mouse.up()
+
+
+def screenshot(page, folder: Path | None, name: str, width: int = 1400) -> None:
+    """A screenshot of the whole page: Streamlit scrolls inside its main block, so the viewport is grown to
+    the content's height first, then put back."""
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    try:  # best effort: a page with a live chart reruns every second
+        wait_idle(page, timeout_ms=10_000)
+    except Exception:  # noqa: BLE001 - a screenshot of a busy page is still a screenshot
+        pass
+    height = page.evaluate(
+        "() => { const m = document.querySelector('[data-testid=\"stMain\"]'); return m ? m.scrollHeight : 900; }")
+    old = page.viewport_size
+    page.set_viewport_size({"width": width, "height": max(900, min(int(height) + 40, 7000))})
+    page.wait_for_timeout(600)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    page.set_viewport_size(old)

@@ -208,9 +208,13 @@ def _scripted_sampler(problems: list[Problem], seen: list):
     return sampler
 
 
-def test_on_policy_pairs_correct_against_wrong_with_a_scripted_sampler(monkeypatch, toy):
-    problems = toy[:3]
-    assert [p.answer for p in problems] == ["22", "25", "12"]
+def test_on_policy_pairs_correct_against_wrong_with_a_scripted_sampler(monkeypatch):
+    # Hand-written problems, so the scripted samples stay in step with them whatever the generator makes.
+    problems = [Problem(id=f"hand/{i}", question=q, solution=s, answer=a, source="hand")
+                for i, (q, s, a) in enumerate([("Ann has 4 pens and buys 18. How many pens?", "4+18=22. #### 22", "22"),
+                                               ("Bo had 71 cards and gave 46 away. How many are left?",
+                                                "71-46=25. #### 25", "25"),
+                                               ("4 boxes hold 3 eggs each. How many eggs?", "4*3=12. #### 12", "12")])]
     seen: list = []
     monkeypatch.setattr(pairs_module, "sample_responses", _scripted_sampler(problems, seen))
     pairs, stats = on_policy_pairs(PROMPT_ONLY, problems, samples=5, temperature=0.5, max_new_tokens=9, seed=7)

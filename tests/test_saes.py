@@ -119,6 +119,7 @@ def test_feature_ablation_and_feature_sets(tmp_path):
 
 def test_bad_sae_references():
     model = tiny()
+    model.name = "tiny-without-sae"
     with pytest.raises(YfpoError, match="neither a folder"):
         load_sae("nonsense", model)
     with pytest.raises(YfpoError, match="no shipped SAE"):

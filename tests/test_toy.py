@@ -23,6 +23,7 @@ from yfpo_core.models.toy import (
     build_toy_model,
     load_toy_model,
     read_toy_config,
+    resolve_toy_folder,
     save_toy_model,
     shipped_toy_dir,
     toy_cache_dir,
@@ -169,11 +170,13 @@ def test_drills_and_multi_example_rows(tokenizer):
     trained = "".join(ch for ch, k in zip(row, keep, strict=False) if k)
     assert trained == "2+3=5. #### 5\n4*2=8. #### 8\n" and keep[-1]  # both answers and the final <eos>
     assert all(response_mask(row, "all"))
-    rows = [r for r, _ in zip(example_stream(ToyTrainConfig()), range(400), strict=False)]
-    assert rows == [r for r, _ in zip(example_stream(ToyTrainConfig()), range(400), strict=False)]
+    config = ToyTrainConfig()
+    rows = [r for r, _ in zip(example_stream(config), range(600), strict=False)]
+    assert rows == [r for r, _ in zip(example_stream(config), range(600), strict=False)]
     drills = sum(r.startswith("Q: What is") for r in rows) / len(rows)
     facts = sum(not re.search(r"\d", r) for r in rows) / len(rows)
-    assert 0.2 < drills < 0.4 and 0.12 < facts < 0.28
+    assert abs(drills - config.drill_fraction) < 0.07 and abs(facts - config.nonmath_fraction) < 0.07
+    assert all(r.count("Q: What is") == config.drills_per_row for r in rows if r.startswith("Q: What is"))
     assert set("".join(rows)) <= set(TOY_ALPHABET)
 
 
@@ -231,13 +234,13 @@ def test_missing_and_corrupt_files_raise(tmp_path):
 
 def test_default_load_falls_back_to_shipped_and_prefers_cache(private_cache):
     shipped = load_toy_model()
-    assert str(shipped_toy_dir()) in shipped.source
+    assert str(shipped_toy_dir()) in shipped.source and resolve_toy_folder() == shipped_toy_dir()
     assert not toy_cache_dir().exists()
     tiny = build_toy_model(toy_config_kwargs(TINY), seed=3)
     save_toy_model(tiny, toy_cache_dir(), {})
     cached = load_model("toy-arith")
     assert cached.fingerprint == weights_fingerprint(tiny) != shipped.fingerprint
-    assert str(toy_cache_dir()) in cached.source
+    assert str(toy_cache_dir()) in cached.source and resolve_toy_folder() == toy_cache_dir()
     (toy_cache_dir() / WEIGHTS_FILE).write_bytes(b"garbage")
     with pytest.raises(ModelUnavailableError, match="delete"):
         load_toy_model()

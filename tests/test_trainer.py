@@ -175,8 +175,9 @@ def test_kill_mid_run_then_resume_gives_a_consistent_metrics_file(setup):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.Popen([sys.executable, str(script), str(run), "400", "fresh"], env=env)
     deadline = time.time() + 120
-    while time.time() < deadline and len(read_metrics(run)) < 9:
+    while time.time() < deadline and len(read_metrics(run)) < 9 and proc.poll() is None:
         time.sleep(0.1)
+    assert proc.poll() is None, f"the training process ended by itself (exit {proc.returncode}) before the kill"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     rows = read_metrics(run)

@@ -86,8 +86,10 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 
 
 def list_runs(root: Path | None = None) -> list[Path]:
+    """Run folders under ``root`` (newest first), including the arms inside experiment folders."""
     root = root or default_runs_dir()
-    return sorted((p for p in root.glob("*") if (p / "config.json").exists()), key=lambda p: p.name, reverse=True)
+    found = [p for pattern in ("*", "*/*") for p in root.glob(pattern) if (p / "config.json").exists()]
+    return sorted(found, key=lambda p: (p.parent.name if p.parent != root else p.name, p.name), reverse=True)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -246,7 +248,8 @@ def policy_from_checkpoint(base: LoadedModel, folder: Path) -> LoadedModel:
     import torch
     from safetensors.torch import load_file
 
-    model = copy.deepcopy(base.model)
+    with base.lock:  # another thread's hooks must not be copied
+        model = copy.deepcopy(base.model)
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in load_file(str(Path(folder) / "trainable.safetensors")).items():
@@ -388,6 +391,8 @@ class TrainingRun:
         except Exception as exc:  # noqa: BLE001 - a bug, but the UI must show it, not die
             self.error, self.state = f"{type(exc).__name__}: {exc}", "failed"
             RunWriter(self.run_dir).status("failed", error=self.error, traceback=traceback.format_exc())
+        finally:
+            self.base = None  # the run holds no model once it has ended
 
     def snapshot(self) -> dict[str, Any]:
         """A copy of the metrics so far and the progress, safe to read from another thread."""

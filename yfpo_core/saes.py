@@ -20,6 +20,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import sys
 import time
 import warnings
@@ -38,7 +39,8 @@ from yfpo_core.paths import package_assets_dir
 from yfpo_core.sae_config import SAETrainConfig
 
 SHIPPED_DIR = package_assets_dir() / "saes"
-DEFAULT_SAES = {"smollm2-135m-instruct": "smollm2-135m-instruct-L15-mlp-w2048"}
+DEFAULT_SAES = {"smollm2-135m-instruct": "smollm2-135m-instruct-L15-mlp-w2048",
+                "toy-arith": "toy-arith-L1-mlp-w1024"}
 META_FILE = "yfpo_sae.json"
 
 
@@ -81,7 +83,7 @@ def load_sae(ref: str, model: LoadedModel | None = None, device: str = "cpu") ->
     from sae_lens import SAE
 
     if ref == "default":
-        if model is None or model.name not in DEFAULT_SAES:
+        if model is None or model.name not in DEFAULT_SAES or not (SHIPPED_DIR / DEFAULT_SAES[model.name]).is_dir():
             raise SAEError(f"no shipped SAE for {model.name if model else 'this model'}; train one with "
                            "`yfpo sae train` and pass its folder")
         ref = str(SHIPPED_DIR / DEFAULT_SAES[model.name])
@@ -171,7 +173,7 @@ def training_texts(model: LoadedModel, math_fraction: float = 0.8, seed: int = 0
     from yfpo_core.problems import load_problems
 
     fmt = model.prompt_format
-    if model.name == "toy-arith":
+    if model.native_problems == "toy":
         problems = load_problems("toy", n=2000, seed=seed)
     else:  # variants only: the 100 GSM8K originals stay held out for `yfpo sae eval`
         problems = load_problems("gsm-symbolic", seed=seed)
@@ -223,6 +225,7 @@ def train_sae(config: SAETrainConfig, out_dir: Path, model: LoadedModel | None =
     for name in ("runner_cfg.json", "sparsity.safetensors"):
         if (work / "sae-lens-output" / name).exists():
             (final / name).write_bytes((work / "sae-lens-output" / name).read_bytes())
+    shutil.rmtree(work, ignore_errors=True)  # checkpoints only serve an interrupted run
     loaded = load_sae(str(final), model)
     quality = sae_quality(model, loaded, texts[:64])
     meta = {"model": model.name, "model_fingerprint": model.fingerprint, "config": asdict(config),

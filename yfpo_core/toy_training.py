@@ -2,27 +2,33 @@
 
 A plain nanoGPT-style loop, kept readable on purpose:
 
-1. **Data.** An endless-looking stream of fresh examples, each a whole ``<bos>Q: ...\\nA: ...\\n<eos>``
-   text: a toy word problem (:func:`~yfpo_core.problems.synthetic.generate_toy_problems`, formatted by
-   the model's :class:`~yfpo_core.prompts.PlainPromptFormat`, so training text is exactly the text the
-   model is scored on) or, with probability ``nonmath_fraction``, a digit-free fact
-   (:func:`~yfpo_core.problems.synthetic.generate_toy_nonmath`) so the model also has non-math features
-   to contrast math neurons with. One example per row, right-padded, every row starting at position 0
-   with ``<bos>`` as at inference time (packing examples across rows would make the model learn answers
-   whose questions it cannot see).
-2. **Loss.** Next-token cross-entropy on real (non-pad) tokens; ``loss_on="response"`` restricts it to
-   the tokens after ``"\\nA: "``. The default (``"all"``) also teaches the question's language.
+1. **Data** (:func:`example_stream`): fresh rows, each starting at position 0 with ``<bos>`` as at
+   inference time and ending with ``<eos>``, one of three kinds:
+
+   * a toy word problem (:func:`~yfpo_core.problems.synthetic.generate_toy_problems`) formatted by the
+     model's :class:`~yfpo_core.prompts.PlainPromptFormat`, so training text is exactly the text the
+     model is scored on: ``"Q: Ann has 12 pens. She buys 7 more. ...\nA: 12+7=19. #### 19\n"``;
+   * a row of arithmetic drills (:func:`drill_text`), ``"Q: What is 12+7?\nA: 12+7=19. #### 19\n"``
+     three times over, which is where most of the arithmetic is learned (word problems alone carry
+     too little of it for a few minutes of CPU: 0.4-0.6 held-out exact match instead of 0.9);
+   * with probability ``nonmath_fraction``, a digit-free fact
+     (:func:`~yfpo_core.problems.synthetic.generate_toy_nonmath`), so the model also has non-math
+     features to contrast math neurons with.
+
+2. **Loss.** Next-token cross-entropy on the answers (``loss_on="response"``): questions hold random
+   names and numbers that cannot be predicted; ``"all"`` trains on every token.
 3. **Optimiser.** AdamW (weight decay on matrices only), linear warm-up then cosine decay to
    ``min_lr_ratio * lr``, gradient clipping.
-4. **Evaluation.** Greedy exact match (:func:`yfpo_core.evaluate.exact_match`) and answer ranking on
-   fresh problems generated with ``eval_seed`` (a different seed from training), per kind; plus the
-   exact-answer rate on held-out non-math facts.
+4. **Evaluation** (:func:`evaluate_toy_model`). Greedy exact match
+   (:func:`yfpo_core.evaluate.exact_match`) and answer ranking on fresh word problems generated with
+   ``eval_seed`` (a different seed from training), per kind; plus exact answers on held-out facts.
 
 Determinism: the only randomness is the weight initialisation (``torch.manual_seed(seed)`` inside a
 forked RNG) and the data stream (``random.Random``-based generators seeded from ``seed``); there is no
-dropout, and ``torch.use_deterministic_algorithms(True)`` is on during training. On one machine with
-the same torch version and thread count two runs give bit-identical weights. Different CPUs or thread
-counts can change float summation order, so bit-identity across machines is not promised.
+dropout, ``torch.use_deterministic_algorithms(True)`` is on and the CPU thread count is fixed
+(``num_threads``) during training. Two runs of one config on one machine give bit-identical weights.
+Another CPU type (other SIMD kernels) or another torch version can change float rounding, so
+bit-identity across machines is not promised.
 """
 
 from __future__ import annotations
@@ -43,7 +49,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from yfpo_core.models.toy import DEFAULT_ARCHITECTURE, build_toy_model, save_toy_model, toy_config_kwargs, wrap_toy_model
+from yfpo_core.models.toy import (
+    DEFAULT_ARCHITECTURE,
+    build_toy_model,
+    save_toy_model,
+    toy_config_kwargs,
+    wrap_toy_model,
+)
 from yfpo_core.problems.base import Problem
 from yfpo_core.problems.synthetic import TOY_KINDS, generate_toy_nonmath, generate_toy_problems
 from yfpo_core.progress import ProgressCallback, report
@@ -66,8 +78,8 @@ class ToyTrainConfig:
     """Everything that determines a toy training run (and its saved metadata)."""
 
     seed: int = field(default=0, metadata={"help": "seed of the weight init and of the training data"})
-    steps: int = field(default=1400, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=32, metadata={"help": "examples per step (one example per row)"})
+    steps: int = field(default=1800, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=32, metadata={"help": "rows per step"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
     min_lr_ratio: float = field(default=0.05, metadata={"help": "final LR as a fraction of the peak (cosine)"})
     warmup_steps: int = field(default=50, metadata={"help": "steps of linear LR warm-up"})
@@ -75,15 +87,16 @@ class ToyTrainConfig:
     beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
     beta2: float = field(default=0.99, metadata={"help": "AdamW beta2"})
     grad_clip: float = field(default=1.0, metadata={"help": "max global gradient norm (0 = no clipping)"})
-    loss_on: str = field(default="all", metadata={"help": "'all' tokens or only the 'response' after 'A: '"})
+    loss_on: str = field(default="response", metadata={
+        "help": "train on the 'response' after each 'A: ' (questions hold random names and numbers) or on 'all'"})
     n_layers: int = field(default=DEFAULT_ARCHITECTURE["n_layers"], metadata={"help": "transformer layers"})
     d_model: int = field(default=DEFAULT_ARCHITECTURE["d_model"], metadata={"help": "residual width"})
     n_heads: int = field(default=DEFAULT_ARCHITECTURE["n_heads"], metadata={"help": "attention heads per layer"})
     d_mlp: int = field(default=DEFAULT_ARCHITECTURE["d_mlp"], metadata={"help": "MLP neurons per layer"})
     n_ctx: int = field(default=DEFAULT_ARCHITECTURE["n_ctx"], metadata={"help": "context length (positions)"})
     nonmath_fraction: float = field(default=0.2, metadata={"help": "share of rows that are digit-free facts"})
-    drill_fraction: float = field(default=0.3, metadata={
-        "help": "share of rows that are bare-arithmetic drills ('Q: What is 12+7?'), packed drills_per_row a row"})
+    drill_fraction: float = field(default=0.6, metadata={
+        "help": "share of rows that are bare-arithmetic drills ('Q: What is 12+7?\\nA: 12+7=19. #### 19')"})
     drills_per_row: int = field(default=3, metadata={"help": "drills concatenated into one drill row"})
     kinds: tuple[str, ...] = field(default=TOY_KINDS, metadata={"help": "problem kinds to train on"})
     kind_weights: tuple[float, ...] | None = field(default=None, metadata={
@@ -120,10 +133,11 @@ class ToyTrainConfig:
         return d
 
     def python_call(self, out: str | Path | None = None) -> str:
-        """A one-line Python command that reruns this configuration (recorded in the saved metadata)."""
-        default = ToyTrainConfig()
-        changed = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
-        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        """A one-line Python command that reruns this configuration (recorded in the saved metadata).
+
+        Every field is spelled out, so the command still reproduces the run after defaults change.
+        """
+        args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         out_arg = f", out=Path({str(out)!r})" if out is not None else ""
         return ('python -c "from pathlib import Path; from yfpo_core.toy_training import ToyTrainConfig, '
                 f'train_toy_model; train_toy_model(ToyTrainConfig({args}){out_arg})"')
@@ -184,26 +198,29 @@ def training_text(question: str, solution: str, prompt_format: PlainPromptFormat
     return prompt_format.prompt(question) + prompt_format.response(solution) + prompt_format.end_of_response
 
 
-def drill_text(problem: Problem) -> str:
-    """A problem's bare arithmetic as a short example with the same solution, e.g.
+def drill_text(problem: Problem, question: str = "What is {}?") -> str:
+    """A problem's bare arithmetic as a short Q/A with the same solution, e.g.
     ``"Q: What is 12+7-3?\nA: 12+7=19. 19-3=16. #### 16\n"``.
 
     Why drills: in a word problem only the two to four result digits are arithmetic, about 3% of the
     tokens, and the model computes them from the operands it has just copied into its answer (``12+7=``).
-    A drill trains exactly that computation at a quarter of the cost, so a few minutes of CPU suffice.
+    A row of drills trains that computation, and the copying of operands from the question, several
+    times more densely, which is what lets a few CPU minutes suffice. (Bare worksheets, ``"12+7=19.
+    4*5=20."``, are denser still but teach no copying; models trained on them fail to copy operands.)
     """
     steps = re.findall(r"(\d+)([+\-*])(\d+)=\d+", problem.solution)
     expression = steps[0][0] + "".join(op + rhs for _, op, rhs in steps)
-    return training_text(f"What is {expression}?", problem.solution)
+    return training_text(question.format(expression), problem.solution)
 
 
 def example_stream(config: ToyTrainConfig) -> Iterator[str]:
     """The training rows in order, a pure function of the config's seed, kinds and mixture.
 
     Each row is a digit-free fact with probability ``nonmath_fraction``, ``drills_per_row`` concatenated
-    drills (:func:`drill_text`) with probability ``drill_fraction``, else one word problem of a kind drawn
-    with ``kind_weights``. Packing drills into one row spreads them over the positions where word-problem
-    answers appear (learned absolute positions do not transfer otherwise). Every kind, the drills and the
+    drills (:func:`drill_text`) with probability ``drill_fraction``, else one word problem; kinds are
+    drawn with ``kind_weights``. Packing drills spreads equations over the positions where word-problem
+    answers appear (learned absolute positions do not transfer between positions on their own). Every
+    kind, the drills and the
     facts have their own generator, fed in chunks with seeds derived from ``config.seed``, so the stream
     never ends and changing one weight does not reshuffle the others.
     """
@@ -224,7 +241,7 @@ def example_stream(config: ToyTrainConfig) -> Iterator[str]:
 
 def _problem_chunk(seed: int, kind: str, drill: bool):
     stream = _PROBLEM_STREAM + 10 * (1 + TOY_KINDS.index(kind)) + (5 if drill else 0)
-    render = drill_text if drill else (lambda p: training_text(p.question, p.solution))
+    render = drill_text if drill else (lambda p: training_text(p.question, p.solution))  # noqa: E731
 
     def make(chunk: int) -> list[str]:
         return [render(p) for p in generate_toy_problems(1024, _chunk_seed(seed, stream, chunk), kinds=[kind])]
@@ -247,7 +264,7 @@ def response_mask(text: str, loss_on: str = "all") -> list[bool]:
     """Per character of ``text``, plus one for the ``<eos>`` after it: is predicting it trained?
 
     ``"all"``: everything. ``"response"``: the characters of each answer, from after ``"\nA: "`` up to
-    and including the newline that ends it (rows may hold several examples), and the final ``<eos>``.
+    and including the newline that ends it (a row may hold several examples), and the final ``<eos>``.
     """
     if loss_on == "all":
         return [True] * (len(text) + 1)
@@ -256,7 +273,7 @@ def response_mask(text: str, loss_on: str = "all") -> list[bool]:
         end = text.find("\n", match.end())
         end = len(text) - 1 if end < 0 else end
         keep[match.end(): end + 1] = [True] * (end + 1 - match.end())
-    keep[-1] = keep[-2] if len(text) else True
+    keep[-1] = True
     return keep
 
 

@@ -1,4 +1,6 @@
-"""Problems page: browse a problem set, read one problem, and see how the active model answers it."""
+"""Problems page: browse a problem set, read one problem, see how the active model answers it, and see
+the current neuron set's activations (or the current attribution's relevance) token by token on its gold
+solution."""
 
 from __future__ import annotations
 
@@ -8,19 +10,22 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import resources, state
-from app.components import candidate_logprob_chart
+from app import background, resources, state
+from app.components import candidate_logprob_chart, colored_tokens_html, token_heatmap
 from app.sidebar import active_model
 from yfpo_core.errors import YfpoError
 from yfpo_core.evaluate import answer_ranking, exact_match
-from yfpo_core.models import TOY_MODEL
+from yfpo_core.models import LoadedModel
 from yfpo_core.problems import Problem
+from yfpo_core.set_activations import set_token_activations, set_token_relevance
 
 SOURCES = ["gsm8k-test-100", "gsm-symbolic", "toy", "upload a file…"]
+MAX_HEATMAP_UNITS = 48
+ACTIVATIONS, RELEVANCE = "activations of the current set", "relevance (current attribution)"
 
 
-def _pick_source(model_name: str) -> tuple[str | None, int]:
-    default = st.session_state[state.PROBLEM_SOURCE] or ("toy" if model_name == TOY_MODEL else "gsm8k-test-100")
+def _pick_source(model: LoadedModel) -> tuple[str | None, int]:
+    default = st.session_state[state.PROBLEM_SOURCE] or model.native_problems
     cols = st.columns([2, 1, 2])
     source = cols[0].selectbox("Problem set", SOURCES, index=SOURCES.index(default) if default in SOURCES else 0,
                                help="gsm8k-test-100: GSM8K test problems with gold solutions (offline). "
@@ -66,10 +71,18 @@ def _show_problem(problem: Problem, model) -> None:
     answers = st.session_state[state.MODEL_ANSWERS]
     if st.button("Ask the model", type="primary", key="ask_model",
                  help="Greedy generation (answer extracted after ####) and teacher-forced answer ranking"):
-        with st.spinner(f"{model.name} is solving the problem…"):
+
+        def solve(progress):
+            progress(0, 2, "generating")
             generation = exact_match(model, [problem], max_new_tokens=256).rows[0]
-            ranking = answer_ranking(model, [problem]).rows[0]
-        answers[key] = {"generation": generation, "ranking": ranking}
+            progress(1, 2, "ranking the answers")
+            return {"generation": generation, "ranking": answer_ranking(model, [problem]).rows[0]}
+
+        background.start("ask_model", solve, key=key, label=f"{model.name} is solving {problem.id}")
+    job = background.take("ask_model")
+    if job is not None:
+        answers[job.key] = job.result
+    background.show("ask_model", key)
     if key not in answers:
         st.caption("Press **Ask the model** to see its answer.")
         return
@@ -82,12 +95,62 @@ def _show_problem(problem: Problem, model) -> None:
     st.plotly_chart(candidate_logprob_chart(ranking["candidates"], problem.answer), key="candidate_chart")
 
 
+def _units_on_solution(problem: Problem, model) -> None:
+    """Heatmap (units x tokens) of the set's activations or the attribution's relevance on the solution."""
+    st.subheader("Units on the gold solution")
+    current = state.neuron_set(model)
+    attribution = state.attribution(model)
+    # The core's per-token readers (set_token_activations / set_token_relevance) take MLP neurons only.
+    neurons = [su.unit for su in current.units if su.unit.kind == "neuron"]
+    if attribution is not None and attribution[1].space.kind != "neuron":
+        attribution = None
+    modes = ([ACTIVATIONS] if neurons else []) + ([RELEVANCE] if attribution else [])
+    skipped = len(current) - len(neurons)
+    if skipped or (state.attribution(model) is not None and attribution is None):
+        st.caption("SAE features (in the set or ranked by the last attribution) are not shown token by token here "
+                   "yet; open one on the **Unit detail** page.")
+    if not modes:
+        st.caption("Pick units on the **Locate** page (or run an attribution there) to see them here, token by "
+                   "token.")
+        return
+    if state.get(state.HEATMAP_MODE) not in modes:
+        state.reset(state.HEATMAP_MODE, modes[0])
+    c1, c2 = st.columns([3, 1])
+    mode = c1.radio("Show", modes, key=state.HEATMAP_MODE, horizontal=True)
+    with_question = c2.checkbox("Include the question", key="heatmap_question")
+    if mode == RELEVANCE:
+        attr_key, result, _ = attribution
+        units = neurons or [s.unit for s in result.top(12, "abs")]
+        units = units[:MAX_HEATMAP_UNITS]
+        key = ("relevance", model.fingerprint, problem.id, attr_key, tuple(u.label for u in units))
+        fn = lambda progress: set_token_relevance(model, units, problem, result=result)  # noqa: E731
+    else:
+        units = neurons[:MAX_HEATMAP_UNITS]
+        key = ("activation", model.fingerprint, problem.id, tuple(u.label for u in units))
+        fn = lambda progress: set_token_activations(model, units, problem)  # noqa: E731
+    if len(neurons) > MAX_HEATMAP_UNITS and mode == ACTIVATIONS:
+        st.caption(f"Showing the first {MAX_HEATMAP_UNITS} of the set's {len(neurons)} neurons.")
+    tmap = background.ensure("problem_heatmap", key, fn, label=f"Reading {len(units)} units on {problem.id}")
+    if tmap is None:
+        return
+    view = tmap if with_question else tmap.response()
+    what = "activation" if tmap.kind == "activation" else f"relevance ({tmap.method})"
+    fig = token_heatmap(view.tokens, [u.short_label for u in tmap.units], view.values.T.numpy(),
+                        title=f"{what} per token", colorbar=tmap.kind)
+    st.plotly_chart(fig, key="problem_heatmap_chart")
+    labels = ["sum over the units", *[u.short_label for u in tmap.units]]
+    pick = st.selectbox("Colour the text by", labels, key="heatmap_unit")
+    values = view.values.nan_to_num(0.0).sum(1) if pick == labels[0] else view.values[:, labels.index(pick) - 1]
+    start = tmap.response_start if with_question else 0
+    st.html(colored_tokens_html(view.tokens, [float(v) for v in values], start=start,
+                                bold=[int(values.nan_to_num(0).abs().argmax())] if len(values) else []))
+
+
 def render() -> None:
-    st.title("Problems")
     model = active_model()
     if model is None:
         st.stop()
-    source, limit = _pick_source(model.name)
+    source, limit = _pick_source(model)
     if source is None:
         st.info("Upload a file to browse it.")
         return
@@ -103,3 +166,5 @@ def render() -> None:
     with right:
         if problem is not None:
             _show_problem(problem, model)
+    if problem is not None:
+        _units_on_solution(problem, model)

@@ -52,7 +52,7 @@ __all__ = ["METHODS", "TARGETS", "AttributionResult", "UnitScore", "UnitSpace", 
 def default_contrast_texts(loaded: LoadedModel, n: int) -> list[str]:
     """Non-math texts in the model's own format: the toy model's digit-free facts, or everyday passages
     wrapped in the prompt format (so template tokens appear in both groups and cancel)."""
-    if loaded.name == "toy-arith" or loaded.source.startswith("toy"):
+    if loaded.native_problems == "toy":
         from yfpo_core.problems.synthetic import generate_toy_nonmath
 
         return generate_toy_nonmath(n, seed=0)

@@ -99,7 +99,7 @@ class AttributionResult:
                 "space": self.space.to_dict(), "problem_ids": self.problem_ids, "model_name": self.model_name,
                 "model_fingerprint": self.model_fingerprint, "created": self.created, "params": self.params,
                 "token_problem_ids": kept, "tokens": {pid: self.tokens.get(pid, []) for pid in kept}}
-        tensor_path, meta_path = base.with_suffix(".safetensors"), base.with_suffix(".json")
+        tensor_path, meta_path = Path(f"{base}.safetensors"), Path(f"{base}.json")
         _atomic_write(tensor_path, lambda tmp: save_file(tensors, tmp))
         _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
         return tensor_path, meta_path
@@ -110,7 +110,7 @@ class AttributionResult:
 
         base = Path(path)
         base = base.with_suffix("") if base.suffix in (".json", ".safetensors") else base
-        meta_path, tensor_path = base.with_suffix(".json"), base.with_suffix(".safetensors")
+        meta_path, tensor_path = Path(f"{base}.json"), Path(f"{base}.safetensors")
         try:
             meta = json.loads(meta_path.read_text())
             tensors = load_file(str(tensor_path))

@@ -67,6 +67,11 @@ def prepare_problem(loaded: LoadedModel, problem: Problem, target: str) -> Prepa
     wrong_tail = loaded.encode(item.continuations[1])
     response_start = len(loaded.encode_prompt(fmt.prompt(problem.question)))
     gold, wrong = tuple(context + gold_tail), tuple(context + wrong_tail)
+    limit = loaded.model.cfg.n_ctx
+    longest = max(len(gold), len(wrong), len(loaded.encode_prompt(fmt.prompt(problem.question))) +
+                  len(loaded.encode(fmt.response(problem.solution) + fmt.end_of_response)))
+    if longest > limit:
+        raise ValueError(f"problem {problem.id} needs {longest} tokens but {loaded.name} reads at most {limit}")
 
     if target == "solution_logprob":
         prompt = loaded.encode_prompt(fmt.prompt(problem.question))

@@ -89,7 +89,7 @@ def cmd_locate(args: argparse.Namespace) -> int:
     print_table([{"rank": s.rank, "unit": s.unit.label, "score": s.score} for s in top[:20]])
     if len(top) > 20:
         print(f"... and {len(top) - 20} more")
-    scores_base = args.out.with_suffix("").with_suffix(".scores") if args.out.suffix else Path(f"{args.out}.scores")
+    scores_base = Path(f"{args.out.with_suffix('') if args.out.suffix == '.json' else args.out}.scores")
     result.save(scores_base)
     neuron_set = NeuronSet.create(
         [s.unit for s in top], model, scores=[s.score for s in top],

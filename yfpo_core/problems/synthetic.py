@@ -1,7 +1,7 @@
 """Synthetic arithmetic word problems (source ``toy``) and digit-free contrast texts for the toy model.
 
 The toy model (:mod:`yfpo_core.models.toy`) is trained on these problems, so they are the one problem set
-on which a seconds-to-train model is good enough to make math neurons worth looking for. The problems
+on which a minutes-to-train model is good enough to make math neurons worth looking for. The problems
 are GSM8K-shaped (question, a short worked solution, ``#### N``) so every scorer and every attribution
 method runs on them unchanged.
 
@@ -10,11 +10,15 @@ numbers: the only way to get the answer right is to read the numbers, not to rem
 
 Kinds (``meta["kind"]``; ``meta["numbers"]`` holds the operands in reading order):
 
-* ``add``: ``a + b``;
-* ``sub``: ``a - b`` with ``b <= a`` (results are never negative);
-* ``mul``: ``a * b`` with factors 2..10;
+* ``add``: ``a + b`` with ``a, b`` in 1..20;
+* ``sub``: ``a - b`` with ``a`` in 2..30 and ``b <= a`` (results are never negative);
+* ``mul``: ``a * b`` with factors 2..9;
 * ``two_step``: ``a + b - c`` or ``a - b + c`` (``meta["ops"]`` says which), solved in two lines, e.g.
   ``"12+7=19. 19-3=16. #### 16"``; every intermediate result is non-negative.
+
+The ranges (module constants ``ADD_A`` ...) are small on purpose: with two-digit operands up to 99 the
+two-layer toy model needs several times longer to learn the arithmetic (measured: about 0.4 held-out
+exact match after the same training).
 
 :func:`generate_toy_nonmath` writes short question/answer facts with no digits in the same alphabet
 and ``Q: ...\\nA: ...\\n`` format, the contrast set against which math neurons are located.
@@ -38,12 +42,13 @@ TOY_KINDS: tuple[str, ...] = ("add", "sub", "mul", "two_step")
 # exactly one token per character here (plus special tokens), so changing it invalidates trained weights.
 TOY_ALPHABET: str = string.ascii_lowercase + string.ascii_uppercase + string.digits + " .,?'#+-*=:\n"
 
-# Operand ranges (inclusive). Results stay below 200 and are never negative.
-ADD_A, ADD_B = (2, 60), (2, 40)
-SUB_A = (10, 99)  # b is drawn from 1..a
-MUL_FACTOR = (2, 10)
-TWO_STEP_GAIN_A, TWO_STEP_GAIN_B = (2, 50), (2, 30)  # then c from 1..a+b
-TWO_STEP_LOSS_A, TWO_STEP_LOSS_C = (10, 60), (2, 30)  # b from 1..a
+# Operand ranges (inclusive): small enough that a two-layer character model learns the arithmetic in a
+# few CPU minutes. Results are never negative and stay below 100.
+ADD_A, ADD_B = (1, 20), (1, 20)
+SUB_A = (2, 30)  # b is drawn from 1..a
+MUL_FACTOR = (2, 9)
+TWO_STEP_GAIN_A, TWO_STEP_GAIN_B = (2, 20), (1, 15)  # then c from 1..a+b
+TWO_STEP_LOSS_A, TWO_STEP_LOSS_C = (5, 30), (1, 15)  # b from 1..a
 
 # (name, subject pronoun) — both genders so the pronoun must agree with the name.
 NAMES: tuple[tuple[str, str], ...] = (

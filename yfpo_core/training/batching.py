@@ -47,6 +47,9 @@ def encode_pair_rows(model: LoadedModel, question: str, responses: Sequence[str]
     Responses longer than ``max_length`` in total are cut on the right (the prompt is kept whole)."""
     fmt = model.prompt_format
     prompt = model.encode_prompt(fmt.prompt(question))
+    if len(prompt) >= max_length:
+        raise ValueError(f"a prompt of {len(prompt)} tokens leaves no room for the response within {max_length} "
+                         "tokens (max_length, capped by the model's context): raise max_length or shorten it")
     rows = []
     for response in responses:
         ids = prompt + model.encode(response + fmt.end_of_response)

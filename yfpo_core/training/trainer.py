@@ -112,7 +112,9 @@ class PolicyForward(torch.nn.Module):
         hidden = final[rows, cols][None]  # [1, N, d]
         if model.cfg.normalization_type is not None:
             hidden = model.ln_final(hidden)
-        logits = model.unembed(hidden)  # [1, N, vocab]
+        # hidden @ W_U directly: TransformerLens's Unembed makes a contiguous copy of W_U.T (113 MB for
+        # SmolLM2) on every call.
+        logits = hidden @ model.unembed.W_U + model.unembed.b_U  # [1, N, vocab]
         per_token = token_logprobs(logits, tokens[rows, cols + 1][None])[0]  # [N]
         sequence_logps = torch.zeros(tokens.shape[0], device=per_token.device).index_add(0, rows, per_token)
         if captured:
@@ -196,7 +198,8 @@ class YFPOTrainer:
         self.rank = accelerator.process_index if accelerator else 0
         self.world = accelerator.num_processes if accelerator else 1
         _seed_everything(config.seed)
-        model = copy.deepcopy(base.model)
+        with base.lock:  # another thread's hooks must not be copied into the policy
+            model = copy.deepcopy(base.model)
         model.train(False)  # no dropout in these models; keep eval-mode semantics
         self.layout = UnitLayout.build(list(units), scores)
         self.params, self.start_layer = trainable_parameters(model, config, self.layout)
@@ -205,8 +208,9 @@ class YFPOTrainer:
         self.eval_problems = list(eval_problems)
         self.exact_problems = list(exact_problems)
         self.units_below = self.layout.hooks_below(max(self.start_layer, 0))
+        max_length = min(config.max_length, int(model.cfg.n_ctx))
         self.batches = [b.to(self.device) for b in make_batches(base, list(train_pairs), config.batch_pairs,
-                                                               config.max_length)]
+                                                               max_length)]
         self.forward_module = PolicyForward(model, self.start_layer, self.layout)
         groups = [{"params": [p for _, p, m in self.params if m is None], "weight_decay": config.weight_decay},
                   {"params": [p for _, p, m in self.params if m is not None], "weight_decay": 0.0}]

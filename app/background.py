@@ -1,0 +1,100 @@
+"""Background jobs in the UI: start one, show its progress live, show its error, hand back its result.
+
+Long work (attribution, ablation, unit profiles, checkpoint comparisons) runs in a
+:class:`yfpo_core.jobs.BackgroundJob` thread, never in the script thread, so the page stays responsive.
+While a job runs, :func:`show` draws its progress bar in an ``st.fragment(run_every=1)`` that refreshes
+only itself; when the job finishes the fragment reruns the whole page once, which then draws the result.
+Jobs live in the tab's session state by name (one job per name: starting a new one cancels the old).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import streamlit as st
+
+from app import state
+from yfpo_core.jobs import BackgroundJob
+from yfpo_core.progress import ProgressCallback
+
+
+def get(name: str) -> BackgroundJob | None:
+    return state.jobs().get(name)
+
+
+def start(name: str, fn: Callable[[ProgressCallback], Any], *, label: str, key: Hashable = None) -> BackgroundJob:
+    """Start ``fn(progress)`` as job ``name`` (cancelling a job of that name still running)."""
+    old = get(name)
+    if old is not None and old.running:
+        old.cancel()
+    job = BackgroundJob(fn, label=label, key=key).start()
+    state.jobs()[name] = job
+    return job
+
+
+def clear(name: str) -> None:
+    state.jobs().pop(name, None)
+
+
+def take(name: str) -> BackgroundJob | None:
+    """The job ``name`` if it has finished successfully, removed from the session (its result is then the
+    caller's to keep); ``None`` otherwise (still running, failed, cancelled, or none)."""
+    job = get(name)
+    if job is not None and job.succeeded:
+        clear(name)
+        return job
+    return None
+
+
+@st.fragment(run_every=1.0)
+def _live(name: str) -> None:
+    job = get(name)
+    if job is None or job.finished:
+        st.rerun()  # the whole page: it now draws the result (or the error)
+        return
+    p = job.progress
+    text = f"{job.label} — {p.message or 'starting'}"
+    if p.total:
+        text += f" ({p.done}/{p.total})"
+    text += f" · {job.elapsed_s:.0f} s"
+    cols = st.columns([6, 1])
+    cols[0].progress(p.fraction, text=text)
+    if cols[1].button("Cancel", key=f"cancel_{name}", help="Stops after the current step"):
+        job.cancel()
+
+
+def show(name: str, key: Hashable = None) -> BackgroundJob | None:
+    """Draw job ``name``'s status (live progress while it runs; its error after a failure).
+
+    With ``key``, a job started for other inputs counts as absent. Returns the job, or ``None``.
+    """
+    job = get(name)
+    if job is None or (key is not None and job.key != key):
+        return None
+    if job.running:
+        _live(name)
+    elif job.state == "failed":
+        st.error(job.error or "failed")
+        if job.traceback:
+            with st.expander("Details for a bug report"):
+                st.code(job.traceback, language=None)
+    elif job.state == "cancelled":
+        st.info(f"{job.label}: cancelled.")
+    return job
+
+
+def ensure(name: str, key: Hashable, fn: Callable[[ProgressCallback], Any], *, label: str) -> Any | None:
+    """The result of ``fn`` for ``key``: starts the job when no job of that name answers ``key`` (and a
+    failed or cancelled one is not retried by itself), shows its status, and returns the result once done."""
+    job = get(name)
+    if job is None or job.key != key:
+        job = start(name, fn, label=label, key=key)
+    show(name, key)
+    return job.result if job.succeeded else None
+
+
+def wait_all(timeout: float = 120.0) -> None:
+    """Block until every job of this session has finished (tests and scripted runs, never a page)."""
+    for job in list(state.jobs().values()):
+        job.wait(timeout)

@@ -1,0 +1,223 @@
+"""Runs page: every run on disk (any tab, any session, the CLI), compared.
+
+Lists the run folders under the runs directory (``YFPO_RUNS_DIR``, default ``runs/``) and inside experiment
+folders (``yfpo experiment`` writes ``experiment.md``/``.csv`` beside its arms), overlays chosen metrics,
+tabulates final values, shows experiment tables where present, and compares the chosen units'
+activations under the base model and a checkpoint (did training move the units it rewarded?).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import background, resources, state, widgets
+from app.components import before_after_chart, runs_overlay_chart
+from app.sidebar import active_model
+from yfpo_core.errors import YfpoError
+from yfpo_core.runs import default_runs_dir, list_runs, policy_from_checkpoint, read_status
+from yfpo_core.set_activations import compare_activations
+from yfpo_core.units import Unit
+
+DEFAULT_METRICS = ["rewards/margins", "eval/ranking_accuracy", "yfpo/neuron_margin"]
+FINAL_METRICS = ["loss", "rewards/margins", "rewards/accuracies", "yfpo/neuron_margin", "eval/ranking_accuracy",
+                 "eval/gold_logprob", "eval/exact_match"]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _metrics(run: Path) -> list[dict[str, Any]]:
+    path = run / "metrics.jsonl"
+    return resources.run_metrics(str(run), path.stat().st_mtime_ns) if path.exists() else []
+
+
+def _experiment_dirs(root: Path) -> list[Path]:
+    found = {p.parent for pattern in ("*/experiment.md", "*/experiment.csv") for p in root.glob(pattern)}
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
+def _all_runs(root: Path) -> dict[str, Path]:
+    """Display name -> folder: top-level runs, then each experiment's arms as ``<experiment>/<arm>``."""
+    runs = {str(p.relative_to(root)): p for p in list_runs(root)}  # list_runs includes experiment arms
+    return runs
+
+
+def _summary_row(name: str, run: Path) -> dict[str, Any]:
+    config = _read_json(run / "config.json")
+    status = read_status(run)
+    rows = _metrics(run)
+    latest = {k: v for r in rows for k, v in r.items()}
+    lam = config.get("lam", 0)
+    units = _read_json(run / "units.json").get("units", [])
+    row = {"run": name, "state": status.get("state", "unknown"),
+           "objective": "DPO" if not lam else f"YFPO λ={lam:g}" + (" (random units)" if config.get("random_units_seed")
+                                                                    is not None else ""),
+           "steps": f"{rows[-1].get('step', 0) if rows else 0}/{config.get('steps', '?')}",
+           "model": config.get("model", "?"), "units": len(units)}
+    for metric in ("eval/ranking_accuracy", "rewards/accuracies", "rewards/margins", "yfpo/neuron_margin"):
+        row[metric] = latest.get(metric)
+    return row
+
+
+def _overlay(names: list[str], runs: dict[str, Path], metrics: list[str]) -> None:
+    series = {name: _metrics(runs[name]) for name in names}
+    cols = st.columns(min(len(metrics), 3) or 1)
+    for i, metric in enumerate(metrics):
+        with cols[i % len(cols)]:
+            st.plotly_chart(runs_overlay_chart(series, metric), key=f"runs_overlay_{metric}")
+
+
+@st.fragment(run_every=2.0)
+def _live_overlay(names: list[str], runs: dict[str, Path], metrics: list[str]) -> None:
+    _overlay(names, runs, metrics)
+
+
+def _final_table(names: list[str], runs: dict[str, Path]) -> None:
+    records = []
+    for name in names:
+        rows = _metrics(runs[name])
+        summary = _read_json(runs[name] / "summary.json")
+        record: dict[str, Any] = {"run": name, "state": read_status(runs[name]).get("state"),
+                                  "seconds": summary.get("seconds")}
+        for metric in FINAL_METRICS:
+            values = [r[metric] for r in rows if isinstance(r.get(metric), int | float)]
+            if values:
+                record[metric] = values[-1]
+                record[f"Δ {metric}"] = values[-1] - values[0]
+        records.append(record)
+    frame = pd.DataFrame(records)
+    st.dataframe(frame, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.4g") for c in frame.columns if c not in ("run", "state")})
+
+
+def _experiments(root: Path, names: list[str], runs: dict[str, Path]) -> None:
+    folders = list(dict.fromkeys([*(runs[n] for n in names), *(runs[n].parent for n in names if "/" in n),
+                                  *_experiment_dirs(root)]))
+    shown = [f for f in folders if (f / "experiment.md").exists() or (f / "experiment.csv").exists()]
+    if not shown:
+        return
+    st.subheader("Experiments")
+    for folder in shown:
+        with st.expander(f"{folder.name}", expanded=len(shown) == 1):
+            if (folder / "experiment.md").exists():
+                st.markdown((folder / "experiment.md").read_text())
+            if (folder / "experiment.csv").exists():
+                try:
+                    st.dataframe(pd.read_csv(folder / "experiment.csv"), hide_index=True)
+                except (OSError, ValueError, pd.errors.ParserError) as exc:
+                    st.error(f"{folder / 'experiment.csv'}: cannot read it ({exc}).")
+            if (folder / "experiment.html").exists():
+                st.caption(f"Interactive curves: `{folder / 'experiment.html'}`")
+
+
+def _held_out(config: dict[str, Any], ids: list[str], n: int):
+    """The run's held-out problems (by id, from its eval source and seed), or the first ``n`` of that source."""
+    source = config.get("eval_problems") or "toy"
+    problems = resources.get_problems(source, None, int(config.get("seed", 0)) + 1)
+    by_id = {p.id: p for p in problems}
+    chosen = [by_id[i] for i in ids if i in by_id][:n]
+    return chosen or problems[:n]
+
+
+def _before_after(names: list[str], runs: dict[str, Path]) -> None:
+    st.subheader("Before / after: the units under the base model and a checkpoint")
+    st.caption("Mean activation of each unit over the gold-solution tokens of held-out problems (the quantity the "
+               "neuron reward pushes apart between chosen and rejected answers).")
+    c1, c2, c3 = st.columns([2, 2, 1])
+    name = c1.selectbox("Run", names, key="runs_ba_run")
+    run = runs[name]
+    checkpoints = sorted(p for p in (run / "checkpoints").glob("step-*") if (p / "state.json").exists()) \
+        if (run / "checkpoints").exists() else []
+    if not checkpoints:
+        st.info("This run has no checkpoint yet.")
+        return
+    ckpt_name = c2.selectbox("Checkpoint", [p.name for p in reversed(checkpoints)], key="runs_ba_ckpt")
+    n = int(c3.number_input("Held-out problems", min_value=1, max_value=50, value=5, key="runs_ba_n"))
+    config = _read_json(run / "config.json")
+    units_doc = _read_json(run / "units.json")
+    try:
+        units = [Unit.parse(label) for label in units_doc.get("units", [])]
+    except ValueError as exc:
+        st.error(f"{run / 'units.json'}: {exc}")
+        return
+    if not units:
+        current = state.neuron_set_for(state.active_fingerprint())
+        units = [su.unit for su in current.units if su.unit.kind == "neuron"] if current is not None else []
+        if not units:  # SAE features are left out: the core's compare_activations reads neurons only
+            st.info("The run trained without units (plain DPO) and the current set has no MLP neurons: pick some "
+                    "first (SAE features cannot be compared here yet).")
+            return
+        st.caption("The run used no units (plain DPO): showing the current set's units.")
+    units = units[:40]
+    key = (str(run), ckpt_name, tuple(u.label for u in units), n)
+    if st.button(f"Compare {len(units)} units: base vs {ckpt_name}", key="runs_ba_go"):
+        try:
+            base = resources.get_model(config.get("model", ""), config.get("device", "cpu"))
+            problems = _held_out(config, units_doc.get("eval_problem_ids", []), n)
+        except YfpoError as exc:
+            st.error(str(exc))
+            return
+        folder = run / "checkpoints" / ckpt_name
+
+        def work(progress):
+            with base.lock:  # policy_from_checkpoint deep-copies the shared model: no foreign hooks on it
+                policy = policy_from_checkpoint(base, folder)
+            return compare_activations({"base": base, ckpt_name: policy}, units, problems, progress=progress)
+
+        background.start("before_after", work, key=key, label=f"Reading {len(units)} units on {len(problems)} problems")
+    job = background.take("before_after")
+    if job is not None:
+        state.reset(state.BEFORE_AFTER, (job.key, job.result))
+    background.show("before_after")
+    stored = state.get(state.BEFORE_AFTER)
+    if not stored or stored[0] != key:
+        return
+    rows = stored[1]
+    st.plotly_chart(before_after_chart(rows), key="runs_before_after")
+    table = pd.DataFrame(rows).pivot_table(index="short", columns="model", values="mean_activation", sort=False)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    if len(models) == 2:
+        table["Δ"] = table[models[1]] - table[models[0]]
+    st.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.4g") for c in table.columns})
+
+
+def render() -> None:
+    active_model()  # for the sidebar; the runs themselves load the model they were trained on
+    root = default_runs_dir()
+    runs = _all_runs(root)
+    st.caption(f"Every run under `{root.resolve()}`: started from any tab, or from the command line.")
+    if not runs:
+        st.info("No runs yet: start one on the **Train** page (or with `yfpo train`).")
+        return
+    names = list(runs)
+    frame = pd.DataFrame([_summary_row(name, runs[name]) for name in names])
+    event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
+                         column_config={c: st.column_config.NumberColumn(format="%.4g")
+                                        for c in ("eval/ranking_accuracy", "rewards/accuracies", "rewards/margins",
+                                                  "yfpo/neuron_margin")})
+    picked = [names[i] for i in widgets.selection_of(event, "rows") if i < len(names)]
+    chosen = picked or names[: min(3, len(names))]
+    st.caption(("Selected: " if picked else "Tick rows to choose runs; showing the newest: ") + ", ".join(chosen))
+    available = sorted({k for name in chosen for r in _metrics(runs[name]) for k in r
+                        if k not in ("step", "elapsed_s")})
+    state.default(state.RUNS_METRICS, [m for m in DEFAULT_METRICS if m in available] or available[:2])
+    state.reset(state.RUNS_METRICS, [m for m in state.get(state.RUNS_METRICS) if m in available])
+    metrics = st.multiselect("Metrics", available, key=state.RUNS_METRICS)
+    if metrics:
+        running = any(read_status(runs[n]).get("state") in ("running", "preparing") for n in chosen)
+        (_live_overlay if running else _overlay)(chosen, runs, metrics)
+    st.subheader("Final metrics")
+    _final_table(chosen, runs)
+    _experiments(root, chosen, runs)
+    st.divider()
+    _before_after(chosen, runs)
+

@@ -1,0 +1,247 @@
+"""Train page: a YFPO (or plain DPO) run on the current neuron set, with live charts.
+
+The form is generated from :class:`~yfpo_core.training.config.YFPOConfig`: every field gets a widget of
+its type and its ``metadata["help"]`` as tooltip, so a new config field appears here without a UI change.
+A run trains a private copy of the model in a :class:`~yfpo_core.runs.TrainingRun` thread and writes
+everything to its run folder (config, the neuron set, metrics, checkpoints), so closing the tab loses
+nothing: the Runs page lists it. The charts poll ``TrainingRun.snapshot()`` from an
+``st.fragment(run_every=1)``, which redraws only themselves. Runs belong to the browser session that
+started them: two tabs train independently and each sees its own.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from app import background, state, widgets
+from app.components import training_chart
+from app.sidebar import active_model
+from yfpo_core.errors import YfpoError
+from yfpo_core.models import LoadedModel
+from yfpo_core.neuron_set import NeuronSet
+from yfpo_core.runs import TrainingRun, new_run_dir
+from yfpo_core.training.config import PAIR_SOURCES, TRAINABLE_SCOPES, YFPOConfig
+
+GROUPS: dict[str, list[str]] = {
+    "Objective": ["beta", "gamma", "variant", "pooling", "standardize", "signed", "subtract_ref_margin"],
+    "Data": ["problems", "n_train_problems", "pair_source", "pairs", "eval_problems", "n_eval_problems", "max_length"],
+    "Optimisation": ["trainable", "last_k", "steps", "batch_pairs", "lr", "weight_decay", "warmup_steps", "grad_clip",
+                     "seed"],
+    "Evaluation and checkpoints": ["eval_every", "exact_every", "n_exact_problems", "checkpoint_every"],
+}
+# Set elsewhere: the model and device from the sidebar, the units from the current set, lambda and the
+# random-set control by the widgets above the form.
+SPECIAL = {"model", "device", "neuron_set", "lam", "random_units_seed"}
+CHART_KEYS = ["rewards/margins", "rewards/accuracies", "yfpo/neuron_margin", "loss", "eval/ranking_accuracy",
+              "eval/gold_logprob"]
+DPO, YFPO = "DPO (λ = 0)", "YFPO (λ > 0: DPO + neuron-margin reward)"
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    sources = tuple(widgets.problem_sources())
+    return {"trainable": TRAINABLE_SCOPES, "pair_source": PAIR_SOURCES, "variant": ("A", "C", "D"),
+            "pooling": ("mean", "max", "last"), "problems": sources, "eval_problems": sources}
+
+
+def _defaults(model: LoadedModel) -> dict[str, Any]:
+    """The config's defaults, adapted to the model (toy models train on toy problems)."""
+    out = {f.name: f.default for f in fields(YFPOConfig) if f.default is not MISSING}
+    out["max_length"] = min(out["max_length"], int(model.model.cfg.n_ctx))
+    if widgets.is_toy(model):
+        out.update(problems="toy", eval_problems="toy", steps=30, eval_every=5, checkpoint_every=10)
+    return out
+
+
+def _field_widget(f: Any, default: Any, choices: dict[str, tuple[str, ...]]) -> Any:
+    key = state.TRAIN_PREFIX + f.name
+    state.default(key, "" if default is None else default)
+    label, help_text = f.name, f.metadata.get("help")
+    if f.name in choices:
+        options = list(choices[f.name])
+        if state.get(key) not in options:
+            options.append(state.get(key))
+        return st.selectbox(label, options, key=key, help=help_text)
+    if isinstance(default, bool):
+        return st.checkbox(label, key=key, help=help_text)
+    if isinstance(default, int):
+        return int(st.number_input(label, step=1, key=key, help=help_text))
+    if isinstance(default, float):
+        return float(st.number_input(label, key=key, help=help_text, format="%g",
+                                     step=1e-5 if 0 < abs(default) < 1e-3 else 0.05))
+    value = st.text_input(label, key=key, help=help_text)
+    return value.strip() or None
+
+
+def _objective() -> tuple[float, int | None]:
+    """λ (0 for DPO) and the random-set control seed, outside the form so that they update at once."""
+    state.default(state.TRAIN_OBJECTIVE, YFPO)
+    state.default(state.TRAIN_PREFIX + "lam", 0.1)
+    state.default(state.TRAIN_RANDOM_CONTROL, False)
+    c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
+    objective = c1.radio("Objective", [DPO, YFPO], key=state.TRAIN_OBJECTIVE, horizontal=True,
+                         help="λ = 0 is plain DPO; λ > 0 adds the units' activation margin (chosen − rejected) "
+                              "as an auxiliary reward.")
+    lam = 0.0
+    if objective == YFPO:
+        lam_field = next(f for f in fields(YFPOConfig) if f.name == "lam")
+        lam = float(c2.number_input("λ (lam)", min_value=0.0, step=0.05, format="%g", key=state.TRAIN_PREFIX + "lam",
+                                    help=lam_field.metadata["help"]))
+    control = c3.checkbox("Random-set control", key=state.TRAIN_RANDOM_CONTROL,
+                          help=next(f for f in fields(YFPOConfig) if f.name == "random_units_seed").metadata["help"])
+    return lam, (0 if control else None)
+
+
+def _form(model: LoadedModel, current: NeuronSet) -> dict[str, Any] | None:
+    lam, random_seed = _objective()
+    if len(current):
+        control = " — replaced by a random same-layer set (control)" if random_seed is not None else ""
+        st.caption(f"Units: the current set, **{len(current)} units** (saved into the run folder as "
+                   f"`neuron_set.json`){control}.")
+    else:
+        st.caption("Units: the current set is **empty**" + (" — YFPO needs units: pick some on the Locate page."
+                                                            if lam > 0 else " (fine for plain DPO)."))
+    defaults, choices = _defaults(model), _choices()
+    grouped = {name for names in GROUPS.values() for name in names}
+    other = [f.name for f in fields(YFPOConfig) if f.name not in grouped | SPECIAL]
+    by_name = {f.name: f for f in fields(YFPOConfig)}
+    values: dict[str, Any] = {}
+    with st.form("train_form"):
+        state.default(state.TRAIN_RUN_NAME, "")
+        st.text_input("Run name (optional)", key=state.TRAIN_RUN_NAME, help="Part of the run folder's name")
+        groups = {**GROUPS, **({"Other": other} if other else {})}
+        tabs = st.tabs(list(groups))
+        for tab, (group, names) in zip(tabs, groups.items(), strict=True):
+            with tab:
+                cols = st.columns(3)
+                for i, name in enumerate(n for n in names if n in by_name):
+                    with cols[i % 3]:
+                        values[name] = _field_widget(by_name[name], defaults.get(name), choices)
+        submitted = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary")
+    if not submitted:
+        return None
+    values.update(lam=lam, random_units_seed=random_seed)
+    return values
+
+
+def _launch(model: LoadedModel, config: YFPOConfig, run_dir: Path) -> TrainingRun:
+    """Start the run on a private copy of the shared model, taken under its lock.
+
+    Why not pass the shared model: the trainer deep-copies ``base.model`` without ``base.lock``; a copy
+    taken while another tab's attribution has its hooks attached would carry those hooks into training.
+    """
+    with model.lock:
+        base = model.with_model(copy.deepcopy(model.model), name=model.name)
+    return TrainingRun(config, run_dir=run_dir, base=base).start()
+
+
+def _start(model: LoadedModel, current: NeuronSet, values: dict[str, Any]) -> None:
+    values = {**values, "model": state.get(state.MODEL_NAME), "device": state.get(state.DEVICE),
+              "neuron_set": "current-set.json" if len(current) else None}
+    features = [su.unit for su in current.units if su.unit.kind != "neuron"]
+    if features:  # the trainer indexes every unit as a neuron of its hook: a feature would be read wrongly
+        st.error(f"The current set holds {len(features)} SAE feature{'s' if len(features) != 1 else ''} "
+                 f"({', '.join(u.label for u in features[:3])}{', …' if len(features) > 3 else ''}); training "
+                 "rewards MLP neurons only. Remove the features on the Neuron set page (or train with a set of "
+                 "neurons).")
+        return
+    n_ctx = int(model.model.cfg.n_ctx)
+    if values.get("max_length", 0) > n_ctx:  # the trainer does not check this; positions past n_ctx crash
+        st.error(f"invalid training config: max_length {values['max_length']} exceeds the model's context of "
+                 f"{n_ctx} tokens; set max_length to {n_ctx} or less.")
+        return
+    try:
+        YFPOConfig(**values)  # validate before making a folder
+    except YfpoError as exc:
+        st.error(str(exc))
+        return
+    except TypeError as exc:
+        st.error(f"invalid training config: {exc}")
+        return
+    name = (state.get(state.TRAIN_RUN_NAME) or "").strip().replace(" ", "-")
+    run_dir = new_run_dir(name or ("dpo" if values["lam"] == 0 else "yfpo"))
+    if len(current):
+        values["neuron_set"] = str(current.save(run_dir / "neuron_set.json"))
+    config = YFPOConfig(**values)
+    if model.lock.acquire(blocking=False):  # the usual case: start now, the live chart appears in this run
+        try:
+            state.train_runs().append(_launch(model, config, run_dir))
+        finally:
+            model.lock.release()
+        return
+    # Another tab's analysis holds the model: copy it once that is done, without freezing this page.
+    background.start("train_start", lambda progress: _launch(model, config, run_dir), key=str(run_dir),
+                     label="Waiting for the model (another analysis is using it), then copying it")
+
+
+def _collect() -> None:
+    job = background.take("train_start")
+    if job is not None:
+        state.train_runs().append(job.result)
+
+
+def _panel(run: TrainingRun) -> None:
+    snap = run.snapshot()
+    step, steps = snap["step"], snap["steps"]
+    text = f"**{snap['state']}** · step {step} of {steps}"
+    if snap["eta_s"] is not None and run.alive:
+        text += f" · about {snap['eta_s']:.0f} s left"
+    c1, c2 = st.columns([6, 1], vertical_alignment="bottom")
+    c1.progress(min(step / max(steps, 1), 1.0), text=text)
+    if run.alive and c2.button("Stop", icon=":material/stop:", key="train_stop",
+                               help="Stops after the current step; keeps a checkpoint"):
+        run.stop()
+        st.toast("Stopping after the current step…")
+    if snap["error"]:
+        st.error(f"The run failed: {snap['error']}")
+    metrics = snap["metrics"]
+    latest = {k: v for row in metrics for k, v in row.items()}
+    shown = [k for k in CHART_KEYS if any(k in row for row in metrics)] or CHART_KEYS
+    cols = st.columns(len(shown))
+    for col, key in zip(cols, shown, strict=True):
+        value = latest.get(key)
+        col.metric(key, f"{value:.4g}" if isinstance(value, float | int) else "–")
+    st.plotly_chart(training_chart(metrics, shown), key="train_chart")
+    st.caption(f"{len(metrics)} points · run folder `{snap['run_dir']}`")
+    if not run.alive and run.base is not None:
+        run.base = None  # the private copy is only needed to build the trainer; free it
+
+
+@st.fragment(run_every=1.0)
+def _live(run_dir: str) -> None:
+    run = next((r for r in state.train_runs() if str(r.run_dir) == run_dir), None)
+    if run is None:
+        return
+    _panel(run)
+    if not run.alive:
+        st.rerun()  # once: the page then draws the finished run without polling
+
+
+def render() -> None:
+    st.caption("Fine-tune with YFPO = DPO + λ × the current units' activation margin between the preferred and "
+               "the rejected answer. Each run trains its own copy of the model and lives on disk (Runs page).")
+    model = active_model()
+    if model is None:
+        st.stop()
+    current = state.neuron_set(model)
+    values = _form(model, current)
+    if values is not None:
+        _start(model, current, values)
+    _collect()
+    background.show("train_start")
+    runs = state.train_runs()
+    if not runs:
+        st.info("No run started in this tab yet. Runs started elsewhere (or before) are on the Runs page.")
+        return
+    st.subheader("This tab's runs")
+    by_dir = {str(r.run_dir): r for r in reversed(runs)}  # newest first; options must be plain data
+    run = by_dir[st.selectbox("Run", list(by_dir), key="train_watch",
+                              format_func=lambda d: by_dir[d].run_dir.name)]
+    if run.alive:
+        _live(str(run.run_dir))
+    else:
+        _panel(run)

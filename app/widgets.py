@@ -1,0 +1,270 @@
+"""Small widgets and lookups several pages share (problem-set pickers, unit pickers, set edits).
+
+They call the core only to read (load problems, parse a unit); anything long goes through
+:mod:`app.background`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+from app import resources, state
+from yfpo_core.errors import YfpoError
+from yfpo_core.models import LoadedModel
+from yfpo_core.neuron_set import NeuronSet, NeuronSetError
+from yfpo_core.problems import Problem, list_sources
+from yfpo_core.units import Unit
+
+if TYPE_CHECKING:
+    from yfpo_core.attribution import AttributionResult
+    from yfpo_core.saes import LoadedSAE
+
+OFFLINE_SOURCES = ("gsm8k-test-100", "gsm-symbolic", "toy")
+
+
+def is_toy(model: LoadedModel) -> bool:
+    """The toy family reads toy problems; the character-level tokenizer cannot even spell GSM8K's."""
+    return model.native_problems == "toy"
+
+
+def problem_sources() -> list[str]:
+    """Offline named sources first; the hub one last (it needs the network)."""
+    names = [s.name for s in list_sources()]
+    return [n for n in OFFLINE_SOURCES if n in names] + [n for n in names if n not in OFFLINE_SOURCES]
+
+
+def source_help() -> str:
+    return "  \n".join(f"**{s.name}**: {s.description}" for s in list_sources())
+
+
+def default_source(model: LoadedModel) -> str:
+    return "toy" if is_toy(model) else "gsm8k-test-100"
+
+
+def load_problems(source: str, limit: int | None) -> list[Problem] | None:
+    """The problems, or ``None`` after showing the core's message."""
+    try:
+        return resources.get_problems(source, limit)
+    except YfpoError as exc:
+        st.error(str(exc))
+        return None
+
+
+def problem_set_picker(model: LoadedModel, source_key: str, limit_key: str, *, default_limit: int,
+                       max_limit: int = 1000, columns: Sequence[Any] | None = None) -> tuple[str, int]:
+    """Problem source + how many (kept widgets): returns ``(source, limit)``."""
+    sources = problem_sources()
+    state.default(source_key, default_source(model))
+    if state.get(source_key) not in sources:
+        state.reset(source_key, default_source(model))
+    state.default(limit_key, default_limit)
+    a, b = columns if columns is not None else st.columns(2)
+    source = a.selectbox("Problem set", sources, key=source_key, help=source_help())
+    limit = b.number_input("How many problems", min_value=1, max_value=max_limit, step=5, key=limit_key)
+    return source, int(limit)
+
+
+def unit_text(unit: Unit) -> str:
+    """How a unit is typed on the Unit page: ``L1N4`` for a neuron, ``sae:<sae_id>:<index>`` for a feature
+    (a feature's short label ``L1F4`` does not say which SAE)."""
+    return unit.short_label if unit.kind == "neuron" else unit.label
+
+
+def parse_unit(text: str, model: LoadedModel) -> Unit | None:
+    """A unit typed by a person, range-checked against ``model`` (a feature against its SAE, which is
+    loaded: ``sae:<sae_id>:<i>`` for an SAE this tab knows, or ``sae:<ref>:<i>`` with ``ref`` = ``default``,
+    a folder or ``<release>/<sae_id>``); ``None`` after showing why not."""
+    try:
+        unit = Unit.parse(text)
+    except ValueError as exc:
+        st.error(str(exc))
+        return None
+    if unit.kind == "sae_feature":
+        sae_id = unit.sae_id or ""
+        known = sae_id in state.neuron_set(model).sae or sae_id in state.known_saes(model)
+        sae = sae_of(model, sae_id) if known else load_sae(model, sae_id, missing=st.error)
+        if sae is None:
+            return None
+        if unit.index >= sae.d_sae:
+            st.error(f"feature {unit.index} is out of range: SAE {sae.sae_id} has {sae.d_sae} features "
+                     f"(0–{sae.d_sae - 1}).")
+            return None
+        return Unit("sae_feature", sae.hook_name, unit.index, sae_id=sae.sae_id)
+    cfg = model.model.cfg
+    if unit.layer >= cfg.n_layers or unit.index >= cfg.d_mlp:
+        st.error(f"{unit.short_label} is out of range for {model.name}: layers 0–{cfg.n_layers - 1}, "
+                 f"neurons 0–{cfg.d_mlp - 1}.")
+        return None
+    return unit
+
+
+# -- SAEs ---------------------------------------------------------------------------------------------------
+_DEFAULT_SAE_NAME = re.compile(r"-L(?P<layer>\d+)-mlp-w(?P<width>\d+)$")
+
+
+def default_sae(model: LoadedModel) -> tuple[str, Path] | None:
+    """The name and folder of ``model``'s default SAE (the folder may not exist yet), or ``None``."""
+    from yfpo_core import saes
+
+    name = saes.DEFAULT_SAES.get(model.name)
+    return (name, saes.SHIPPED_DIR / name) if name else None
+
+
+def sae_train_command(model: LoadedModel, name: str, folder: Path) -> str:
+    """The ``yfpo sae train`` command that makes the default SAE ``name`` in ``folder``."""
+    match = _DEFAULT_SAE_NAME.search(name)
+    flags = f" --hook blocks.{match['layer']}.mlp.hook_post --width {match['width']}" if match else ""
+    return f"yfpo sae train --model {model.name}{flags} --out {folder}"
+
+
+def missing_default_sae(model: LoadedModel, show: Any = st.warning) -> bool:
+    """When ``model`` has a default SAE whose folder is not there yet, say so with the command that makes
+    it (through ``show``) and return True."""
+    default = default_sae(model)
+    if default is None or default[1].is_dir():
+        return False
+    name, folder = default
+    show(f"The default SAE of {model.name}, `{name}`, is not there yet: no folder {folder}. The shipped SAEs are "
+         "trained with sae-lens; make this one with the command below (then come back), or type the folder of "
+         "another SAE.")
+    st.code(sae_train_command(model, name, folder), language="bash")
+    return True
+
+
+def load_sae(model: LoadedModel, ref: str, *, missing: Any = st.warning) -> LoadedSAE | None:
+    """The SAE ``ref`` (``default``, a folder, or ``<release>/<sae_id>``) for ``model``, through the shared
+    cache; ``None`` after saying in words why it cannot be loaded. A loaded SAE is remembered by its id."""
+    ref = ref.strip()
+    if ref == "default":
+        default = default_sae(model)
+        if default is None:
+            missing(f"{model.name} has no default SAE: type the folder of an SAE trained for it "
+                    "(`yfpo sae train --model ... --out <folder>`).")
+            return None
+        if missing_default_sae(model, missing):
+            return None
+        ref = str(default[1])
+    elif Path(ref).expanduser().is_dir():
+        ref = str(Path(ref).expanduser().resolve())
+    elif ref.startswith(("/", "~", ".")):  # plainly a path; the core would try it as <release>/<sae_id>
+        st.error(f"There is no folder {Path(ref).expanduser()}: type the folder of an SAE written by `yfpo sae train`.")
+        return None
+    try:
+        sae = resources.get_sae(ref, model)
+    except YfpoError as exc:
+        st.error(str(exc))
+        return None
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # a damaged folder, read by sae-lens
+        st.error(f"cannot load the SAE {ref}: {type(exc).__name__}: {exc}. Point at a folder written by "
+                 "`yfpo sae train` (cfg.json and sae_weights.safetensors).")
+        return None
+    state.remember_sae(model, sae.sae_id, sae.neuron_set_entry())
+    return sae
+
+
+def sae_of(model: LoadedModel, sae_id: str, result: AttributionResult | None = None) -> LoadedSAE | None:
+    """The SAE a feature names (by ``sae_id``): the one of ``result`` when it ranked that SAE's features,
+    else the one the current set or this tab recorded under that id. ``None`` after saying why not."""
+    space = result.space if result is not None else None
+    if space is not None and space.kind == "sae_feature" and space.sae_id == sae_id:
+        return space.loaded
+    entry = state.neuron_set(model).sae.get(sae_id) or state.known_saes(model).get(sae_id)
+    if entry is None:
+        st.error(f"SAE {sae_id!r} is not known in this tab: load it on the Locate page, or type its features "
+                 "as sae:<folder>:<index>.")
+        return None
+    return load_sae(model, str(entry["path_or_release"]), missing=st.error)
+
+
+def sae_for_units(model: LoadedModel, units: Sequence[Unit], result: AttributionResult | None = None
+                  ) -> tuple[bool, LoadedSAE | None]:
+    """``(ok, sae)``: the one SAE the features among ``units`` belong to (``None`` for neurons only);
+    ``ok`` is False after saying why the units cannot be tested together."""
+    ids = sorted({u.sae_id or "" for u in units if u.kind == "sae_feature"})
+    if not ids:
+        return True, None
+    if len(ids) > 1:
+        st.error(f"These units are features of {len(ids)} SAEs ({', '.join(ids)}): test the features of one SAE "
+                 "at a time.")
+        return False, None
+    shared = {u.hook_name for u in units if u.kind == "neuron"} & {u.hook_name for u in units if u.kind != "neuron"}
+    if shared:
+        st.error(f"These units mix neurons and SAE features at the same hook ({', '.join(sorted(shared))}): test "
+                 "the neurons and the features separately.")
+        return False, None
+    sae = sae_of(model, ids[0], result)
+    return sae is not None, sae
+
+
+def add_units(model: LoadedModel, units: Sequence[Unit], scores: Sequence[float | None] | None = None,
+              selection: dict[str, Any] | None = None, problems: dict[str, Any] | None = None,
+              sae: Mapping[str, Mapping[str, Any]] | None = None) -> int:
+    """Append the units not yet in the current set (keeping their scores); records where they came from.
+
+    SAE features bring their SAE's entry into the set's ``sae`` section (from ``sae``, ``{sae_id: entry}``,
+    or else from the SAEs this tab loaded). Returns how many were added. A set made of picks from several
+    attributions says so in ``selection``.
+    """
+    from dataclasses import replace
+
+    current = state.neuron_set(model)
+    added = 0
+    scores = list(scores) if scores is not None else [None] * len(units)
+    for sae_id, entry in (sae or {}).items():
+        state.remember_sae(model, sae_id, dict(entry))
+    try:
+        for sae_id in sorted({u.sae_id for u in units if u.kind == "sae_feature"} - set(current.sae)):
+            entry = state.known_saes(model).get(sae_id or "")
+            if entry is not None:
+                current = current.with_sae(sae_id, hook_name=entry["hook_name"], d_sae=int(entry["d_sae"]),
+                                           path_or_release=str(entry.get("path_or_release", "")))
+        for unit, score in zip(units, scores, strict=True):
+            if unit not in current:
+                current = current.add(unit, score=score)
+                added += 1
+        if added and selection:
+            old = current.selection
+            same = all(old.get(k) == selection.get(k) for k in ("method", "target"))
+            if old and not same:
+                methods = sorted({str(old.get("method")), str(selection.get("method"))} - {"None"})
+                selection = {"method": "mixed", "params": {"methods": methods}}
+            current = replace(current, selection=selection, problems=problems or current.problems)
+    except NeuronSetError as exc:
+        st.error(str(exc))
+        return 0
+    state.set_neuron_set(model, current)
+    return added
+
+
+def remove_units(model: LoadedModel, units: Sequence[Unit]) -> int:
+    current = state.neuron_set(model)
+    removed = 0
+    for unit in units:
+        if unit in current:
+            current = current.remove(unit)
+            removed += 1
+    state.set_neuron_set(model, current, undoable=bool(removed))
+    return removed
+
+
+def set_units(neuron_set: NeuronSet) -> list[Unit]:
+    return [su.unit for su in neuron_set.units]
+
+
+def selection_of(event: Any, field: str) -> list:
+    """Selected ``rows`` of an ``st.dataframe`` event or ``points`` of an ``st.plotly_chart`` event.
+
+    Both attribute and dict access occur (a selection restored from session state is a plain dict).
+    """
+    if not event:
+        return []
+    selection = event.get("selection") if isinstance(event, Mapping) else getattr(event, "selection", None)
+    if not selection:
+        return []
+    values = selection.get(field) if isinstance(selection, Mapping) else getattr(selection, field, None)
+    return list(values or [])

@@ -1,0 +1,136 @@
+"""BackgroundJob (progress, result, errors, cancellation through the core's progress callback) and the
+per-set token views of :mod:`yfpo_core.set_activations`, on a tiny random toy model."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from yfpo_core.attribution import attribute
+from yfpo_core.errors import YfpoError
+from yfpo_core.jobs import BackgroundJob, JobProgress
+from yfpo_core.problems import load_problems
+from yfpo_core.set_activations import compare_activations, set_token_activations, set_token_relevance
+from yfpo_core.units import Unit
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
+
+    return wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4,
+                                                             "d_mlp": 64})), source="test")
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return load_problems("toy", limit=4)
+
+
+# -- BackgroundJob ------------------------------------------------------------------------------------------
+def test_job_reports_progress_and_returns_its_result():
+    gate = threading.Event()
+
+    def work(progress):
+        progress(1, 3, "one")
+        gate.wait(5)
+        progress(3, 3, "done")
+        return 42
+
+    job = BackgroundJob(work, label="demo", key=("a", 1)).start()
+    deadline = time.time() + 5
+    while job.progress.done < 1 and time.time() < deadline:
+        time.sleep(0.01)
+    assert job.running and job.progress == JobProgress(1, 3, "one") and job.progress.fraction == pytest.approx(1 / 3)
+    gate.set()
+    assert job.wait(5)
+    assert job.state == "done" and job.succeeded and job.result == 42 and job.error is None
+    assert job.snapshot()["fraction"] == 1.0 and job.key == ("a", 1)
+    with pytest.raises(RuntimeError):
+        job.start()
+
+
+@pytest.mark.parametrize("exc, state, message", [
+    (YfpoError("no such problem set: pick another"), "failed", "no such problem set: pick another"),
+    (ValueError("layers [9] out of range"), "failed", "layers [9] out of range"),
+    (KeyError("bug"), "failed", "KeyError: 'bug'"),
+])
+def test_job_errors_become_messages(exc, state, message):
+    def work(progress):
+        raise exc
+
+    job = BackgroundJob(work).start()
+    assert job.wait(5)
+    assert job.state == state and job.error == message and job.result is None
+    assert (job.traceback is not None) == isinstance(exc, KeyError)  # only bugs keep a traceback
+
+
+def test_cancel_stops_a_core_function_at_its_next_progress_report(tiny, problems):
+    """The callback raises inside attribute(): the model lock is released and no hook is left behind."""
+    started = threading.Event()
+
+    def work(progress):
+        def report(done, total, message=""):
+            started.set()
+            time.sleep(0.05)
+            progress(done, total, message)
+
+        return attribute(tiny, problems * 10, "grad_x_act", progress=report)
+
+    job = BackgroundJob(work, label="attribution").start()
+    assert started.wait(10)
+    job.cancel()
+    assert job.wait(10)
+    assert job.state == "cancelled" and job.result is None and job.progress.done < 40
+    assert tiny.lock.acquire(timeout=1)
+    tiny.lock.release()
+    assert all(not hp.fwd_hooks and not hp.bwd_hooks for hp in tiny.model.hook_dict.values())
+
+
+def test_a_job_cancelled_before_it_runs_does_nothing():
+    calls = []
+    job = BackgroundJob(lambda progress: calls.append(1))
+    job.cancel()
+    job.start()
+    assert job.wait(5) and job.state == "cancelled" and not calls
+
+
+# -- set_activations -----------------------------------------------------------------------------------------
+def test_set_token_activations_match_one_forward_pass(tiny, problems):
+    units = [Unit.neuron(1, 3), Unit.neuron(0, 5)]
+    problem = problems[0]
+    tmap = set_token_activations(tiny, units, problem)
+    fmt = tiny.prompt_format
+    tokens = tiny.encode_prompt(fmt.prompt(problem.question)) + tiny.encode(fmt.response(problem.solution)
+                                                                            + fmt.end_of_response)
+    _, cache = tiny.model.run_with_cache(torch.tensor([tokens]))
+    expected = torch.stack([cache["blocks.1.mlp.hook_post"][0, :, 3], cache["blocks.0.mlp.hook_post"][0, :, 5]], 1)
+    assert torch.allclose(tmap.values, expected, atol=1e-5)
+    assert "".join(tmap.response().tokens).startswith(problem.solution[:10])
+    assert tmap.response_start == len(tiny.encode_prompt(fmt.prompt(problem.question)))
+
+
+def test_set_token_relevance_uses_the_kept_map_or_recomputes_the_same(tiny, problems):
+    units = [Unit.neuron(1, 3), Unit.neuron(0, 5)]
+    result = attribute(tiny, problems, "grad_x_act", layers=[1])
+    kept = set_token_relevance(tiny, units, problems[0], result=result)
+    assert kept.kind == "relevance" and torch.isnan(kept.values[:, 1]).all()  # layer 0 was not attributed
+    fresh = set_token_relevance(tiny, units, problems[0], method="grad_x_act", target="answer_logprob")
+    assert torch.allclose(kept.values[:, 0], fresh.values[:, 0], atol=1e-4)
+    assert torch.isfinite(fresh.values).all()
+
+
+def test_compare_activations_rows_and_errors(tiny, problems):
+    units = [Unit.neuron(1, 3), Unit.neuron(0, 5)]
+    rows = compare_activations({"base": tiny, "same": tiny}, units, problems[:2])
+    assert [(r["model"], r["short"]) for r in rows] == [("base", "L1N3"), ("base", "L0N5"), ("same", "L1N3"),
+                                                       ("same", "L0N5")]
+    assert rows[0]["mean_activation"] == pytest.approx(rows[2]["mean_activation"])
+    assert len(rows[0]["per_problem"]) == 2
+    with pytest.raises(ValueError, match="out of range"):
+        set_token_activations(tiny, [Unit.neuron(5, 0)], problems[0])
+    with pytest.raises(ValueError, match="empty"):
+        set_token_activations(tiny, [], problems[0])

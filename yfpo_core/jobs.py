@@ -1,0 +1,169 @@
+"""Long work off the caller's thread: :class:`BackgroundJob` runs a function in a thread and reports.
+
+Why this exists: a Streamlit script must return quickly or the page freezes, yet attribution, ablation
+and unit profiles take seconds to minutes on a real model. A job runs ``fn(progress)`` in a daemon thread
+and exposes what a UI needs to poll it once a second: ``progress`` (done, total, message), ``state``,
+``result``, ``error`` (a user-facing message) and ``cancel()``. It never imports a UI library; the app
+polls it from an ``st.fragment(run_every=1)``, a notebook could simply ``wait()``.
+
+Cancellation is cooperative and needs no change to the core: every long core function already calls its
+:class:`~yfpo_core.progress.ProgressCallback` after each unit of work, so the callback handed to ``fn``
+raises :class:`JobCancelled` once ``cancel()`` was called. The exception unwinds through the core's
+``with model.lock`` and hook contexts, which therefore release the model and remove their hooks.
+
+Errors: a :class:`~yfpo_core.errors.YfpoError` or ``ValueError`` (the core's bad-input errors) keeps its
+message as ``error``; anything else is a bug and also keeps its traceback in ``traceback``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback as tb
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from yfpo_core.errors import YfpoError
+from yfpo_core.progress import ProgressCallback
+
+T = TypeVar("T")
+JobState = Literal["pending", "running", "done", "failed", "cancelled"]
+FINISHED_STATES: tuple[str, ...] = ("done", "failed", "cancelled")
+
+__all__ = ["BackgroundJob", "JobCancelled", "JobProgress", "FINISHED_STATES"]
+
+
+class JobCancelled(Exception):
+    """Raised inside a job's thread (from its progress callback) after :meth:`BackgroundJob.cancel`."""
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """The last progress report of a job: ``done`` of ``total`` steps, with a short message."""
+
+    done: int = 0
+    total: int = 0
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        """Between 0 and 1 (0 while the total is unknown)."""
+        return min(max(self.done / self.total, 0.0), 1.0) if self.total > 0 else 0.0
+
+
+class BackgroundJob(Generic[T]):
+    """Run ``fn(progress)`` in a daemon thread; poll it from any thread.
+
+    Args:
+        fn: The work. It receives a :class:`ProgressCallback` to pass on to core functions (or call
+            itself); that callback raises :class:`JobCancelled` after :meth:`cancel`.
+        label: What the job does, for people (``"attribution (grad_x_act, 20 problems)"``).
+        key: What the job was started for (its inputs), so a caller can tell whether a finished job
+            still answers the current question. Any hashable value.
+
+    Example::
+
+        job = BackgroundJob(lambda progress: attribute(model, problems, progress=progress)).start()
+        job.wait()
+        result = job.result
+    """
+
+    def __init__(self, fn: Callable[[ProgressCallback], T], *, label: str = "", key: Hashable = None) -> None:
+        self.fn = fn
+        self.label = label
+        self.key = key
+        self.state: JobState = "pending"
+        self.result: T | None = None
+        self.error: str | None = None
+        self.traceback: str | None = None
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self._progress = JobProgress()
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- control ------------------------------------------------------------------------------------
+    def start(self) -> BackgroundJob[T]:
+        """Start the thread (once); returns the job so that ``BackgroundJob(...).start()`` reads well."""
+        if self._thread is not None:
+            raise RuntimeError("this job was already started")
+        self.started_at = time.time()
+        self.state = "running"
+        self._thread = threading.Thread(target=self._work, name=f"yfpo-job-{self.label or 'work'}", daemon=True)
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next progress report (it then ends in state ``cancelled``)."""
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job has finished (or ``timeout`` seconds); True when it has finished."""
+        return self._done.wait(timeout)
+
+    # -- reading ------------------------------------------------------------------------------------
+    @property
+    def progress(self) -> JobProgress:
+        with self._lock:
+            return self._progress
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "done"
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("pending", "running")
+
+    @property
+    def elapsed_s(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or time.time()) - self.started_at
+
+    def snapshot(self) -> dict[str, Any]:
+        """A plain-data view (state, progress, error, elapsed) for display or logging."""
+        p = self.progress
+        return {"label": self.label, "state": self.state, "done": p.done, "total": p.total, "message": p.message,
+                "fraction": p.fraction, "error": self.error, "elapsed_s": round(self.elapsed_s, 2)}
+
+    # -- the thread ----------------------------------------------------------------------------------
+    def _report(self, done: int, total: int, message: str = "") -> None:
+        with self._lock:
+            self._progress = JobProgress(int(done), int(total), str(message))
+        if self._cancel.is_set():
+            raise JobCancelled()
+
+    def _work(self) -> None:
+        try:
+            if self._cancel.is_set():
+                raise JobCancelled()
+            # A cancel after the last report comes too late to stop anything: the result is complete.
+            self.result = self.fn(self._report)
+            self.state = "done"
+        except JobCancelled:
+            self.state = "cancelled"
+        except (YfpoError, ValueError) as exc:
+            self.error, self.state = str(exc), "failed"
+        except Exception as exc:  # noqa: BLE001 - a bug; kept with its traceback for the report
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.traceback = tb.format_exc()
+            self.state = "failed"
+        finally:
+            self.finished_at = time.time()
+            self._done.set()
+
+    def __repr__(self) -> str:
+        p = self.progress
+        return f"BackgroundJob({self.label!r}, state={self.state}, {p.done}/{p.total})"
