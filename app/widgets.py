@@ -6,7 +6,6 @@ They call the core only to read (load problems, parse a unit); anything long goe
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,22 +103,19 @@ def parse_unit(text: str, model: LoadedModel) -> Unit | None:
 
 
 # -- SAEs ---------------------------------------------------------------------------------------------------
-_DEFAULT_SAE_NAME = re.compile(r"-L(?P<layer>\d+)-mlp-w(?P<width>\d+)$")
-
-
 def default_sae(model: LoadedModel) -> tuple[str, Path] | None:
     """The name and folder of ``model``'s default SAE (the folder may not exist yet), or ``None``."""
     from yfpo_core import saes
 
     name = saes.DEFAULT_SAES.get(model.name)
-    return (name, saes.SHIPPED_DIR / name) if name else None
+    return (name, saes.default_sae_dir(model.name)) if name else None
 
 
-def sae_train_command(model: LoadedModel, name: str, folder: Path) -> str:
-    """The ``yfpo sae train`` command that makes the default SAE ``name`` in ``folder``."""
-    match = _DEFAULT_SAE_NAME.search(name)
-    flags = f" --hook blocks.{match['layer']}.mlp.hook_post --width {match['width']}" if match else ""
-    return f"yfpo sae train --model {model.name}{flags} --out {folder}"
+def sae_train_command(model: LoadedModel) -> str:
+    """The ``yfpo sae train`` command that makes ``model``'s default SAE."""
+    from yfpo_core import saes
+
+    return saes.default_sae_command(model.name)
 
 
 def missing_default_sae(model: LoadedModel, show: Any = st.warning) -> bool:
@@ -132,7 +128,7 @@ def missing_default_sae(model: LoadedModel, show: Any = st.warning) -> bool:
     show(f"The default SAE of {model.name}, `{name}`, is not there yet: no folder {folder}. The shipped SAEs are "
          "trained with sae-lens; make this one with the command below (then come back), or type the folder of "
          "another SAE.")
-    st.code(sae_train_command(model, name, folder), language="bash")
+    st.code(sae_train_command(model), language="bash")
     return True
 
 

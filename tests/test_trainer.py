@@ -236,3 +236,27 @@ def test_two_process_data_parallel_run(tmp_path):
     assert summary["processes"] == 2 and summary["replicas_agree"] is True and summary["state"] == "finished"
     assert [r["step"] for r in read_metrics(run)] == [0, 1, 2, 3, 4]
     assert latest_checkpoint(run).name == "step-000004"
+
+
+def test_runs_from_the_same_base_share_reference_prefix_and_first_eval(setup):
+    """The experiment's arms reuse the frozen work (reference log-probs, prefix, step-0 eval), and reusing
+    it changes nothing: a cold and a warm trainer give the same numbers."""
+    from yfpo_core.training import trainer as trainer_module
+
+    _, tmp = setup
+    trainer_module._SHARED.clear()
+    cold = trainer_for(config(tmp, lam=0.0, trainable="mlp_last_k", last_k=1))
+    cold_eval = cold.evaluate()
+    warm = trainer_for(config(tmp, lam=1.0, trainable="mlp_last_k", last_k=1))
+    assert warm.ref_logps is cold.ref_logps and warm._prefix_for(0)[0] is cold._prefix_for(0)[0]
+    assert warm.evaluate() == cold_eval
+    trainer_module._SHARED.clear()
+    fresh = trainer_for(config(tmp, lam=1.0, trainable="mlp_last_k", last_k=1))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.ref_logps, warm.ref_logps, strict=True))
+    assert fresh.evaluate() == cold_eval
+    # After a step the policy differs from the base: its evaluation is computed, not reused.
+    warm.train_step(1)
+    assert warm.evaluate()["eval/gold_logprob"] != cold_eval["eval/gold_logprob"]
+    # Another seed makes other pairs: nothing is shared.
+    other = trainer_for(config(tmp, lam=1.0, trainable="mlp_last_k", last_k=1, seed=5))
+    assert other.ref_logps is not cold.ref_logps

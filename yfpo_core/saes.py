@@ -70,6 +70,20 @@ class LoadedSAE:
         return {"hook_name": self.hook_name, "d_sae": self.d_sae, "path_or_release": self.source}
 
 
+def default_sae_dir(model_name: str) -> Path:
+    """Where the shipped SAE of ``model_name`` lives (it may not exist); KeyError for models without one."""
+    return SHIPPED_DIR / DEFAULT_SAES[model_name]
+
+
+def default_sae_command(model_name: str) -> str:
+    """The `yfpo sae train` command that makes the default SAE of ``model_name`` (names follow
+    ``<model>-L<layer>-mlp-w<width>``)."""
+    name = DEFAULT_SAES[model_name]
+    layer, width = name.rsplit("-L", 1)[1].split("-mlp-w")
+    return (f"yfpo sae train --model {model_name} --hook blocks.{layer}.mlp.hook_post --width {width} "
+            f"--out {default_sae_dir(model_name)}")
+
+
 def _hook_name_of(sae: Any) -> str:
     return sae.cfg.metadata.hook_name
 
@@ -83,18 +97,27 @@ def load_sae(ref: str, model: LoadedModel | None = None, device: str = "cpu") ->
     from sae_lens import SAE
 
     if ref == "default":
-        if model is None or model.name not in DEFAULT_SAES or not (SHIPPED_DIR / DEFAULT_SAES[model.name]).is_dir():
+        if model is None or model.name not in DEFAULT_SAES:
             raise SAEError(f"no shipped SAE for {model.name if model else 'this model'}; train one with "
-                           "`yfpo sae train` and pass its folder")
-        ref = str(SHIPPED_DIR / DEFAULT_SAES[model.name])
+                           "`yfpo sae train --model ... --hook blocks.L.mlp.hook_post --out DIR` and pass DIR")
+        ref = str(default_sae_dir(model.name))
+        if not Path(ref).is_dir():
+            raise SAEError(f"the default SAE of {model.name} is not on disk ({ref}); make it with: "
+                           f"{default_sae_command(model.name)}")
     path = Path(ref).expanduser()
     if path.is_dir():
         if not (path / "cfg.json").exists():
             raise SAEError(f"{path} is not an SAE folder (no cfg.json): point at a folder written by "
                            "`yfpo sae train` or sae-lens's save_model")
-        sae = SAE.load_from_disk(str(path), device=device, dtype="float32")
-        meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).exists() else {}
+        try:
+            sae = SAE.load_from_disk(str(path), device=device, dtype="float32")
+            meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).exists() else {}
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise SAEError(f"the SAE folder {path} is damaged ({type(exc).__name__}: {exc}); retrain it with "
+                           "`yfpo sae train` or restore cfg.json and the weights file") from None
         loaded = LoadedSAE(sae, path.name, _hook_name_of(sae), str(path), meta)
+    elif ref.startswith(("/", ".", "~")) or path.exists():
+        raise SAEError(f"no SAE folder at {ref}: check the path (a folder written by `yfpo sae train`)")
     elif "/" in ref:
         release, _, sae_id = ref.partition("/")
         try:

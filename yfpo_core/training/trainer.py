@@ -20,7 +20,9 @@ The trainer never touches files or UIs: it hands metrics and checkpoint state to
 from __future__ import annotations
 
 import copy
+import hashlib
 import random
+from collections import OrderedDict
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -195,6 +197,8 @@ class YFPOTrainer:
             raise YfpoError("lam > 0 needs at least one unit")
         self.config = config
         self.accelerator = accelerator
+        self.base_fingerprint = (base.name, base.fingerprint, config.device)
+        self.steps_taken = 0  # optimizer steps applied since the policy was copied from the base (or loaded)
         self.rank = accelerator.process_index if accelerator else 0
         self.world = accelerator.num_processes if accelerator else 1
         _seed_everything(config.seed)
@@ -227,23 +231,34 @@ class YFPOTrainer:
 
     @torch.no_grad()
     def _prefix_for(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Residual at ``start_layer`` and the activations of units below it, for batch ``i`` (cached)."""
+        """Residual at ``start_layer`` and the activations of units below it, for batch ``i`` (cached, and
+        shared with other runs from the same base on the same batch)."""
         if i not in self._prefix:
             batch = self.batches[i]
-            captured: dict[str, torch.Tensor] = {}
-
-            def capture(x, hook):
-                captured[hook.name] = x[..., self.layout.index_by_hook[hook.name].to(x.device)]
-                return x
-
-            resid = None
-            if self.start_layer != FROM_TOKENS:
-                with self.model.hooks(fwd_hooks=[(h, capture) for h in self.units_below]):
-                    resid = self.model(batch.tokens, stop_at_layer=self.start_layer)
-            low = torch.cat([captured[h] for h in self.units_below], dim=-1) if self.units_below else \
-                torch.zeros(batch.tokens.shape[0], batch.tokens.shape[1], 0, device=batch.tokens.device)
-            self._prefix[i] = (resid, low)
+            key = ("prefix", self.base_fingerprint, self.start_layer, self._units_key(self.units_below),
+                   _digest(batch.tokens))
+            self._prefix[i] = _shared(key, lambda: self._compute_prefix(i))
         return self._prefix[i]
+
+    def _units_key(self, hooks: Sequence[str]) -> tuple:
+        return tuple((h, tuple(self.layout.index_by_hook[h].tolist())) for h in hooks)
+
+    def _compute_prefix(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The frozen blocks' output for batch ``i`` (no gradients; the blocks never train)."""
+        batch = self.batches[i]
+        captured: dict[str, torch.Tensor] = {}
+
+        def capture(x, hook):
+            captured[hook.name] = x[..., self.layout.index_by_hook[hook.name].to(x.device)]
+            return x
+
+        resid = None
+        if self.start_layer != FROM_TOKENS:
+            with self.model.hooks(fwd_hooks=[(h, capture) for h in self.units_below]):
+                resid = self.model(batch.tokens, stop_at_layer=self.start_layer)
+        low = torch.cat([captured[h] for h in self.units_below], dim=-1) if self.units_below else \
+            torch.zeros(batch.tokens.shape[0], batch.tokens.shape[1], 0, device=batch.tokens.device)
+        return resid, low
 
     def _policy_pass(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         batch = self.batches[i]
@@ -254,11 +269,19 @@ class YFPOTrainer:
     @torch.no_grad()
     def _reference(self) -> None:
         """Reference log-probs and unit activation scores of every batch, and per-unit statistics."""
-        self.ref_logps, ref_acts = [], []
-        for i in range(len(self.batches)):
-            logps, acts = self._policy_pass(i)
-            self.ref_logps.append(logps.detach())
-            ref_acts.append(acts.detach())
+
+        def compute() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+            logps_list, acts_list = [], []
+            for i in range(len(self.batches)):
+                logps, acts = self._policy_pass(i)
+                logps_list.append(logps.detach())
+                acts_list.append(acts.detach())
+            return logps_list, acts_list
+
+        key = ("reference", self.base_fingerprint, self.start_layer,
+               self._units_key(self.layout.hooks_from(0) if self.layout.units else ()),
+               _digest(*[t for b in self.batches for t in (b.tokens, b.response_mask)]))
+        self.ref_logps, ref_acts = _shared(key, compute)
         n_units = len(self.layout.units)
         self.unit_mean = torch.zeros(n_units, device=self.device)
         self.unit_std = torch.ones(n_units, device=self.device)
@@ -341,6 +364,7 @@ class YFPOTrainer:
             raise NonFiniteLossError(f"step {step}: the gradient norm is {grad_norm.item()}; the step was not "
                                      "applied (try a lower lr)")
         self.optimizer.step()
+        self.steps_taken += 1
         metrics = {**out.metrics, "grad_norm": float(grad_norm), "lr": self.learning_rate(step)}
         metrics = self._mean_over_processes(metrics)
         metrics["step_seconds"] = time.perf_counter() - started
@@ -358,6 +382,13 @@ class YFPOTrainer:
     @torch.no_grad()
     def evaluate(self, exact: bool = False) -> dict[str, float]:
         """Held-out answer ranking (and exact match when ``exact``) of the current policy."""
+        if self.steps_taken == 0:  # the policy is still the base model: the same numbers for every run
+            key = ("eval", self.base_fingerprint, tuple(p.id + p.question for p in self.eval_problems), exact,
+                   tuple(p.id + p.question for p in self.exact_problems) if exact else ())
+            return dict(_shared(key, lambda: self._evaluate(exact)))
+        return self._evaluate(exact)
+
+    def _evaluate(self, exact: bool) -> dict[str, float]:
         out: dict[str, float] = {}
         if self.eval_problems:
             summary = answer_ranking(self.policy, self.eval_problems).summary()
@@ -423,6 +454,35 @@ class YFPOTrainer:
                     state["step"] = torch.tensor(float(state["step"]))
                 self.optimizer.state[p] = state
         self._prefix.clear()  # prefix blocks are frozen, but be safe after a reload
+        self.steps_taken = -1  # the policy is no longer the base model
+
+
+# -- work shared between runs in one process ----------------------------------------------------------
+# The frozen prefix, the reference log-probs and the evaluation before the first step depend only on the
+# base weights and the data, not on the run's lambda, unit set or seed; the experiment's arms (and a UI that
+# starts a control run next to a real one) train from the same base on the same pairs. Keyed by content, so
+# a different base, batch or problem list never hits; a few entries at most.
+_SHARED: OrderedDict[tuple, Any] = OrderedDict()
+_SHARED_MAX = 64  # a prefix entry per batch (~6 MB for 8 x 320 tokens of SmolLM2)
+
+
+def _shared(key: tuple, make: Callable[[], Any]) -> Any:
+    if key in _SHARED:
+        _SHARED.move_to_end(key)
+        return _SHARED[key]
+    value = make()
+    _SHARED[key] = value
+    while len(_SHARED) > _SHARED_MAX:
+        _SHARED.popitem(last=False)
+    return value
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def fit(trainer: YFPOTrainer, *, start_step: int = 0, should_stop: Callable[[], bool] = lambda: False,
