@@ -3,34 +3,182 @@
 The cached model is shared by every session and browser tab, so nothing may modify it in place
 (training works on a copy). Everything here is safe to share between sessions: models are read-only,
 problem lists are copied by ``st.cache_data``, and attribution results are never mutated by the app.
+
+Models load in the background (:class:`ModelLoad`): importing PyTorch and TransformerLens and loading the
+weights takes seconds, and the first page must not wait for them. This module imports neither; keep it so
+(``LoadedModel`` and the heavy core modules are imported inside functions or for type checking only).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from yfpo_core.models import LoadedModel, load_model, register_model
+from yfpo_core.models import load_model, register_model
 from yfpo_core.problems import Problem, load_problems
 
-if TYPE_CHECKING:  # the attribution package imports TransformerLens: keep this module light to import
+if TYPE_CHECKING:  # these import PyTorch / TransformerLens: keep this module light to import
     from yfpo_core.attribution import AttributionResult
+    from yfpo_core.models import LoadedModel
     from yfpo_core.saes import LoadedSAE
 
 DEMO_MODEL = "tiny-demo"
 DEMO_ARCHITECTURE = {"n_layers": 2, "d_model": 32, "n_heads": 4, "d_mlp": 128, "n_ctx": 256}
+KEEP_MODELS = 2  # models kept in memory (the least recently asked for is dropped first)
+_TORCH_THREADS: list[int] = []  # set by configure_process, applied by the loader thread once torch is imported
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the model (the first load of the default model "
-                                               "converts it, about a minute)…")
+class ModelLoad:
+    """One model loading (or loaded) in a daemon thread; shared by every session of the server.
+
+    The thread never calls Streamlit: pages poll :attr:`done` (the sidebar does, once a second, and reruns
+    the page when the model is there). ``result()`` blocks and returns the model or raises the load's error.
+    """
+
+    def __init__(self, name: str, device: str, on_done: Callable[[ModelLoad], None] | None = None) -> None:
+        self.name = name
+        self.device = device
+        self._on_done = on_done
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self.message = ""  # the loader's last progress message ("converting…"), for the sidebar
+        self._model: LoadedModel | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"yfpo-load-{name}", daemon=True)
+
+    def start(self) -> ModelLoad:
+        self._thread.start()
+        return self
+
+    def _progress(self, done: int, total: int, message: str = "") -> None:
+        self.message = f"{message} ({done}/{total})" if message and total else message
+
+    def _run(self) -> None:
+        try:
+            if _TORCH_THREADS:
+                import torch
+
+                if torch.get_num_threads() != _TORCH_THREADS[-1]:
+                    torch.set_num_threads(_TORCH_THREADS[-1])
+            self._model = load_model(self.name, device=self.device, progress=self._progress)
+        except BaseException as exc:  # noqa: BLE001 - handed to the page that asks for the model
+            self._error = exc
+        finally:
+            self.finished = time.monotonic()
+            self._done.set()
+            if self._on_done is not None:
+                self._on_done(self)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def failed(self) -> bool:
+        return self.done and self._error is not None
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The model once loaded; ``None`` while loading or after a failure."""
+        return self._model if self.done else None
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error if self.done else None
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the load has finished (or ``timeout`` seconds); True when it has."""
+        return self._done.wait(timeout)
+
+    def result(self) -> LoadedModel:
+        """Wait for the model; raise the load's error if it failed."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._model is not None
+        return self._model
+
+    def __repr__(self) -> str:
+        status = "failed" if self.failed else "loaded" if self.done else "loading"
+        return f"ModelLoad({self.name!r}, {self.device!r}, {status}, {self.elapsed_s:.1f} s)"
+
+
+class ModelLoads:
+    """The process's model loads by (name, device): asking for a model starts its load once; the same load
+    (and then the same model object) is handed to every session. At most ``keep`` loaded models are kept
+    (the least recently asked for is dropped when another one has loaded). A failed load is forgotten by
+    :meth:`forget`, so that the next request tries again (like an exception, an error is never cached)."""
+
+    def __init__(self, keep: int = KEEP_MODELS) -> None:
+        self.keep = keep
+        self._loads: OrderedDict[tuple[str, str], ModelLoad] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str, device: str = "cpu") -> ModelLoad:
+        key = (name, device)
+        with self._lock:
+            load = self._loads.get(key)
+            if load is None:
+                load = self._loads[key] = ModelLoad(name, device, on_done=self._prune)
+                load.start()
+            self._loads.move_to_end(key)
+            return load
+
+    def _prune(self, _: ModelLoad) -> None:
+        """Drop the least recently asked-for loaded models beyond ``keep`` (loads still running stay)."""
+        with self._lock:
+            loaded = [key for key, load in self._loads.items() if load.model is not None]
+            for key in loaded[: max(len(loaded) - self.keep, 0)]:
+                del self._loads[key]
+
+    def forget(self, load: ModelLoad) -> None:
+        with self._lock:
+            if self._loads.get((load.name, load.device)) is load:
+                del self._loads[(load.name, load.device)]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loads.clear()
+
+
+@st.cache_resource(show_spinner=False)
+def model_loads() -> ModelLoads:
+    """The process-wide :class:`ModelLoads` (``st.cache_resource`` keeps it across reruns and sessions)."""
+    return ModelLoads()
+
+
+def model_load(name: str, device: str = "cpu") -> ModelLoad:
+    """The load of ``name`` on ``device``, started now if no session asked for it before. Never blocks."""
+    return model_loads().get(name, device)
+
+
 def get_model(name: str, device: str = "cpu") -> LoadedModel:
-    return load_model(name, device=device)
+    """The model, waiting for its load (with a spinner in a script run). Raises the load's error
+    (:class:`~yfpo_core.errors.ModelUnavailableError` for a model that cannot be loaded), after which the
+    next call tries again. Pages use :func:`app.sidebar.active_model`, which never waits."""
+    load = model_load(name, device)
+    if not load.done:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        if get_script_run_ctx() is not None:
+            with st.spinner(f"Loading {name}…"):
+                load.wait()
+    if load.failed:
+        model_loads().forget(load)
+    return load.result()
 
 
 def sae_stamp(ref: str) -> int:
@@ -108,16 +256,19 @@ def register_demo_model() -> None:
 
 def configure_process() -> None:
     """Process-wide settings read from the environment: the demo model and the number of torch threads
-    (``YFPO_APP_TORCH_THREADS``; the demo uses 1, since tiny models only lose time to a second thread)."""
+    (``YFPO_APP_TORCH_THREADS``; the demo uses 1, since tiny models only lose time to a second thread).
+    Never imports torch itself (the model loader's thread applies the thread count)."""
     demo = os.environ.get("YFPO_APP_DEMO_TINY") == "1"
     if demo:
         register_demo_model()
     threads = os.environ.get("YFPO_APP_TORCH_THREADS") or ("1" if demo else "")
-    if threads:
-        import torch
+    if threads:  # applied by the model loader's thread: importing torch here would hold up the first page
+        if "torch" in sys.modules:
+            import torch
 
-        if torch.get_num_threads() != int(threads):
-            torch.set_num_threads(int(threads))
+            if torch.get_num_threads() != int(threads):
+                torch.set_num_threads(int(threads))
+        _TORCH_THREADS[:] = [int(threads)]
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

@@ -1,14 +1,31 @@
-"""The sidebar shared by every page: which model is active, and how many units the current set holds."""
+"""The sidebar shared by every page: which model is active (and whether it is still loading), and how many
+units the current set holds.
+
+The model loads in a background thread shared by the whole server (:func:`app.resources.model_load`);
+:func:`render` starts (or joins) that load and never waits for it beyond :data:`GRACE_S`. While it loads,
+the sidebar shows "Loading <model>… (N s)" in a fragment that polls once a second and reruns the whole page
+when the load has finished, so the model-dependent parts appear without the user doing anything.
+
+Pages ask for the model with :func:`active_model` (the model, or ``None`` after showing why: the load's
+error or a "loading" note) or :func:`ready_model` (the model or ``None``, drawing nothing), and put
+:func:`loading_note` where a model-dependent part will appear.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from app import resources, state
 from yfpo_core.errors import YfpoError
-from yfpo_core.models import BUILTIN_MODELS, LoadedModel, registered_model_names
+from yfpo_core.models import BUILTIN_MODELS, registered_model_names
+
+if TYPE_CHECKING:
+    from yfpo_core.models import LoadedModel
 
 CUSTOM = "other (name or folder)…"
+GRACE_S = 0.25  # how long a run waits for a load it just found running (a model in memory or a tiny one)
 
 
 def model_choices() -> list[str]:
@@ -31,21 +48,89 @@ def render() -> None:
                 st.session_state[state.MODEL_NAME] = typed.strip()
         else:
             st.session_state[state.MODEL_NAME] = picked
+        load = _start_load()
+        if load.model is not None:
+            state.set_active_model(load.model)
+            _model_caption(load.model)
+        elif load.failed:
+            st.caption(f":material/error: **{load.name}** could not be loaded.")
+        else:
+            _loading_status()
 
 
-def active_model() -> LoadedModel | None:
-    """The loaded active model, or ``None`` after showing why it could not be loaded."""
-    name = st.session_state[state.MODEL_NAME]
-    try:
-        model = resources.get_model(name, st.session_state[state.DEVICE])
-    except YfpoError as exc:
-        st.error(str(exc))
+def _start_load() -> resources.ModelLoad:
+    """Start (or join) the load of the sidebar's model and keep it for this run (and its fragments)."""
+    load = resources.model_load(st.session_state[state.MODEL_NAME], st.session_state[state.DEVICE])
+    if not load.done:
+        load.wait(GRACE_S)
+    if load.failed:
+        resources.model_loads().forget(load)  # this run shows the error; the next one tries again
+    st.session_state[state.MODEL_LOAD] = load
+    return load
+
+
+def model_load() -> resources.ModelLoad:
+    """This run's load of the sidebar's model (started by :func:`render`)."""
+    load = st.session_state.get(state.MODEL_LOAD)
+    if load is None or (load.name, load.device) != (st.session_state[state.MODEL_NAME],
+                                                    st.session_state[state.DEVICE]):
+        load = _start_load()
+    return load
+
+
+def _model_caption(model: LoadedModel) -> None:
+    cfg = model.model.cfg
+    st.caption(f"**{model.name}** · {cfg.n_layers} layers × {cfg.d_mlp} MLP neurons · "
+               f"fingerprint `{model.fingerprint}`")
+
+
+@st.fragment(run_every=1.0)
+def _loading_status() -> None:
+    """'Loading <model>… (N s)' while the load runs; once it has finished, reruns the whole page."""
+    load = st.session_state.get(state.MODEL_LOAD)
+    if load is None or load.done:
+        st.rerun()
+        return
+    detail = f" · {load.message}" if load.message else ""
+    st.caption(f":material/hourglass_top: Loading **{load.name}**… ({load.elapsed_s:.0f} s){detail}")
+
+
+def ready_model() -> LoadedModel | None:
+    """The active model if it is loaded, else ``None`` (loading, or failed); draws nothing, never waits."""
+    return model_load().model
+
+
+def loading_note(what: str = "This part") -> None:
+    """A short note in place of a model-dependent part while the model loads (nothing once it is loaded;
+    after a failed load, a pointer to the error)."""
+    load = model_load()
+    if load.model is not None:
+        return
+    if load.failed:
+        st.caption(f"{what} needs a model: **{load.name}** could not be loaded.")
+    else:
+        st.info(f"{what} appears once the model is loaded (**{load.name}** is loading, "
+                f"{load.elapsed_s:.0f} s so far)…", icon=":material/hourglass_top:")
+
+
+def active_model(*, note: bool = True) -> LoadedModel | None:
+    """The loaded active model, or ``None`` after showing why: the load's error (``st.error``) or, with
+    ``note``, a short note that the model is loading (the sidebar reruns the page once it is there).
+    Never waits for the load."""
+    load = model_load()
+    if load.failed:
+        error = load.error
+        if not isinstance(error, YfpoError):
+            raise error
+        st.error(str(error))
+        return None
+    model = load.model
+    if model is None:
+        if note:
+            st.info(f"The model **{load.name}** is loading ({load.elapsed_s:.0f} s so far); this page appears "
+                    "once it is ready.", icon=":material/hourglass_top:")
         return None
     state.set_active_model(model)
-    with st.sidebar:
-        cfg = model.model.cfg
-        st.caption(f"**{model.name}** · {cfg.n_layers} layers × {cfg.d_mlp} MLP neurons · "
-                   f"fingerprint `{model.fingerprint}`")
     return model
 
 

@@ -40,6 +40,7 @@ TRAIN_RUNS = "train_runs"  # [TrainingRun] started from this session, oldest fir
 BEFORE_AFTER = "before_after"  # (key, rows) of the last base-vs-checkpoint comparison
 FLASH = "flash"  # [(kind, text)] shown once on the next run (messages that survive st.rerun)
 SAES = "saes"  # {fingerprint: {sae_id: neuron-set SAE entry}}: the SAEs this tab loaded for each model
+MODEL_LOAD = "model_load"  # the resources.ModelLoad of the sidebar's model, as of this tab's last run
 
 # Widget keys whose values survive page switches (see the module docstring).
 LOCATE_SOURCE = "locate_source"

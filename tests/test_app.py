@@ -7,6 +7,7 @@ the script, which is what the page's one-second fragment does in a browser.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -76,7 +77,17 @@ def run_app(page: str = "problems", **session) -> AppTest:
     at.session_state[state.START_PAGE] = page
     for key, value in session.items():
         at.session_state[key] = value
-    return at.run()
+    return model_loaded(at.run())
+
+
+def model_loaded(at: AppTest) -> AppTest:
+    """If the run found the model still loading (it loads in a background thread), wait for the load and
+    rerun, as the sidebar's one-second fragment does in a browser."""
+    load = at.session_state[state.MODEL_LOAD] if state.MODEL_LOAD in at.session_state else None
+    if load is not None and not load.done:
+        assert load.wait(60), f"{load} did not finish"
+        at.run()
+    return at
 
 
 def settle(at: AppTest, rounds: int = 6) -> AppTest:
@@ -147,9 +158,52 @@ def test_problems_page_shows_the_sets_activations_on_the_solution(tiny_model):
 def test_bad_model_name_shows_an_error_not_a_traceback():
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["model_name"] = "no-such-model-anywhere"
-    at.run()
+    model_loaded(at.run())
     assert not at.exception
     assert any("not a built-in model" in e.value for e in at.error)
+    assert len(at.dataframe) == 1  # the problems need no model: the table is there all the same
+
+
+def test_first_run_draws_the_problems_page_while_the_model_loads(tiny_model):
+    """The model loads in a background thread: the first run draws the problem table and text at once,
+    with "loading" notes in place of the model's parts; a rerun after the load shows them."""
+    release = threading.Event()
+
+    def slow_loader(device):
+        release.wait(120)
+        return tiny_model
+
+    register_model("slow-app-test", slow_loader)
+    try:
+        at = AppTest.from_file(APP, default_timeout=30)
+        at.session_state[state.MODEL_NAME] = "slow-app-test"
+        at.session_state[state.PROBLEM_SOURCE] = "toy"
+        at.session_state[state.PROBLEM_LIMIT] = 12
+        started = time.perf_counter()
+        at.run()
+        assert time.perf_counter() - started < 25  # did not wait for the loader (it waits for `release`)
+        assert not at.exception, at.exception
+        assert at.title[0].value == "Problems"
+        assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 12
+        assert "**Question.**" in texts(at)
+        assert any("Loading **slow-app-test**" in c.value for c in at.sidebar.caption)
+        assert any("appears once the model is loaded" in i.value for i in at.info)
+        assert not [b for b in at.button if b.key == "ask_model"]
+        assert "not loaded yet" in texts(at)
+        load = at.session_state[state.MODEL_LOAD]
+        assert not load.done
+
+        release.set()
+        assert load.wait(30) and load.model is tiny_model
+        at.run()
+        assert not at.exception, at.exception
+        assert any("fingerprint" in c.value and "slow-app-test" in c.value for c in at.sidebar.caption)
+        assert not any("Loading" in c.value for c in at.sidebar.caption)
+        assert at.button(key="ask_model").label == "Ask the model"
+        assert not any("appears once the model is loaded" in i.value for i in at.info)
+        assert len(at.dataframe[0].value) == 12
+    finally:
+        release.set()
 
 
 # -- locate ------------------------------------------------------------------------------------------------
@@ -353,14 +407,21 @@ def test_neuron_set_page_shows_the_sae_of_feature_units(tiny_model, tiny_sae):
         assert not other.error, [e.value for e in other.error]
 
 
-def test_train_refuses_a_set_with_features(tiny_model, tiny_sae):
-    neuron_set = NeuronSet.create([feature(2)], tiny_model, sae={"tiny-sae": {
+def test_train_accepts_a_set_with_features(tiny_model, tiny_sae):
+    """A set of SAE features trains (its features read through their SAE; trainable=units would refuse, as
+    features have no weights of their own)."""
+    neuron_set = NeuronSet.create([feature(2), feature(5)], tiny_model, sae={"tiny-sae": {
         "hook_name": "blocks.1.mlp.hook_post", "d_sae": 16, "path_or_release": str(tiny_sae)}})
-    at = run_app("train", **{state.NEURON_SETS: {tiny_model.fingerprint: neuron_set}}, **TRAIN)
+    at = run_app("train", **{state.NEURON_SETS: {tiny_model.fingerprint: neuron_set}},
+                 **{**TRAIN, state.TRAIN_PREFIX + "trainable": "mlp_last_k", state.TRAIN_PREFIX + "steps": 4})
     next(b for b in at.button if "Start training" in b.label).click().run()
     assert not at.exception, at.exception
-    assert any("training rewards MLP neurons only" in e.value for e in at.error)
-    assert not list_runs()
+    assert not at.error, [e.value for e in at.error]
+    run = at.session_state[state.TRAIN_RUNS][-1]
+    run.join(60)
+    assert run.state == "finished", run.error
+    assert len(list_runs()) == 1
+    assert json.loads((run.run_dir / "units.json").read_text())["units"] == ["sae:tiny-sae:2", "sae:tiny-sae:5"]
 
 
 # -- unit detail -------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from yfpo_core.attribution.result import AttributionResult
 from yfpo_core.cli import main
 from yfpo_core.models import register_model
 from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
@@ -65,6 +66,17 @@ def test_locate_ablate_inspect(capsys, tmp_path):
     neuron_set = NeuronSet.load(out)
     assert len(neuron_set) == 5 and neuron_set.selection["method"] == "attnlrp"
     assert (tmp_path / "set.scores.json").exists() and (tmp_path / "set.scores.safetensors").exists()
+    # Re-ranking the saved scores within one layer gives that layer's best units, in score order.
+    result = AttributionResult.load(tmp_path / "set.scores")
+    layer1 = out.with_name("layer1.json")
+    assert main(["locate", "--model", TINY, "--from-scores", str(tmp_path / "set.scores.json"), "--layers", "1",
+                 "--top-k", "3", "--out", str(layer1)]) == 0
+    cut = NeuronSet.load(layer1)
+    row = result.scores[result.space.row_of(Unit.neuron(1, 0))]
+    assert [su.unit for su in cut.units] == [Unit.neuron(1, i) for i in row.topk(3).indices.tolist()]
+    assert main(["locate", "--model", TINY, "--from-scores", str(tmp_path / "set.scores.json"), "--layers", "7",
+                 "--out", str(layer1)]) == 2
+    assert main(["locate", "--from-scores", str(tmp_path / "set.scores.json"), "--out", str(layer1)]) == 2
     assert main(["ablate", "--set", str(out), "--model", TINY, "--random", "2", "--out",
                  str(tmp_path / "ablation.json")]) == 0
     report = json.loads((tmp_path / "ablation.json").read_text())

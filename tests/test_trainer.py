@@ -50,7 +50,8 @@ def config(tmp_path, **overrides) -> YFPOConfig:
 
 def trainer_for(cfg: YFPOConfig) -> YFPOTrainer:
     inputs = resolve_inputs(cfg)
-    return YFPOTrainer(cfg, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores)
+    return YFPOTrainer(cfg, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
+                       saes=inputs.saes)
 
 
 def test_neuron_term_gradient_reaches_only_the_units_weights(setup):
@@ -260,3 +261,168 @@ def test_runs_from_the_same_base_share_reference_prefix_and_first_eval(setup):
     # Another seed makes other pairs: nothing is shared.
     other = trainer_for(config(tmp, lam=1.0, trainable="mlp_last_k", last_k=1, seed=5))
     assert other.ref_logps is not cold.ref_logps
+
+
+# -- SAE features as units -------------------------------------------------------------------------------------
+SAE_HOOK = "blocks.1.mlp.hook_post"
+
+
+def feature(index: int) -> Unit:
+    return Unit("sae_feature", SAE_HOOK, index, sae_id="tiny-sae")
+
+
+def save_tiny_sae(folder: Path) -> Path:
+    """A tiny SAE (16 features) on the tiny model's blocks.1.mlp.hook_post (d_mlp 64), in sae-lens's format."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    cfg = StandardSAEConfig(d_in=64, d_sae=16)
+    cfg.metadata.hook_name = SAE_HOOK
+    sae = StandardSAE(cfg)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(64, 16, generator=generator))
+        sae.W_dec.copy_(torch.randn(16, 64, generator=generator) * 0.3)
+    sae.save_model(str(folder))
+    return folder
+
+
+def save_feature_set(model, tmp: Path, units, name: str = "features.json", sae_path: str | None = None) -> str:
+    folder = tmp / "tiny-sae"
+    if not folder.exists():
+        save_tiny_sae(folder)
+    entry = {"hook_name": SAE_HOOK, "d_sae": 16, "path_or_release": sae_path if sae_path is not None else str(folder)}
+    NeuronSet.create(list(units), model, scores=[1.0] * len(units), sae={"tiny-sae": entry}).save(tmp / name)
+    return str(tmp / name)
+
+
+@pytest.mark.parametrize("last_k", [1, 2])
+def test_feature_units_read_the_saes_encoding_of_their_hook(setup, last_k):
+    """Neurons and features (also at the same hook) are read in the layout's column order, features as
+    sae.encode(hook activation)[..., i], whether their layer is in the frozen prefix or in the policy pass."""
+    model, tmp = setup
+    units = [Unit.neuron(1, 3), feature(2), Unit.neuron(0, 1), feature(7), Unit.neuron(1, 5)]
+    path = save_feature_set(model, tmp, units)
+    trainer = trainer_for(config(tmp, neuron_set=path, trainable="mlp_last_k", last_k=last_k))
+    assert trainer.start_layer == 2 - last_k
+    assert [u.label for u in trainer.layout.units] == [
+        "blocks.0.mlp.hook_post:1", "blocks.1.mlp.hook_post:3", "blocks.1.mlp.hook_post:5", "sae:tiny-sae:2",
+        "sae:tiny-sae:7"]
+    _, acts = trainer._policy_pass(0)
+    sae = resolve_inputs(config(tmp, neuron_set=path)).saes["tiny-sae"].sae
+    with torch.no_grad():
+        _, cache = model.model.run_with_cache(trainer.batches[0].tokens)
+        encoded = sae.encode(cache[SAE_HOOK])
+    expected = torch.stack([cache["blocks.0.mlp.hook_post"][..., 1], cache[SAE_HOOK][..., 3],
+                            cache[SAE_HOOK][..., 5], encoded[..., 2], encoded[..., 7]], dim=-1)
+    assert encoded[..., [2, 7]].abs().sum() > 0  # the features fire: the comparison means something
+    torch.testing.assert_close(acts, expected, rtol=1e-5, atol=1e-5)
+    # the model's forward is unchanged: the SAE only reads its hook
+    logps, _ = trainer._policy_pass(0)
+    torch.testing.assert_close(logps, trainer.ref_logps[0])
+
+
+def test_feature_term_gradient_reaches_the_model_and_not_the_sae(setup):
+    model, tmp = setup
+    path = save_feature_set(model, tmp, [feature(i) for i in range(5)])
+    grads = {}
+    for lam in (0.0, 5.0):
+        inputs = resolve_inputs(config(tmp, neuron_set=path, lam=lam, batch_pairs=8, trainable="mlp_last_k",
+                                       last_k=1))
+        cfg = config(tmp, neuron_set=path, lam=lam, batch_pairs=8, trainable="mlp_last_k", last_k=1)
+        trainer = YFPOTrainer(cfg, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
+                              saes=inputs.saes)
+        out = trainer.compute_loss(0)
+        out.loss.backward()
+        grads[lam] = trainer.model.blocks[1].mlp.W_in.grad.clone()
+        for sae in (trainer.saes["tiny-sae"], inputs.saes["tiny-sae"].sae):
+            assert all(p.grad is None for p in sae.parameters())
+        assert not any(p.requires_grad for p in trainer.saes["tiny-sae"].parameters())
+        if lam:
+            trainer.optimizer.zero_grad(set_to_none=True)
+            trainer.compute_loss(0).losses["aux"].backward()  # the feature term alone
+            assert trainer.model.blocks[1].mlp.W_in.grad.abs().sum() > 0
+            assert all(p.grad is None for p in trainer.saes["tiny-sae"].parameters())
+    assert grads[5.0].abs().sum() > 0 and not torch.allclose(grads[0.0], grads[5.0])
+    assert model.model.blocks[1].mlp.W_in.grad is None
+
+
+@pytest.mark.parametrize("trainable", ["mlp_last_k", "all"])
+def test_short_run_raises_the_features_margin(setup, trainable):
+    model, tmp = setup
+    path = save_feature_set(model, tmp, [feature(i) for i in range(5)])
+    margins = {}
+    for lam in (0.0, 5.0):
+        trainer = trainer_for(config(tmp, neuron_set=path, lam=lam, batch_pairs=8, steps=30, trainable=trainable,
+                                     last_k=1, lr=1e-2 if trainable == "mlp_last_k" else 3e-3))
+        before = trainer.unit_margin_on_pairs()
+        losses = [trainer.train_step(step)["loss"] for step in range(1, 31)]
+        margins[lam] = trainer.unit_margin_on_pairs() - before
+        assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert margins[5.0] > margins[0.0] + 0.5, margins  # about 1.9 vs 0.08 (mlp_last_k), 7.2 vs 0.15 (all)
+
+
+def test_random_control_draws_features_of_the_same_sae(setup):
+    model, tmp = setup
+    units = [feature(i) for i in range(5)] + [Unit.neuron(1, 3), Unit.neuron(0, 2)]
+    path = save_feature_set(model, tmp, units)
+    drawn = {}
+    for seed in (0, 1):
+        inputs = resolve_inputs(config(tmp, neuron_set=path, random_units_seed=seed, trainable="mlp_last_k"))
+        features = [u for u in inputs.units if u.kind == "sae_feature"]
+        neurons = [u for u in inputs.units if u.kind == "neuron"]
+        assert len(features) == 5 and all(u.sae_id == "tiny-sae" and u.hook_name == SAE_HOOK for u in features)
+        assert all(5 <= u.index < 16 for u in features)  # none of the set's features, inside d_sae
+        assert sorted(u.layer for u in neurons) == [0, 1] and not {u.index for u in neurons if u.layer == 1} & {3}
+        assert inputs.scores is None and set(inputs.saes) == {"tiny-sae"}
+        drawn[seed] = inputs.units
+        trainer = YFPOTrainer(config(tmp, neuron_set=path, trainable="mlp_last_k"), inputs.base, inputs.pairs,
+                              inputs.eval_problems, inputs.units, inputs.scores, saes=inputs.saes)
+        assert trainer.unit_mean.shape == (7,)
+    assert drawn[0] != drawn[1]
+    # a set of neurons draws exactly what it drew before features were supported
+    from yfpo_core.interventions import random_unit_sets
+
+    neurons = [Unit.neuron(1, i) for i in range(5)]
+    inputs = resolve_inputs(config(tmp, random_units_seed=4))
+    assert inputs.units == random_unit_sets(neurons, {"blocks.1.mlp.hook_post": 64}, 1, seed=4, exclude=neurons)[0]
+
+
+def test_feature_sets_give_clear_errors(setup):
+    from yfpo_core.errors import YfpoError
+
+    model, tmp = setup
+    path = save_feature_set(model, tmp, [feature(2), Unit.neuron(1, 3)])
+    with pytest.raises(YfpoError, match="trainable=units trains only the selected neurons' own weights.*mlp_last_k"):
+        trainer_for(config(tmp, neuron_set=path, trainable="units"))
+    inputs = resolve_inputs(config(tmp, neuron_set=path, trainable="mlp_last_k"))
+    with pytest.raises(YfpoError, match="SAE 'tiny-sae', which the trainer was not given"):
+        YFPOTrainer(config(tmp, neuron_set=path, trainable="mlp_last_k"), inputs.base, inputs.pairs,
+                    inputs.eval_problems, inputs.units, inputs.scores)
+    missing = save_feature_set(model, tmp, [feature(2)], name="missing.json", sae_path=str(tmp / "no-such-sae"))
+    with pytest.raises(YfpoError, match="cannot load SAE 'tiny-sae'"):
+        resolve_inputs(config(tmp, neuron_set=missing, trainable="mlp_last_k"))
+    empty = save_feature_set(model, tmp, [feature(2)], name="empty.json", sae_path="")
+    with pytest.raises(YfpoError, match="no path_or_release"):
+        resolve_inputs(config(tmp, neuron_set=empty, trainable="mlp_last_k"))
+
+
+def test_units_below_the_trainable_blocks_warn(setup):
+    model, tmp = setup
+    NeuronSet.create([Unit.neuron(0, i) for i in range(3)], model).save(tmp / "low.json")
+    with pytest.warns(UserWarning, match="below layer 1"):
+        trainer_for(config(tmp, neuron_set=str(tmp / "low.json"), trainable="mlp_last_k", last_k=1))
+
+
+def test_neurons_and_features_with_the_same_hook_and_indices_share_no_cache(setup):
+    from yfpo_core.training import trainer as trainer_module
+
+    model, tmp = setup  # the setup set: neurons 0..4 of blocks.1.mlp.hook_post
+    path = save_feature_set(model, tmp, [feature(i) for i in range(5)])
+    trainer_module._SHARED.clear()
+    neurons = trainer_for(config(tmp, trainable="mlp_last_k", last_k=1))
+    features = trainer_for(config(tmp, neuron_set=path, trainable="mlp_last_k", last_k=1))
+    assert not torch.allclose(neurons.unit_mean, features.unit_mean)
+    _, cache = model.model.run_with_cache(features.batches[0].tokens)
+    sae = features.saes["tiny-sae"]
+    mask = features.batches[0].response_mask.bool()
+    torch.testing.assert_close(features._policy_pass(0)[1][mask], sae.encode(cache[SAE_HOOK])[..., :5][mask])

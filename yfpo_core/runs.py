@@ -109,6 +109,7 @@ class RunInputs:
     exact_problems: list[Problem]
     units: list[Unit] = field(default_factory=list)
     scores: list[float | None] | None = None
+    saes: dict[str, Any] = field(default_factory=dict)  # sae_id -> LoadedSAE, for the features in ``units``
 
 
 def _split_by_template(problems: Sequence[Problem]) -> dict[str, list[Problem]]:
@@ -123,7 +124,6 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
                    progress: ProgressCallback | None = None) -> RunInputs:
     """Load the model, make or read the pairs, pick held-out problems that share no template with the
     training problems, and read the units (or draw the random control set)."""
-    from yfpo_core.interventions import random_unit_sets
     from yfpo_core.models import load_model
     from yfpo_core.neuron_set import NeuronSet
     from yfpo_core.problems import load_problems
@@ -161,16 +161,73 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     report(progress, 3, 4, "units")
     units: list[Unit] = []
     scores = None
+    saes: dict[str, Any] = {}
     if config.neuron_set:
         neuron_set = NeuronSet.load(config.neuron_set, base)
         units = neuron_set.units_only()
         scores = [su.score for su in neuron_set.units]
+        saes = load_set_saes(neuron_set, units, base, config.device, where=config.neuron_set)
         if config.random_units_seed is not None:
-            widths = {u.hook_name: base.model.cfg.d_mlp for u in units}
-            units = random_unit_sets(units, widths, 1, seed=config.random_units_seed, exclude=units)[0]
+            units = random_control_units(units, base, saes, config.random_units_seed)
             scores = None
     report(progress, 4, 4, "ready")
-    return RunInputs(base, pairs, eval_problems, exact_problems, units, scores)
+    return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes)
+
+
+def load_set_saes(neuron_set: Any, units: Sequence[Unit], base: LoadedModel, device: str = "cpu",
+                  where: str = "the neuron set") -> dict[str, Any]:
+    """Load the SAE of every feature in ``units`` from the set's ``sae`` section (``path_or_release``), keyed
+    by the set's ``sae_id``; raise a :class:`YfpoError` that names the SAE when it cannot be loaded."""
+    from yfpo_core.saes import load_sae
+
+    out: dict[str, Any] = {}
+    for sae_id in sorted({u.sae_id for u in units if u.kind == "sae_feature" and u.sae_id}):
+        info = neuron_set.sae.get(sae_id)
+        if info is None:
+            raise YfpoError(f"{where}: its features come from SAE {sae_id!r}, which its \"sae\" section does not "
+                            "describe; add it with its hook_name, d_sae and path_or_release")
+        ref = str(info.get("path_or_release") or "")
+        if not ref:
+            raise YfpoError(f"{where}: SAE {sae_id!r} has no path_or_release in the set's \"sae\" section, so its "
+                            "features cannot be read for training; set it to the SAE's folder (or "
+                            "<release>/<sae_id>, or default)")
+        try:
+            loaded = load_sae(ref, base, device=device)
+        except YfpoError as exc:
+            raise YfpoError(f"{where}: cannot load SAE {sae_id!r} from {ref!r} to read its features: {exc}") from None
+        if loaded.hook_name != info.get("hook_name") or loaded.d_sae != info.get("d_sae"):
+            raise YfpoError(f"{where}: SAE {sae_id!r} at {ref!r} reads {loaded.hook_name} with d_sae = {loaded.d_sae}, "
+                            f"but the set records {info.get('hook_name')} with d_sae = {info.get('d_sae')}: it is "
+                            "another SAE; fix path_or_release")
+        out[sae_id] = loaded
+    return out
+
+
+def random_control_units(units: Sequence[Unit], base: LoadedModel, saes: dict[str, Any], seed: int) -> list[Unit]:
+    """The random-set control: as many random neurons per hook as ``units`` has, and as many random features
+    of each SAE as it has of that SAE, none of the set's own units.
+
+    Neurons are drawn exactly as before features were supported (one :func:`random_unit_sets` call with
+    ``seed``); each SAE's features are drawn separately with a seed derived from ``seed`` and the SAE's id
+    (``random_unit_sets`` keys widths by hook, and a neuron and a feature can share a hook)."""
+    import zlib
+
+    from yfpo_core.interventions import random_unit_sets
+
+    neurons = [u for u in units if u.kind == "neuron"]
+    out: list[Unit] = []
+    if neurons:
+        widths = {u.hook_name: int(base.model.cfg.d_mlp) for u in neurons}
+        out += random_unit_sets(neurons, widths, 1, seed=seed, exclude=neurons)[0]
+    for sae_id in sorted({u.sae_id for u in units if u.kind == "sae_feature" and u.sae_id}):
+        features = [u for u in units if u.kind == "sae_feature" and u.sae_id == sae_id]
+        widths = {features[0].hook_name: int(saes[sae_id].d_sae)}
+        sae_seed = seed * 1_000_003 + zlib.crc32(sae_id.encode())
+        try:
+            out += random_unit_sets(features, widths, 1, seed=sae_seed, exclude=features)[0]
+        except ValueError as exc:
+            raise YfpoError(f"random-set control: SAE {sae_id!r}: {exc}") from None
+    return out
 
 
 # -- writing a run ----------------------------------------------------------------------------------
@@ -189,7 +246,8 @@ class RunWriter:
             "units": [u.label for u in inputs.units], "scores": inputs.scores,
             "eval_problem_ids": [p.id for p in inputs.eval_problems],
             "exact_problem_ids": [p.id for p in inputs.exact_problems],
-            "model_fingerprint": inputs.base.fingerprint})
+            "model_fingerprint": inputs.base.fingerprint,
+            "saes": {sae_id: loaded.neuron_set_entry() for sae_id, loaded in inputs.saes.items()}})
 
     def append_metrics(self, metrics: dict[str, Any]) -> None:
         line = json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()})
@@ -271,7 +329,7 @@ def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = Non
         writer.status("preparing")
     inputs = resolve_inputs(config, base)
     trainer = YFPOTrainer(config, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
-                          accelerator=accelerator, exact_problems=inputs.exact_problems)
+                          accelerator=accelerator, exact_problems=inputs.exact_problems, saes=inputs.saes)
     start_step = 0
     if resume:
         checkpoint = latest_checkpoint(run_dir)

@@ -1,31 +1,46 @@
 """Problems page: browse a problem set, read one problem, see how the active model answers it, and see
 the current neuron set's activations (or the current attribution's relevance) token by token on its gold
-solution."""
+solution.
+
+The page most often shown first: it imports neither PyTorch nor TransformerLens (the core's evaluation and
+activation readers are imported when used), and it draws the problem table and text while the model still
+loads in the background, with a short note where the model-dependent parts will appear.
+"""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
 
 from app import background, resources, state
 from app.components import candidate_logprob_chart, colored_tokens_html, token_heatmap
-from app.sidebar import active_model
+from app.sidebar import active_model, loading_note
 from yfpo_core.errors import YfpoError
-from yfpo_core.evaluate import answer_ranking, exact_match
-from yfpo_core.models import LoadedModel
+from yfpo_core.models import TOY_MODEL
 from yfpo_core.problems import Problem
-from yfpo_core.set_activations import set_token_activations, set_token_relevance
+
+if TYPE_CHECKING:
+    from yfpo_core.models import LoadedModel
 
 SOURCES = ["gsm8k-test-100", "gsm-symbolic", "toy", "upload a file…"]
 MAX_HEATMAP_UNITS = 48
 ACTIVATIONS, RELEVANCE = "activations of the current set", "relevance (current attribution)"
 
 
-def _pick_source(model: LoadedModel) -> tuple[str | None, int]:
-    default = st.session_state[state.PROBLEM_SOURCE] or model.native_problems
+def _native_problems(model: LoadedModel | None) -> str:
+    """The model's own problem set; while it loads, a guess from its name (toy models read toy problems)."""
+    if model is not None:
+        return model.native_problems
+    name = str(st.session_state[state.MODEL_NAME])
+    return "toy" if name in (TOY_MODEL, resources.DEMO_MODEL) or name.startswith("toy-") else "gsm8k-test-100"
+
+
+def _pick_source(model: LoadedModel | None) -> tuple[str | None, int]:
+    default = st.session_state[state.PROBLEM_SOURCE] or _native_problems(model)
     cols = st.columns([2, 1, 2])
     source = cols[0].selectbox("Problem set", SOURCES, index=SOURCES.index(default) if default in SOURCES else 0,
                                help="gsm8k-test-100: GSM8K test problems with gold solutions (offline). "
@@ -43,7 +58,8 @@ def _pick_source(model: LoadedModel) -> tuple[str | None, int]:
         path = folder / Path(upload.name).name
         path.write_bytes(upload.getvalue())
         return str(path), int(limit)
-    st.session_state[state.PROBLEM_SOURCE] = source
+    if model is not None or source != default:  # a guess made while the model loads is not remembered
+        st.session_state[state.PROBLEM_SOURCE] = source
     return source, int(limit)
 
 
@@ -61,18 +77,23 @@ def _problem_table(problems: list[Problem], query: str) -> Problem | None:
     return shown[rows[0]] if rows else shown[0]
 
 
-def _show_problem(problem: Problem, model) -> None:
+def _show_problem(problem: Problem, model: LoadedModel | None) -> None:
     st.subheader(f"Problem {problem.id}")
     st.markdown(f"**Question.** {problem.question}")
     with st.expander("Gold solution", expanded=False):
         st.code(problem.solution, language=None)
     st.markdown(f"**Gold answer:** `{problem.answer}`")
+    if model is None:
+        loading_note("**Ask the model**")
+        return
     key = (model.fingerprint, problem.id)
     answers = st.session_state[state.MODEL_ANSWERS]
     if st.button("Ask the model", type="primary", key="ask_model",
                  help="Greedy generation (answer extracted after ####) and teacher-forced answer ranking"):
 
         def solve(progress):
+            from yfpo_core.evaluate import answer_ranking, exact_match
+
             progress(0, 2, "generating")
             generation = exact_match(model, [problem], max_new_tokens=256).rows[0]
             progress(1, 2, "ranking the answers")
@@ -95,9 +116,12 @@ def _show_problem(problem: Problem, model) -> None:
     st.plotly_chart(candidate_logprob_chart(ranking["candidates"], problem.answer), key="candidate_chart")
 
 
-def _units_on_solution(problem: Problem, model) -> None:
+def _units_on_solution(problem: Problem, model: LoadedModel | None) -> None:
     """Heatmap (units x tokens) of the set's activations or the attribution's relevance on the solution."""
     st.subheader("Units on the gold solution")
+    if model is None:
+        loading_note("The units' activations on the solution")
+        return
     current = state.neuron_set(model)
     attribution = state.attribution(model)
     # The core's per-token readers (set_token_activations / set_token_relevance) take MLP neurons only.
@@ -123,11 +147,19 @@ def _units_on_solution(problem: Problem, model) -> None:
         units = neurons or [s.unit for s in result.top(12, "abs")]
         units = units[:MAX_HEATMAP_UNITS]
         key = ("relevance", model.fingerprint, problem.id, attr_key, tuple(u.label for u in units))
-        fn = lambda progress: set_token_relevance(model, units, problem, result=result)  # noqa: E731
+
+        def fn(progress):
+            from yfpo_core.set_activations import set_token_relevance
+
+            return set_token_relevance(model, units, problem, result=result)
     else:
         units = neurons[:MAX_HEATMAP_UNITS]
         key = ("activation", model.fingerprint, problem.id, tuple(u.label for u in units))
-        fn = lambda progress: set_token_activations(model, units, problem)  # noqa: E731
+
+        def fn(progress):
+            from yfpo_core.set_activations import set_token_activations
+
+            return set_token_activations(model, units, problem)
     if len(neurons) > MAX_HEATMAP_UNITS and mode == ACTIVATIONS:
         st.caption(f"Showing the first {MAX_HEATMAP_UNITS} of the set's {len(neurons)} neurons.")
     tmap = background.ensure("problem_heatmap", key, fn, label=f"Reading {len(units)} units on {problem.id}")
@@ -147,9 +179,9 @@ def _units_on_solution(problem: Problem, model) -> None:
 
 
 def render() -> None:
-    model = active_model()
-    if model is None:
-        st.stop()
+    # Never waits for the model: the table and the problem text need only the problem set. A failed load
+    # shows its error here; while the model loads, its parts show a note (the sidebar reruns the page).
+    model = active_model(note=False)
     source, limit = _pick_source(model)
     if source is None:
         st.info("Upload a file to browse it.")

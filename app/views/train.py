@@ -142,13 +142,6 @@ def _launch(model: LoadedModel, config: YFPOConfig, run_dir: Path) -> TrainingRu
 def _start(model: LoadedModel, current: NeuronSet, values: dict[str, Any]) -> None:
     values = {**values, "model": state.get(state.MODEL_NAME), "device": state.get(state.DEVICE),
               "neuron_set": "current-set.json" if len(current) else None}
-    features = [su.unit for su in current.units if su.unit.kind != "neuron"]
-    if features:  # the trainer indexes every unit as a neuron of its hook: a feature would be read wrongly
-        st.error(f"The current set holds {len(features)} SAE feature{'s' if len(features) != 1 else ''} "
-                 f"({', '.join(u.label for u in features[:3])}{', …' if len(features) > 3 else ''}); training "
-                 "rewards MLP neurons only. Remove the features on the Neuron set page (or train with a set of "
-                 "neurons).")
-        return
     n_ctx = int(model.model.cfg.n_ctx)
     if values.get("max_length", 0) > n_ctx:  # the trainer does not check this; positions past n_ctx crash
         st.error(f"invalid training config: max_length {values['max_length']} exceeds the model's context of "

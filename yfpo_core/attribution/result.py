@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,23 @@ class AttributionResult:
     token_scores: dict[str, torch.Tensor] = field(default_factory=dict)
     tokens: dict[str, list[str]] = field(default_factory=dict)
 
-    def top(self, k: int = 20, by: str = "value") -> list[UnitScore]:
-        """The ``k`` best units: by signed ``value`` (largest first), by ``abs`` value, or most ``negative``."""
+    def top(self, k: int = 20, by: str = "value", layers: Sequence[int] | None = None) -> list[UnitScore]:
+        """The ``k`` best units: by signed ``value`` (largest first), by ``abs`` value, or most ``negative``;
+        only units in ``layers`` when given (e.g. the layers a fine-tune will train)."""
         flat = self.scores.flatten()
         key = {"value": flat, "abs": flat.abs(), "negative": -flat}.get(by)
         if key is None:
             raise ValueError("by must be 'value', 'abs' or 'negative'")
+        if layers is not None:
+            wanted = set(layers)
+            rows = [r for r in range(self.scores.shape[0]) if self.space.unit(r, 0).layer in wanted]
+            if not rows:
+                scored = sorted({self.space.unit(r, 0).layer for r in range(self.scores.shape[0])})
+                raise ValueError(f"none of the layers {sorted(wanted)} was scored (scored layers: {scored})")
+            allowed = torch.zeros_like(self.scores, dtype=torch.bool)
+            allowed[rows] = True
+            key = key.masked_fill(~allowed.flatten(), float("-inf"))
+            k = min(k, int(allowed.sum()))
         k = min(k, flat.numel())
         order = torch.topk(key, k).indices.tolist()
         width = self.space.width

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                       "an SAE: sae:default (the shipped one), sae:<folder>, "
                                                       "sae:<release>/<sae_id>")
     p.add_argument("--layers", type=str, default=None, help="comma-separated layers to score (default: all)")
+    p.add_argument("--from-scores", type=Path, default=None,
+                   help="re-rank the saved scores of an earlier run (<set>.scores.json) instead of computing: "
+                        "with --layers, --top-k and --rank-by to cut another set from the same run")
     p.add_argument("--steps", type=int, default=8, help="integrated-gradients path points")
     p.add_argument("--normalize", action="store_true", help="give every problem the same total weight")
     p.add_argument("--out", type=Path, required=True, help="neuron-set JSON to write; the full scores go "
@@ -65,43 +68,73 @@ def _problems(args, fallback: str):
 
 
 def cmd_locate(args: argparse.Namespace) -> int:
-    from yfpo_core.attribution import attribute
+    from yfpo_core.attribution import AttributionResult, attribute
     from yfpo_core.cli.output import print_table
     from yfpo_core.models import DEFAULT_MODEL, load_model
     from yfpo_core.neuron_set import NeuronSet
     from yfpo_core.progress import tqdm_progress
 
-    model = load_model(args.model or DEFAULT_MODEL, device=args.device)
-    problems = _problems(args, "gsm8k-test-100")
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    saved = None
+    if args.from_scores is not None:
+        saved = AttributionResult.load(args.from_scores)
+        model = load_model(args.model or saved.model_name, device=args.device)
+        if model.fingerprint != saved.model_fingerprint:
+            raise YfpoError(f"{args.from_scores} was computed on other weights of {saved.model_name} "
+                            f"(fingerprint {saved.model_fingerprint}, loaded {model.fingerprint}): recompute it")
+    else:
+        model = load_model(args.model or DEFAULT_MODEL, device=args.device)
     space, sae_entries = None, None
-    if args.units != "neurons":
-        if not args.units.startswith("sae:"):
-            raise YfpoError(f"--units must be 'neurons' or 'sae:<ref>', not {args.units!r}")
-        from yfpo_core.saes import SAESpace, load_sae
+    if saved is not None:
+        if saved.space.kind == "sae_feature":  # the set must describe the features' SAE
+            if not args.units.startswith("sae:"):
+                raise YfpoError(f"{args.from_scores} scores features of SAE {saved.space.sae_id}: name it with "
+                                "--units sae:<ref> so the set can record where the SAE lives")
+            from yfpo_core.saes import load_sae
 
-        sae = load_sae(args.units[4:], model, device=args.device)
-        space, sae_entries = SAESpace(sae), {sae.sae_id: sae.neuron_set_entry()}
-    with tqdm_progress(f"{args.method} on {model.name}", unit="problem") as progress:
-        result = attribute(model, problems, args.method, args.target, units=space, layers=layers, steps=args.steps,
-                           normalize=args.normalize, progress=progress)
-    top = result.top(args.top_k, by=args.rank_by)
+            sae = load_sae(args.units[4:], model, device=args.device)
+            if sae.sae_id != saved.space.sae_id:
+                raise YfpoError(f"--units names SAE {sae.sae_id}, but the scores are of SAE {saved.space.sae_id}")
+            sae_entries = {sae.sae_id: sae.neuron_set_entry()}
+        result, problems_info = saved, dict(saved.params.get("problems") or {"source": "see scores file",
+                                                                            "n": len(saved.problem_ids)})
+        scores_base = Path(str(args.from_scores).removesuffix(".json").removesuffix(".safetensors"))
+    else:
+        problems = _problems(args, "gsm8k-test-100")
+        if args.units != "neurons":
+            if not args.units.startswith("sae:"):
+                raise YfpoError(f"--units must be 'neurons' or 'sae:<ref>', not {args.units!r}")
+            from yfpo_core.saes import SAESpace, load_sae
+
+            sae = load_sae(args.units[4:], model, device=args.device)
+            space, sae_entries = SAESpace(sae), {sae.sae_id: sae.neuron_set_entry()}
+        with tqdm_progress(f"{args.method} on {model.name}", unit="problem") as progress:
+            result = attribute(model, problems, args.method, args.target, units=space, layers=layers,
+                               steps=args.steps, normalize=args.normalize, progress=progress)
+        problems_info = {"source": args.problems, "n": len(problems), "limit": args.limit, "seed": args.seed}
+        result.params["problems"] = problems_info
+        scores_base = Path(f"{args.out.with_suffix('') if args.out.suffix == '.json' else args.out}.scores")
+        result.save(scores_base)
+    try:
+        top = result.top(args.top_k, by=args.rank_by, layers=layers if saved is not None else None)
+    except ValueError as exc:
+        raise YfpoError(f"{exc}: pick scored layers with --layers") from None
     print_table([{"rank": s.rank, "unit": s.unit.label, "score": s.score} for s in top[:20]])
     if len(top) > 20:
         print(f"... and {len(top) - 20} more")
-    scores_base = Path(f"{args.out.with_suffix('') if args.out.suffix == '.json' else args.out}.scores")
-    result.save(scores_base)
     neuron_set = NeuronSet.create(
         [s.unit for s in top], model, scores=[s.score for s in top],
-        selection={"method": args.method, "target": args.target, "top_k": args.top_k, "rank_by": args.rank_by,
+        selection={"method": result.method, "target": result.target, "top_k": args.top_k, "rank_by": args.rank_by,
                    "params": result.params | {"layers": layers}, "scores_file": scores_base.name},
-        problems={"source": args.problems, "n": len(problems), "limit": args.limit, "seed": args.seed},
-        name=f"{args.method} top {args.top_k}", sae=sae_entries)
+        problems=problems_info, name=f"{result.method} top {args.top_k}", sae=sae_entries)
     path = neuron_set.save(args.out)
     budget = result.params.get("relevance_budget_mean")
-    print(f"\n{len(problems)} problems in {result.params['seconds']:.1f} s"
-          + (f"; mean relevance budget {budget:.3f} (1 - budget went to softmax and biases)" if budget else ""))
-    print(f"wrote {path} ({len(top)} units) and {scores_base}.json/.safetensors (all scores)")
+    if saved is None:
+        print(f"\n{problems_info['n']} problems in {result.params['seconds']:.1f} s"
+              + (f"; mean relevance budget {budget:.3f} (1 - budget went to softmax and biases)" if budget else ""))
+        print(f"wrote {path} ({len(top)} units) and {scores_base}.json/.safetensors (all scores)")
+    else:
+        print(f"\nwrote {path} ({len(top)} units), re-ranked from {args.from_scores}")
     return 0
 
 

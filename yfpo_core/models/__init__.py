@@ -7,15 +7,33 @@
 * any TransformerLens model name (``"gpt2"``, ``"Qwen/Qwen2.5-0.5B-Instruct"``) or a local Hugging Face
   folder (:mod:`yfpo_core.models.hub`), which need the hub unless the files are local;
 * an already built :class:`LoadedModel`, returned as is (tests and notebooks inject models this way).
+
+Importing this package is light (no torch): the registry (:data:`BUILTIN_MODELS`,
+:func:`register_model`, :func:`registered_model_names`) is read by the app before PyTorch is loaded.
+``LoadedModel`` and ``weights_fingerprint`` are imported from :mod:`yfpo_core.models.base` (torch) on
+first access.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from yfpo_core.models.base import LoadedModel, weights_fingerprint
-from yfpo_core.progress import ProgressCallback
+if TYPE_CHECKING:
+    from yfpo_core.models.base import LoadedModel, weights_fingerprint
+    from yfpo_core.progress import ProgressCallback
+
+_LAZY = ("LoadedModel", "weights_fingerprint")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from yfpo_core.models import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'yfpo_core.models' has no attribute {name!r}")
+
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 TOY_MODEL = "toy-arith"
@@ -55,6 +73,8 @@ def load_model(name: str | LoadedModel = DEFAULT_MODEL, device: str = "cpu",
                progress: ProgressCallback | None = None) -> LoadedModel:
     """Load a model by name (see the module docstring). Errors are :class:`ModelUnavailableError`
     with a one-line message naming the fix."""
+    from yfpo_core.models.base import LoadedModel
+
     if isinstance(name, LoadedModel):
         return name
     if name in _REGISTERED:

@@ -24,7 +24,8 @@ import hashlib
 import random
 from collections import OrderedDict
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,60 +50,100 @@ class NonFiniteLossError(YfpoError):
     """The loss or the gradient became NaN or infinite; the step was not applied."""
 
 
+GroupKey = tuple[str, str | None]  # (hook name, sae_id) of a group of units; sae_id None for MLP neurons
+
+
 @dataclass
 class UnitLayout:
-    """The selected units grouped by hook, in a fixed column order, split at the frozen prefix."""
+    """The selected units grouped by (hook, SAE), in a fixed column order, split at the frozen prefix.
 
-    units: list[Unit]
-    index_by_hook: dict[str, torch.Tensor]  # hook -> neuron indices, in column order
+    A group is the MLP neurons of one hook (``sae_id`` None: the value is ``x[..., index]`` of the hook's
+    activation) or the features of one SAE at its hook (the value is ``sae.encode(x)[..., index]``).
+    Neurons and features at the same hook are separate groups. Groups are ordered by layer, so the
+    columns of the units below the frozen prefix come first.
+    """
+
+    units: list[Unit]  # in column order
+    index_by_group: dict[GroupKey, torch.Tensor]  # (hook, sae_id) -> unit indices, in column order
     signs: torch.Tensor  # [U], +1/-1
 
     @classmethod
     def build(cls, units: Sequence[Unit], scores: Sequence[float | None] | None = None) -> UnitLayout:
-        by_hook: dict[str, list[int]] = {}
+        def group_of(unit: Unit) -> GroupKey:
+            return (unit.hook_name, unit.sae_id if unit.kind == "sae_feature" else None)
+
+        first_seen: dict[GroupKey, int] = {}
+        for i, unit in enumerate(units):
+            first_seen.setdefault(group_of(unit), i)
+        groups = sorted(first_seen, key=lambda g: (int(g[0].split(".")[1]), first_seen[g]))
         order: list[Unit] = []
         signs: list[float] = []
-        for i, unit in enumerate(units):
-            by_hook.setdefault(unit.hook_name, [])
-        for hook in sorted(by_hook, key=lambda h: int(h.split(".")[1])):
+        by_group: dict[GroupKey, list[int]] = {g: [] for g in groups}
+        for group in groups:
             for i, unit in enumerate(units):
-                if unit.hook_name == hook:
-                    by_hook[hook].append(unit.index)
+                if group_of(unit) == group:
+                    by_group[group].append(unit.index)
                     order.append(unit)
                     score = scores[i] if scores is not None else None
                     signs.append(-1.0 if score is not None and score < 0 else 1.0)
-        return cls(order, {h: torch.tensor(v) for h, v in by_hook.items()}, torch.tensor(signs))
+        return cls(order, {g: torch.tensor(v) for g, v in by_group.items()}, torch.tensor(signs))
 
-    def hooks_from(self, layer: int) -> list[str]:
-        return [h for h in self.index_by_hook if int(h.split(".")[1]) >= layer]
+    @property
+    def sae_ids(self) -> list[str]:
+        return sorted({sae_id for _, sae_id in self.index_by_group if sae_id is not None})
 
-    def hooks_below(self, layer: int) -> list[str]:
-        return [h for h in self.index_by_hook if int(h.split(".")[1]) < layer]
+    def neuron_index_by_hook(self) -> dict[str, torch.Tensor]:
+        return {hook: index for (hook, sae_id), index in self.index_by_group.items() if sae_id is None}
+
+    def groups_from(self, layer: int) -> list[GroupKey]:
+        return [g for g in self.index_by_group if int(g[0].split(".")[1]) >= layer]
+
+    def groups_below(self, layer: int) -> list[GroupKey]:
+        return [g for g in self.index_by_group if int(g[0].split(".")[1]) < layer]
+
+
+def capture_hooks(layout: UnitLayout, groups: Sequence[GroupKey], saes: Mapping[str, torch.nn.Module],
+                  captured: dict[GroupKey, torch.Tensor]) -> list[tuple[str, Callable]]:
+    """Forward hooks that store each group's unit values in ``captured`` (inside the graph, so the values
+    have gradients when the pass has them) and return the activation unchanged: the model's forward pass
+    is never altered, an SAE only reads its hook."""
+    hooks = []
+    for group in groups:
+        hook_name, sae_id = group
+        index = layout.index_by_group[group]
+        if sae_id is None:
+            def capture(x, hook, group=group, index=index):
+                captured[group] = x[..., index.to(x.device)]
+                return x
+        else:
+            def capture(x, hook, group=group, index=index, sae=saes[sae_id]):
+                captured[group] = sae.encode(x)[..., index.to(x.device)].to(x.dtype)
+                return x
+        hooks.append((hook_name, capture))
+    return hooks
 
 
 class PolicyForward(torch.nn.Module):
     """The differentiable part of a step: from the cached residual at ``start_layer`` to the log-prob of
-    every response token and the activations of the units at or above ``start_layer``."""
+    every response token and the activations of the units at or above ``start_layer``.
 
-    def __init__(self, model: torch.nn.Module, start_layer: int, layout: UnitLayout) -> None:
+    ``saes`` (sae_id -> frozen sae-lens SAE) is a plain dict, not submodules: the SAEs never train, and
+    ``DistributedDataParallel`` must not see their parameters."""
+
+    def __init__(self, model: torch.nn.Module, start_layer: int, layout: UnitLayout,
+                 saes: Mapping[str, torch.nn.Module] | None = None) -> None:
         super().__init__()
         self.model = model
         self.start_layer = start_layer
         self.layout = layout
+        self.saes = dict(saes or {})
 
     def forward(self, resid: Float[torch.Tensor, "rows T d"] | None, tokens: Int[torch.Tensor, "rows T"],
                 response_mask: Int[torch.Tensor, "rows T"]
                 ) -> tuple[Float[torch.Tensor, "rows"], Float[torch.Tensor, "rows T u"]]:
-        captured: dict[str, torch.Tensor] = {}
-        hooks = []
-        for hook in self.layout.hooks_from(self.start_layer):
-            index = self.layout.index_by_hook[hook]
-
-            def capture(x, hook, index=index):
-                captured[hook.name] = x[..., index.to(x.device)]  # stays in the graph
-                return x
-
-            hooks.append((hook, capture))
+        captured: dict[GroupKey, torch.Tensor] = {}
+        groups = self.layout.groups_from(self.start_layer)
+        hooks = capture_hooks(self.layout, groups, self.saes, captured)
         model = self.model
         with model.hooks(fwd_hooks=hooks):
             if self.start_layer == FROM_TOKENS:
@@ -120,7 +161,7 @@ class PolicyForward(torch.nn.Module):
         per_token = token_logprobs(logits, tokens[rows, cols + 1][None])[0]  # [N]
         sequence_logps = torch.zeros(tokens.shape[0], device=per_token.device).index_add(0, rows, per_token)
         if captured:
-            acts = torch.cat([captured[h] for h in self.layout.hooks_from(self.start_layer)], dim=-1)
+            acts = torch.cat([captured[g] for g in groups], dim=-1)
         else:
             acts = final.new_zeros(tokens.shape[0], tokens.shape[1], 0)
         return sequence_logps, acts
@@ -129,8 +170,18 @@ class PolicyForward(torch.nn.Module):
 def trainable_parameters(model: torch.nn.Module, config: YFPOConfig, layout: UnitLayout
                          ) -> tuple[list[tuple[str, torch.nn.Parameter, torch.Tensor | None]], int]:
     """Set ``requires_grad`` for the configured scope; return (name, param, gradient mask or None) and the
-    lowest block whose parameters train (everything below it is the frozen prefix)."""
+    lowest block whose parameters train (everything below it is the frozen prefix).
+
+    The ``units`` scope trains the selected neurons' own weights (their rows of ``W_in``/``W_gate``/``b_in``
+    and ``W_out``); an SAE feature has no weights of its own in the model, so a set with features needs
+    ``mlp_last_k`` or ``all`` (in ``units+mlp_last_k`` the features change through the last blocks only)."""
     n_layers = model.cfg.n_layers
+    if config.trainable == "units" and layout.sae_ids:
+        features = [u.label for u in layout.units if u.kind == "sae_feature"]
+        raise YfpoError(f"trainable=units trains only the selected neurons' own weights, and SAE features have "
+                        f"none in the model ({len(features)} in the set: {', '.join(features[:3])}"
+                        f"{', ...' if len(features) > 3 else ''}): use trainable=mlp_last_k (with last_k reaching "
+                        "the features' layer) or trainable=all for a set with SAE features")
     for p in model.parameters():
         p.requires_grad_(False)
     chosen: dict[str, tuple[torch.nn.Parameter, torch.Tensor | None]] = {}
@@ -144,7 +195,7 @@ def trainable_parameters(model: torch.nn.Module, config: YFPOConfig, layout: Uni
                 if name.startswith(f"blocks.{layer}.mlp."):
                     chosen[name] = (p, None)
     if config.trainable in ("units", "units+mlp_last_k"):
-        for hook, index in layout.index_by_hook.items():
+        for hook, index in layout.neuron_index_by_hook().items():
             prefix = hook.rsplit(".", 1)[0]  # blocks.L.mlp
             for suffix, axis in (("W_in", -1), ("W_gate", -1), ("b_in", -1), ("W_out", 0)):
                 name = f"{prefix}.{suffix}"
@@ -171,6 +222,40 @@ def trainable_parameters(model: torch.nn.Module, config: YFPOConfig, layout: Uni
     return out, min(layers) if layers else n_layers
 
 
+def frozen_saes(units: Sequence[Unit], saes: Mapping[str, Any]) -> dict[str, torch.nn.Module]:
+    """Private, frozen copies (``requires_grad`` False, eval mode) of the sae-lens SAEs of ``units``'s
+    features, from ``saes`` (sae_id -> :class:`yfpo_core.saes.LoadedSAE`).
+
+    Raises:
+        YfpoError: A feature's SAE is missing, or it reads another hook than the feature's.
+    """
+    out: dict[str, torch.nn.Module] = {}
+    for unit in units:
+        if unit.kind != "sae_feature":
+            continue
+        loaded = saes.get(unit.sae_id or "")
+        if loaded is None:
+            given = ", ".join(map(repr, saes)) or "none"
+            raise YfpoError(f"{unit.label} is a feature of SAE {unit.sae_id!r}, which the trainer was not given "
+                            f"(given: {given}): describe it in the neuron set's \"sae\" section with its "
+                            "path_or_release, or pass saes={sae_id: load_sae(...)}")
+        if unit.hook_name != loaded.hook_name:
+            raise YfpoError(f"{unit.label} is recorded at hook {unit.hook_name or '(none)'!r}, but SAE "
+                            f"{unit.sae_id!r} ({loaded.source}) reads {loaded.hook_name!r}: fix the set's \"sae\" "
+                            "section or point it at the right SAE")
+        if unit.sae_id not in out:
+            with torch.no_grad():
+                sae = copy.deepcopy(loaded.sae)
+            sae.eval()
+            for p in sae.parameters():
+                p.requires_grad_(False)
+            out[unit.sae_id] = sae
+        if unit.index >= int(out[unit.sae_id].cfg.d_sae):
+            raise YfpoError(f"{unit.label} is out of range: SAE {unit.sae_id!r} has d_sae = "
+                            f"{int(out[unit.sae_id].cfg.d_sae)}")
+    return out
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -184,13 +269,17 @@ class YFPOTrainer:
         base: The loaded base model (reference policy).
         train_pairs: Preference pairs (objects with ``id``, ``question``, ``chosen``, ``rejected``).
         eval_problems: Held-out problems for ``eval/`` metrics.
-        units: The selected units (empty for plain DPO) and their attribution ``scores`` (for signs).
+        units: The selected units (empty for plain DPO) and their attribution ``scores`` (for signs): MLP
+            neurons and SAE features (a feature's value is its SAE's encoder output at the SAE's hook).
         accelerator: An ``accelerate.Accelerator`` (multi-process); ``None`` for a single process.
+        saes: sae_id -> :class:`yfpo_core.saes.LoadedSAE` for every SAE the features of ``units`` come from.
+            The trainer uses frozen private copies: the SAEs only read the features (the model's forward is
+            unchanged), and the neuron term's gradient reaches the model's weights through the SAE's input.
     """
 
     def __init__(self, config: YFPOConfig, base: LoadedModel, train_pairs: Sequence, eval_problems: Sequence[Problem],
                  units: Sequence[Unit] = (), scores: Sequence[float | None] | None = None, accelerator: Any = None,
-                 exact_problems: Sequence[Problem] = ()) -> None:
+                 exact_problems: Sequence[Problem] = (), saes: Mapping[str, Any] | None = None) -> None:
         if not train_pairs:
             raise YfpoError("no training pairs: check the problem set or the pairs file")
         if config.lam > 0 and not units:
@@ -206,16 +295,25 @@ class YFPOTrainer:
             model = copy.deepcopy(base.model)
         model.train(False)  # no dropout in these models; keep eval-mode semantics
         self.layout = UnitLayout.build(list(units), scores)
+        self.device = torch.device(config.device)
+        self.saes = {k: sae.to(self.device) for k, sae in frozen_saes(self.layout.units, saes or {}).items()}
+        # Cache keys name an SAE by its weights and config, not only its id (two folders may share a name).
+        self._sae_digest = {k: _digest(*sae.state_dict().values()) + str(sorted(sae.cfg.to_dict().items()))
+                            for k, sae in self.saes.items()}
         self.params, self.start_layer = trainable_parameters(model, config, self.layout)
         self.policy = base.with_model(model, name=f"{base.name}+yfpo")
-        self.device = torch.device(config.device)
         self.eval_problems = list(eval_problems)
         self.exact_problems = list(exact_problems)
-        self.units_below = self.layout.hooks_below(max(self.start_layer, 0))
+        self.units_below = self.layout.groups_below(max(self.start_layer, 0))
+        if config.lam > 0 and self.layout.units and not self.layout.groups_from(max(self.start_layer, 0)):
+            warnings.warn(f"every unit of the set sits below layer {self.start_layer}, the lowest trainable block "
+                          f"(trainable={config.trainable}): training cannot change their activations, so the "
+                          "neuron term is a constant and the run trains like DPO. Raise last_k (or use "
+                          "trainable=all) to reach the units' layers.", stacklevel=2)
         max_length = min(config.max_length, int(model.cfg.n_ctx))
         self.batches = [b.to(self.device) for b in make_batches(base, list(train_pairs), config.batch_pairs,
                                                                max_length)]
-        self.forward_module = PolicyForward(model, self.start_layer, self.layout)
+        self.forward_module = PolicyForward(model, self.start_layer, self.layout, self.saes)
         groups = [{"params": [p for _, p, m in self.params if m is None], "weight_decay": config.weight_decay},
                   {"params": [p for _, p, m in self.params if m is not None], "weight_decay": 0.0}]
         self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
@@ -240,23 +338,22 @@ class YFPOTrainer:
             self._prefix[i] = _shared(key, lambda: self._compute_prefix(i))
         return self._prefix[i]
 
-    def _units_key(self, hooks: Sequence[str]) -> tuple:
-        return tuple((h, tuple(self.layout.index_by_hook[h].tolist())) for h in hooks)
+    def _units_key(self, groups: Sequence[GroupKey]) -> tuple:
+        """The cache identity of some unit groups: hook, kind (the SAE's id and weights digest, or None for
+        neurons) and indices, so that neurons and features with the same hook and indices never share."""
+        return tuple((hook, sae_id, self._sae_digest.get(sae_id) if sae_id else None,
+                      tuple(self.layout.index_by_group[(hook, sae_id)].tolist())) for hook, sae_id in groups)
 
     def _compute_prefix(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The frozen blocks' output for batch ``i`` (no gradients; the blocks never train)."""
         batch = self.batches[i]
-        captured: dict[str, torch.Tensor] = {}
-
-        def capture(x, hook):
-            captured[hook.name] = x[..., self.layout.index_by_hook[hook.name].to(x.device)]
-            return x
-
+        captured: dict[GroupKey, torch.Tensor] = {}
         resid = None
         if self.start_layer != FROM_TOKENS:
-            with self.model.hooks(fwd_hooks=[(h, capture) for h in self.units_below]):
+            hooks = capture_hooks(self.layout, self.units_below, self.saes, captured)
+            with self.model.hooks(fwd_hooks=hooks):
                 resid = self.model(batch.tokens, stop_at_layer=self.start_layer)
-        low = torch.cat([captured[h] for h in self.units_below], dim=-1) if self.units_below else \
+        low = torch.cat([captured[g] for g in self.units_below], dim=-1) if self.units_below else \
             torch.zeros(batch.tokens.shape[0], batch.tokens.shape[1], 0, device=batch.tokens.device)
         return resid, low
 
@@ -279,7 +376,7 @@ class YFPOTrainer:
             return logps_list, acts_list
 
         key = ("reference", self.base_fingerprint, self.start_layer,
-               self._units_key(self.layout.hooks_from(0) if self.layout.units else ()),
+               self._units_key(self.layout.groups_from(0) if self.layout.units else ()),
                _digest(*[t for b in self.batches for t in (b.tokens, b.response_mask)]))
         self.ref_logps, ref_acts = _shared(key, compute)
         n_units = len(self.layout.units)
@@ -511,4 +608,5 @@ def fit(trainer: YFPOTrainer, *, start_step: int = 0, should_stop: Callable[[], 
     return step
 
 
-__all__ = ["NonFiniteLossError", "PolicyForward", "UnitLayout", "YFPOTrainer", "fit"]
+__all__ = ["NonFiniteLossError", "PolicyForward", "UnitLayout", "YFPOTrainer", "capture_hooks", "fit",
+           "frozen_saes"]
