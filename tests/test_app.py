@@ -197,7 +197,7 @@ def test_first_run_draws_the_problems_page_while_the_model_loads(tiny_model):
         assert load.wait(30) and load.model is tiny_model
         at.run()
         assert not at.exception, at.exception
-        assert any("fingerprint" in c.value and "slow-app-test" in c.value for c in at.sidebar.caption)
+        assert any(f"fingerprint `{tiny_model.fingerprint}`" in c.value for c in at.sidebar.caption)
         assert not any("Loading" in c.value for c in at.sidebar.caption)
         assert at.button(key="ask_model").label == "Ask the model"
         assert not any("appears once the model is loaded" in i.value for i in at.info)

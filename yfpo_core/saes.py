@@ -250,7 +250,7 @@ def train_sae(config: SAETrainConfig, out_dir: Path, model: LoadedModel | None =
             (final / name).write_bytes((work / "sae-lens-output" / name).read_bytes())
     shutil.rmtree(work, ignore_errors=True)  # checkpoints only serve an interrupted run
     loaded = load_sae(str(final), model)
-    quality = sae_quality(model, loaded, texts[:64])
+    quality = sae_quality(model, loaded, held_out_texts(model))
     meta = {"model": model.name, "model_fingerprint": model.fingerprint, "config": asdict(config),
             "command": "yfpo sae train " + " ".join(shlex.quote(a) for a in sys.argv[3:]) if sys.argv[1:3] == [
                 "sae", "train"] else None,
@@ -262,10 +262,35 @@ def train_sae(config: SAETrainConfig, out_dir: Path, model: LoadedModel | None =
 
 
 # -- quality ----------------------------------------------------------------------------------------
+def held_out_texts(model: LoadedModel, n: int = 64, seed: int = 12345) -> list[str | tuple[str, str]]:
+    """Texts the quality numbers are measured on: 4/5 math problems the SAE was not trained on, as
+    (prompt, response) so that the loss counts the response (the part a chat model is asked to write;
+    the toy model never learned to predict questions), and 1/5 non-math text scored whole.
+
+    The embedded model's SAEs train on GSM-Symbolic variants, so the 100 GSM8K originals are held out;
+    the toy model's are drawn with their own seed (12345).
+    """
+    from yfpo_core.attribution import default_contrast_texts
+    from yfpo_core.problems import load_problems
+
+    fmt = model.prompt_format
+    n_math = max(1, n * 4 // 5)
+    source = "toy" if model.native_problems == "toy" else "gsm8k-test-100"
+    problems = load_problems(source, limit=n_math, seed=seed)
+    math: list[str | tuple[str, str]] = [(fmt.prompt(p.question), fmt.response(p.solution) + fmt.end_of_response)
+                                         for p in problems]
+    return math + list(default_contrast_texts(model, n - len(math)))
+
+
 @torch.no_grad()
-def sae_quality(model: LoadedModel, loaded: LoadedSAE, texts: Sequence[str], max_tokens: int = 256) -> dict[str, float]:
+def sae_quality(model: LoadedModel, loaded: LoadedSAE, texts: Sequence[str | tuple[str, str]],
+                max_tokens: int = 256) -> dict[str, float]:
     """L0, explained variance and next-token loss with the SAE's reconstruction spliced in (no error term),
-    against the clean loss and the loss with the activation zeroed (for the fraction of loss recovered)."""
+    against the clean loss and the loss with the activation zeroed (for the fraction of loss recovered).
+
+    A text given as ``(prompt, continuation)`` has its loss counted on the continuation only; L0 and
+    explained variance always use every position.
+    """
     sae, hook = loaded.sae, loaded.hook_name
     l0s, residual_var, total_var = [], 0.0, 0.0
     losses = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
@@ -276,8 +301,13 @@ def sae_quality(model: LoadedModel, loaded: LoadedSAE, texts: Sequence[str], max
 
     for text in texts:
         limit = min(max_tokens, model.model.cfg.n_ctx)
-        ids = torch.tensor([model.encode_prompt(text)[:limit]], device=model.model.cfg.device)
-        if ids.shape[1] < 2:
+        if isinstance(text, tuple):
+            prompt_ids = model.encode_prompt(text[0])
+            all_ids, first = prompt_ids + model.encode(text[1]), len(prompt_ids) - 1
+        else:
+            all_ids, first = model.encode_prompt(text), 0
+        ids = torch.tensor([all_ids[:limit]], device=model.model.cfg.device)
+        if ids.shape[1] - 1 <= first:
             continue
         _, cache = model.model.run_with_cache(ids, names_filter=lambda n: n == hook, return_type=None)
         x = cache[hook][0]
@@ -289,9 +319,9 @@ def sae_quality(model: LoadedModel, loaded: LoadedSAE, texts: Sequence[str], max
         for name, hooks in (("clean", []), ("spliced", [(hook, splice)]),
                             ("zero", [(hook, lambda x, hook: torch.zeros_like(x))])):
             with model.model.hooks(fwd_hooks=hooks):
-                loss = model.model(ids, return_type="loss", loss_per_token=True)
-            losses[name] += loss.sum().item()
-        n_tokens += ids.shape[1] - 1
+                loss = model.model(ids, return_type="loss", loss_per_token=True)  # [1, pos - 1]
+            losses[name] += loss[:, first:].sum().item()
+        n_tokens += ids.shape[1] - 1 - first
     clean, spliced, zero = (losses[k] / max(n_tokens, 1) for k in ("clean", "spliced", "zero"))
     return {"l0": sum(l0s) / max(len(l0s), 1), "explained_variance": 1 - residual_var / max(total_var, 1e-12),
             "loss_clean": clean, "loss_spliced": spliced, "loss_delta": spliced - clean, "loss_zero_ablated": zero,

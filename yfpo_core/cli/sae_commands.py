@@ -47,22 +47,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from yfpo_core.attribution import default_contrast_texts
     from yfpo_core.cli.output import print_summary
     from yfpo_core.models import load_model
-    from yfpo_core.problems import load_problems
-    from yfpo_core.saes import load_sae, sae_quality
+    from yfpo_core.saes import held_out_texts, load_sae, sae_quality
 
     model = load_model(args.model)
     sae = load_sae(args.sae, model)
-    fmt = model.prompt_format
-    n_math = max(1, args.texts * 4 // 5)
-    # gsm8k-test-100 problems are held out from SAE training when the SAE was trained on gsm-symbolic
-    # variants only; the shipped SAE's training mix is recorded in its yfpo_sae.json.
-    source = model.native_problems
-    problems = load_problems(source, limit=n_math, seed=12345)
-    texts = [fmt.prompt(p.question) + fmt.response(p.solution) + fmt.end_of_response for p in problems]
-    texts += default_contrast_texts(model, args.texts - n_math)
+    texts = held_out_texts(model, args.texts)
     quality = sae_quality(model, sae, texts)
     print_summary(f"SAE {sae.sae_id} at {sae.hook_name} ({sae.d_sae} features) on {len(texts)} texts", quality)
     if sae.meta:
