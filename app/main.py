@@ -1,7 +1,8 @@
 """Entry point: ``streamlit run app/main.py``.
 
-Sets up the page, the shared sidebar (model picker, current-set indicator) and the page router; nothing
-else lives here. ``YFPO_APP_DEMO_TINY=1`` registers a tiny random demo model and makes it the default.
+Sets up the page, the shared sidebar (model picker and model status, current-set indicator) and the page
+router; nothing else lives here. The model loads in a background thread (see :mod:`app.sidebar`).
+``YFPO_APP_DEMO_TINY=1`` registers a tiny random demo model and makes it the default.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from app import nav, resources, sidebar, state  # noqa: E402
 resources.configure_process()
 st.set_page_config(page_title="YFPO Workbench", page_icon="🧮", layout="wide")
 state.init_state()
-sidebar.render()
-for kind, text in state.pop_flash():
-    getattr(st, kind)(text)
-st.navigation(nav.sections(state.get(state.START_PAGE))).run()
-sidebar.render_footer()
+model_load = sidebar.render()
+try:
+    for kind, text in state.pop_flash():
+        getattr(st, kind)(text)
+    st.navigation(nav.sections(state.get(state.START_PAGE))).run()
+    sidebar.render_footer()
+finally:  # also after st.stop() or st.rerun() in the page
+    sidebar.start_model_load(model_load)  # on a fresh server the model loads once the first page is drawn

@@ -31,9 +31,10 @@ PAGES: tuple[PageInfo, ...] = (
 def _render(url_path: str) -> Callable[[], None]:
     """The page's ``render``, imported when the page is first shown.
 
-    Why lazily: the views import the analysis core, which imports PyTorch and TransformerLens (seconds on a
+    Why lazily: most views import the analysis core, which imports PyTorch and TransformerLens (seconds on a
     small CPU). Importing them here, under a spinner, lets the sidebar and navigation appear at once on a
-    fresh server instead of after those imports.
+    fresh server instead of after those imports. The Problems page, shown first, imports neither: it draws
+    its problems while the model loads in the background (:mod:`app.sidebar`).
     """
     module_name = f"app.views.{url_path.replace('-', '_')}"
     title = next(p.title for p in PAGES if p.url_path == url_path)

@@ -54,15 +54,26 @@ class ModelLoad:
         self._error: BaseException | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"yfpo-load-{name}", daemon=True)
+        self._start_lock = threading.Lock()
+        self._go = threading.Event()  # set: the thread may begin (it waits up to its delay for this)
+        self._delay_s = 0.0
 
-    def start(self) -> ModelLoad:
-        self._thread.start()
+    def start(self, delay_s: float = 0.0) -> ModelLoad:
+        """Start the thread; with ``delay_s``, the work begins that many seconds later (or as soon as
+        someone calls ``start()`` without a delay). Calling it again only ever brings the work forward."""
+        with self._start_lock:
+            if delay_s <= 0:
+                self._go.set()
+            if self._thread.ident is None:
+                self._delay_s = delay_s
+                self._thread.start()
         return self
 
     def _progress(self, done: int, total: int, message: str = "") -> None:
         self.message = f"{message} ({done}/{total})" if message and total else message
 
     def _run(self) -> None:
+        self._go.wait(self._delay_s)
         try:
             if _TORCH_THREADS:
                 import torch
@@ -127,15 +138,16 @@ class ModelLoads:
         self._loads: OrderedDict[tuple[str, str], ModelLoad] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, name: str, device: str = "cpu") -> ModelLoad:
+    def get(self, name: str, device: str = "cpu", start: bool = True) -> ModelLoad:
+        """The load of (name, device), created if there is none; started unless ``start`` is false (the
+        caller then starts it later with :meth:`ModelLoad.start`)."""
         key = (name, device)
         with self._lock:
             load = self._loads.get(key)
             if load is None:
                 load = self._loads[key] = ModelLoad(name, device, on_done=self._prune)
-                load.start()
             self._loads.move_to_end(key)
-            return load
+        return load.start() if start else load
 
     def _prune(self, _: ModelLoad) -> None:
         """Drop the least recently asked-for loaded models beyond ``keep`` (loads still running stay)."""
@@ -160,9 +172,10 @@ def model_loads() -> ModelLoads:
     return ModelLoads()
 
 
-def model_load(name: str, device: str = "cpu") -> ModelLoad:
-    """The load of ``name`` on ``device``, started now if no session asked for it before. Never blocks."""
-    return model_loads().get(name, device)
+def model_load(name: str, device: str = "cpu", start: bool = True) -> ModelLoad:
+    """The load of ``name`` on ``device``, shared by all sessions; started now (unless ``start`` is false)
+    if no session started it before. Never blocks."""
+    return model_loads().get(name, device, start=start)
 
 
 def get_model(name: str, device: str = "cpu") -> LoadedModel:

@@ -2,7 +2,8 @@
 units the current set holds.
 
 The model loads in a background thread shared by the whole server (:func:`app.resources.model_load`);
-:func:`render` starts (or joins) that load and never waits for it beyond :data:`GRACE_S`. While it loads,
+:func:`render` starts (or joins) that load and never waits for it beyond :data:`GRACE_S` (on a fresh server,
+the first run draws its page before the load starts: :func:`start_model_load`). While it loads,
 the sidebar shows "Loading <model>… (N s)" in a fragment that polls once a second and reruns the whole page
 when the load has finished, so the model-dependent parts appear without the user doing anything.
 
@@ -13,6 +14,7 @@ error or a "loading" note) or :func:`ready_model` (the model or ``None``, drawin
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -25,7 +27,11 @@ if TYPE_CHECKING:
     from yfpo_core.models import LoadedModel
 
 CUSTOM = "other (name or folder)…"
-GRACE_S = 0.25  # how long a run waits for a load it just found running (a model in memory or a tiny one)
+GRACE_S = 0.25  # how long a run waits for a running load (a tiny model loads within it: no "loading" flash)
+# On a fresh server, the load waits this long after the first page's script run: the browser is still drawing
+# that page, and importing PyTorch and TransformerLens next to it (CPU and GIL) slows it down by seconds on a
+# two-core machine. The model is ready that much later.
+COLD_START_DELAY_S = 1.0
 
 
 def model_choices() -> list[str]:
@@ -33,7 +39,8 @@ def model_choices() -> list[str]:
     return [*registered_model_names(), *names, CUSTOM]
 
 
-def render() -> None:
+def render() -> resources.ModelLoad:
+    """Draw the sidebar; returns the load of its model (for :func:`start_model_load` after the page)."""
     with st.sidebar:
         st.header("YFPO Workbench")
         choices = model_choices()
@@ -56,17 +63,36 @@ def render() -> None:
             st.caption(f":material/error: **{load.name}** could not be loaded.")
         else:
             _loading_status()
+    return load
+
+
+def torch_imported() -> bool:
+    """Whether this server process has imported PyTorch yet (a fresh one has not)."""
+    return "torch" in sys.modules
 
 
 def _start_load() -> resources.ModelLoad:
-    """Start (or join) the load of the sidebar's model and keep it for this run (and its fragments)."""
-    load = resources.model_load(st.session_state[state.MODEL_NAME], st.session_state[state.DEVICE])
-    if not load.done:
+    """Start (or join) the load of the sidebar's model and keep it for this run (and its fragments).
+
+    In a fresh server process (PyTorch not imported yet) the load only starts after the run, from
+    :func:`start_model_load` (see :data:`COLD_START_DELAY_S`): importing PyTorch and TransformerLens in a
+    thread competes with the page for the CPU and the GIL. Later loads start at once.
+    """
+    warm = torch_imported()
+    load = resources.model_load(st.session_state[state.MODEL_NAME], st.session_state[state.DEVICE], start=warm)
+    if warm and not load.done:
         load.wait(GRACE_S)
     if load.failed:
         resources.model_loads().forget(load)  # this run shows the error; the next one tries again
     st.session_state[state.MODEL_LOAD] = load
     return load
+
+
+def start_model_load(load: resources.ModelLoad) -> None:
+    """Start ``load`` (the one :func:`render` returned) if it was left for after the run: ``main.py`` calls
+    this after the page, also when the page stopped early; it then begins :data:`COLD_START_DELAY_S` later.
+    Touches no Streamlit state: after ``st.stop()`` or ``st.rerun()``, reading session state raises again."""
+    load.start(delay_s=COLD_START_DELAY_S)
 
 
 def model_load() -> resources.ModelLoad:

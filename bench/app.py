@@ -1,9 +1,12 @@
 """App responsiveness, measured in a real headless browser (Debian's Chromium via Playwright).
 
-1. **Start to interactive**: from launching ``streamlit run app/main.py`` to the first page drawn with the
-   model loaded (heading and the sidebar's model caption visible, Streamlit idle). The model's disk cache
-   is warmed first in a separate process, so this is the "model cached" case. Goal: under 5 s.
-2. **New tab to interactive**: a second browser tab on the running server (model in ``st.cache_resource``).
+1. **Start to interactive**: from launching ``streamlit run app/main.py`` to the first page (Problems)
+   interactive: its problem table visible and Streamlit idle. The model loads in a background thread
+   meanwhile, so this does not wait for PyTorch, TransformerLens or the weights. Goal: under 5 s.
+   **Start to model ready**: to the sidebar's model caption (name, layers, fingerprint) being visible, the
+   page having swapped in its model parts. The model's disk cache is warmed first in a separate process, so
+   both are the "model cached" case.
+2. **New tab to interactive**: a second browser tab on the running server (model already in memory).
 3. **Chart update latency during training**: a DPO run started from the Train page; a thread watches the
    run's ``metrics.jsonl`` and records when each step is written, the browser is polled for the last step
    the live chart shows. Latency of a step = first time the chart shows it − time it was written. Goal:
@@ -43,6 +46,7 @@ LAST_STEP_JS = """() => { const el = document.querySelector('.st-key-train_chart
     if (!el || !el.data) return -1;
     let m = -1; for (const t of el.data) for (const x of (t.x || [])) if (x > m) m = x; return m; }"""
 IDLE_JS = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+TABLE = '[data-testid="stDataFrame"]'
 
 
 def default_model() -> str:
@@ -71,22 +75,26 @@ def warm_disk_cache(model: str) -> float:
     return time.perf_counter() - start
 
 
-def wait_interactive(page, url: str, timeout_ms: int = 180_000) -> tuple[float, float]:
-    """Open ``url``; return (seconds to the page's heading and sidebar, seconds to the model being loaded
-    and Streamlit idle: the page is fully usable)."""
+def wait_interactive(page, url: str, timeout_ms: int = 180_000) -> tuple[float, float, float]:
+    """Open ``url`` (the Problems page); return the seconds to (the page's heading and sidebar drawn, the
+    problem table visible and Streamlit idle: the page is usable, its model parts may still be loading, the
+    sidebar's model caption visible: the model is loaded and the page shows its parts)."""
     start = time.perf_counter()
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_role("heading", name="Problems", exact=True).wait_for(timeout=timeout_ms)
     page.get_by_text("YFPO Workbench", exact=True).first.wait_for(timeout=timeout_ms)
     painted = time.perf_counter() - start
-    page.get_by_text("fingerprint", exact=False).first.wait_for(timeout=timeout_ms)
+    page.locator(TABLE).first.wait_for(timeout=timeout_ms)
     page.wait_for_function(IDLE_JS, timeout=timeout_ms)
-    return painted, time.perf_counter() - start
+    interactive = time.perf_counter() - start
+    page.locator('[data-testid="stSidebar"]').get_by_text("fingerprint", exact=False).first.wait_for(
+        timeout=timeout_ms)
+    return painted, interactive, time.perf_counter() - start
 
 
 def import_seconds() -> float:
-    """A bare ``import torch, transformer_lens`` in a new process: the floor under any first page that
-    shows a loaded model (the first script run has to do the same)."""
+    """A bare ``import torch, transformer_lens`` in a new process: the floor under "model ready" (the
+    model loader's thread does the same; the first page no longer waits for it)."""
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch, transformer_lens"], cwd=ROOT, check=True,
                    capture_output=True)
@@ -94,16 +102,21 @@ def import_seconds() -> float:
 
 
 def start_to_interactive(env: dict[str, str]) -> dict[str, float]:
-    """Seconds from launching the server to the first page drawn and to it being usable, and the same for
-    a second tab on the running server."""
-    started = time.perf_counter()
-    with streamlit_server(env, timeout_s=180) as url, browser_page() as page:
-        healthy = time.perf_counter() - started
-        painted, ready = wait_interactive(page, url)
-        second_tab = page.context.browser.new_page(viewport={"width": 1400, "height": 900})
-        tab_painted, tab_ready = wait_interactive(second_tab, url)
-        return {"healthy_s": healthy, "first_paint_s": healthy + painted, "first_ready_s": healthy + ready,
-                "tab_paint_s": tab_painted, "tab_ready_s": tab_ready}
+    """Seconds from launching the server to the first page drawn, to it being usable and to the model being
+    ready, and the same for a second tab on the running server. The browser is launched first (as a user's
+    browser is already open): its start-up is reported apart, not counted."""
+    launched = time.perf_counter()
+    with browser_page() as page:
+        browser = time.perf_counter() - launched
+        started = time.perf_counter()
+        with streamlit_server(env, timeout_s=180) as url:
+            healthy = time.perf_counter() - started
+            painted, interactive, ready = wait_interactive(page, url)
+            second_tab = page.context.browser.new_page(viewport={"width": 1400, "height": 900})
+            tab_painted, tab_interactive, tab_ready = wait_interactive(second_tab, url)
+    return {"browser_launch_s": browser, "healthy_s": healthy, "first_paint_s": healthy + painted,
+            "first_interactive_s": healthy + interactive, "model_ready_s": healthy + ready,
+            "tab_paint_s": tab_painted, "tab_interactive_s": tab_interactive, "tab_ready_s": tab_ready}
 
 
 class MetricsWatcher(threading.Thread):
@@ -138,6 +151,8 @@ def chart_latency(env: dict[str, str], runs_dir: Path, steps: int, observe_s: fl
     with streamlit_server(env, timeout_s=180) as url, browser_page() as page:
         page.goto(url + "/train", wait_until="domcontentloaded")
         page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=180_000)
+        page.locator('[data-testid="stSidebar"]').get_by_text("fingerprint", exact=False).first.wait_for(
+            timeout=180_000)  # the model loads in the background; the Train form appears with it
         page.get_by_text("DPO (λ = 0)", exact=True).click()
         page.wait_for_function(IDLE_JS, timeout=60_000)
         page.get_by_role("tab", name="Optimisation").click()
@@ -205,11 +220,16 @@ def main() -> None:
     med = {k: statistics.median(s[k] for s in starts) for k in starts[0]}
     rows = [
         ("for reference: `python -c 'import torch, transformer_lens'`", f"{imports:.2f} s", "", ""),
+        ("for reference: headless Chromium launch (before the server; not counted below)",
+         f"{med['browser_launch_s']:.2f} s", "", ""),
         ("server start → healthy (/_stcore/health)", f"{med['healthy_s']:.2f} s", "", ""),
         ("server start → first page drawn (title, sidebar)", f"{med['first_paint_s']:.2f} s", "", ""),
-        ("server start → first page interactive, model loaded (cached on disk)", f"{med['first_ready_s']:.2f} s",
-         "< 5 s", "ok" if med["first_ready_s"] < 5 else "SLOW"),
-        ("new tab → interactive (model in memory)", f"{med['tab_ready_s']:.2f} s", "", ""),
+        ("server start → interactive first page (problems table visible, Streamlit idle)",
+         f"{med['first_interactive_s']:.2f} s", "< 5 s", "ok" if med["first_interactive_s"] < 5 else "SLOW"),
+        ("server start → model ready (sidebar model caption visible; cached on disk)",
+         f"{med['model_ready_s']:.2f} s", "", ""),
+        ("new tab → interactive (model in memory)", f"{med['tab_interactive_s']:.2f} s", "", ""),
+        ("new tab → model caption visible (model in memory)", f"{med['tab_ready_s']:.2f} s", "", ""),
         ("chart update latency, median", f"{latency['latency_median_s']:.2f} s", "< 2 s",
          "ok" if latency["latency_median_s"] < 2 else "SLOW"),
         ("chart update latency, p90 / max", f"{latency['latency_p90_s']:.2f} / {latency['latency_max_s']:.2f} s",
@@ -218,9 +238,10 @@ def main() -> None:
         ("Start training click → first point on the chart", f"{latency['first_chart_s']:.2f} s", "", ""),
     ]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    readies = ", ".join(f"{s['first_ready_s']:.2f}" for s in starts)
+    interactives = ", ".join(f"{s['first_interactive_s']:.2f}" for s in starts)
+    readies = ", ".join(f"{s['model_ready_s']:.2f}" for s in starts)
     print(f"\nApp bench: model {args.model}, {os.cpu_count()} CPUs (load average {load:.1f}), {args.repeats} server "
-          f"starts (ready: {readies} s), {latency['steps_seen']} "
+          f"starts (interactive: {interactives} s; model ready: {readies} s), {latency['steps_seen']} "
           "training steps timed" + (f"; disk cache warmed in {warm:.1f} s" if warm else ""))
     width = max(len(r[0]) for r in rows)
     print(f"| {'measure':<{width}} | value | goal | |")

@@ -85,9 +85,18 @@ def browser_page(viewport=(1400, 900)):
 
 # -- driving the app ---------------------------------------------------------------------------------------
 def open_page(page, url: str, heading: str, timeout_ms: int = 90_000) -> None:
-    """Go to ``url`` and wait for the page heading (the model is loaded and the page drawn by then)."""
+    """Go to ``url`` and wait for the page heading, then for the model: it loads in the background while
+    the page draws what needs no model; the sidebar's model caption (with the fingerprint) appears once it
+    is loaded, and the page swaps in its model parts in the same run."""
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=timeout_ms)
+    wait_model(page, timeout_ms)
+
+
+def wait_model(page, timeout_ms: int = 90_000) -> None:
+    """Wait until the sidebar shows the loaded model's caption (name, layers, fingerprint)."""
+    page.locator('[data-testid="stSidebar"]').get_by_text("fingerprint", exact=False).first.wait_for(
+        timeout=timeout_ms)
 
 
 def goto_nav(page, title: str, timeout_ms: int = 60_000) -> None:

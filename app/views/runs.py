@@ -191,7 +191,7 @@ def _before_after(names: list[str], runs: dict[str, Path]) -> None:
 
 
 def render() -> None:
-    active_model()  # for the sidebar; the runs themselves load the model they were trained on
+    active_model(note=False)  # a load error, if any; the runs load the model they were trained on themselves
     root = default_runs_dir()
     runs = _all_runs(root)
     st.caption(f"Every run under `{root.resolve()}`: started from any tab, or from the command line.")
