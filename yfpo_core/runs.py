@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from yfpo_core.atomic import atomic_write_text, plain_permissions
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
@@ -56,12 +57,7 @@ def new_run_dir(name: str = "", root: Path | None = None) -> Path:
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -266,6 +262,7 @@ class RunWriter:
         folder.mkdir(exist_ok=True)
         final = folder / f"step-{step:06d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}.", dir=folder))
+        plain_permissions(tmp, directory=True)
         try:
             save_file({k: v.contiguous() for k, v in trainer.trainable_state().items()},
                       str(tmp / "trainable.safetensors"))
@@ -284,10 +281,7 @@ class RunWriter:
     def truncate_metrics(self, step: int) -> None:
         rows = [r for r in read_metrics(self.run_dir) if r.get("step", 0) <= step]
         text = "".join(json.dumps(r) + "\n" for r in rows)
-        fd, tmp = tempfile.mkstemp(prefix=".metrics.", dir=self.run_dir)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, self.run_dir / "metrics.jsonl")
+        atomic_write_text(self.run_dir / "metrics.jsonl", text)
 
 
 def load_checkpoint(folder: Path) -> tuple[dict, dict, dict, int]:

@@ -8,8 +8,6 @@ unpickles anything.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
+from yfpo_core.atomic import atomic_write
 from yfpo_core.attribution.space import UnitSpace
 from yfpo_core.errors import YfpoError
 from yfpo_core.units import Unit
@@ -112,8 +111,8 @@ class AttributionResult:
                 "model_fingerprint": self.model_fingerprint, "created": self.created, "params": self.params,
                 "token_problem_ids": kept, "tokens": {pid: self.tokens.get(pid, []) for pid in kept}}
         tensor_path, meta_path = Path(f"{base}.safetensors"), Path(f"{base}.json")
-        _atomic_write(tensor_path, lambda tmp: save_file(tensors, tmp))
-        _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+        atomic_write(tensor_path, lambda tmp: save_file(tensors, tmp))
+        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
         return tensor_path, meta_path
 
     @classmethod
@@ -139,14 +138,3 @@ class AttributionResult:
                    model_fingerprint=meta["model_fingerprint"], created=meta["created"], params=meta["params"],
                    token_scores={pid: tensors[f"tokens/{i}"].float() for i, pid in enumerate(kept)},
                    tokens={pid: meta["tokens"].get(pid, []) for pid in kept})
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ from typing import Any, Literal
 import torch
 
 from yfpo_core.answers import NumberMatch, answers_match, extract_answer, find_numbers, format_number
+from yfpo_core.atomic import atomic_write_text
 from yfpo_core.errors import YfpoError
 from yfpo_core.evaluate import render_like, build_ranking_item, distractor_answers
 from yfpo_core.generation import finish_generation, find_stop
@@ -518,18 +518,8 @@ def load_pairs(path: str | os.PathLike[str]) -> list[PreferencePair]:
 def save_pairs(pairs: Iterable[PreferencePair], path: str | os.PathLike[str]) -> Path:
     """Write pairs as JSONL, atomically (temporary file in the same folder, then ``os.replace``), so a reader
     never sees half a file and an interrupted save keeps the old one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for pair in pairs:
-                f.write(json.dumps(pair.to_dict(), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    lines = [json.dumps(pair.to_dict(), ensure_ascii=False) + "\n" for pair in pairs]
+    return atomic_write_text(path, "".join(lines))
 
 
 # -- splitting ---------------------------------------------------------------------------------------------
