@@ -99,7 +99,7 @@ def wait_model(page, timeout_ms: int = 90_000) -> None:
         timeout=timeout_ms)
 
 
-def goto_nav(page, title: str, timeout_ms: int = 60_000) -> None:
+def goto_nav(page, title: str, timeout_ms: int = 120_000) -> None:
     """Switch page with the sidebar navigation (keeps the session, unlike a new URL)."""
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
     page.get_by_role("heading", name=title, exact=True).wait_for(timeout=timeout_ms)
