@@ -426,3 +426,16 @@ def test_neurons_and_features_with_the_same_hook_and_indices_share_no_cache(setu
     sae = features.saes["tiny-sae"]
     mask = features.batches[0].response_mask.bool()
     torch.testing.assert_close(features._policy_pass(0)[1][mask], sae.encode(cache[SAE_HOOK])[..., :5][mask])
+
+
+def test_divergent_mask_pools_from_where_the_responses_part():
+    from yfpo_core.training.batching import divergent_mask
+
+    # Two pairs; prompt = first 2 tokens; pair 0 differs at position 4, pair 1 has identical responses,
+    # the rejected row of pair 0 is one token shorter (padding 0 at the end).
+    tokens = torch.tensor([[9, 9, 5, 6, 7, 8], [9, 9, 5, 5, 5, 5],
+                           [9, 9, 5, 6, 3, 0], [9, 9, 5, 5, 5, 5]])
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1],
+                         [0, 0, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]])
+    assert divergent_mask(tokens, mask).tolist() == [[0, 0, 0, 0, 1, 1], [0, 0, 1, 1, 1, 1],
+                                                     [0, 0, 0, 0, 1, 0], [0, 0, 1, 1, 1, 1]]

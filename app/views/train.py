@@ -45,7 +45,7 @@ DPO, YFPO = "DPO (λ = 0)", "YFPO (λ > 0: DPO + neuron-margin reward)"
 def _choices() -> dict[str, tuple[str, ...]]:
     sources = tuple(widgets.problem_sources())
     return {"trainable": TRAINABLE_SCOPES, "pair_source": PAIR_SOURCES, "variant": ("A", "C", "D"),
-            "pooling": ("mean", "max", "last"), "problems": sources, "eval_problems": sources}
+            "pooling": ("mean", "max", "last", "diverge"), "problems": sources, "eval_problems": sources}
 
 
 def _defaults(model: LoadedModel) -> dict[str, Any]:

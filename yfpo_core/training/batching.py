@@ -40,6 +40,28 @@ class PairBatch:
         return PairBatch(self.pair_ids, self.tokens.to(device), self.response_mask.to(device))
 
 
+def divergent_mask(tokens: Int[torch.Tensor, "rows T"], response_mask: Int[torch.Tensor, "rows T"]
+                   ) -> Int[torch.Tensor, "rows T"]:
+    """Response positions from the first one where a pair's chosen and rejected rows differ, for both rows.
+
+    Why: a pair that corrupts only the final answer shares most of its response; the units' mean over all
+    response tokens is then almost the same for both rows, and the neuron margin vanishes. Pooling over
+    where the responses part tells the units' reaction to the difference. Rows are aligned from the start
+    (same prompt, right padding); a pair with identical responses keeps its whole response.
+    """
+    n = tokens.shape[0] // 2
+    chosen, rejected = tokens[:n], tokens[n:]
+    in_response = response_mask[:n].bool() | response_mask[n:].bool()
+    differs = ((chosen != rejected) | (response_mask[:n] != response_mask[n:])) & in_response
+    positions = torch.arange(tokens.shape[1], device=tokens.device).expand(n, -1)
+    big = tokens.shape[1]
+    first = torch.where(differs, positions, big)
+    first = first.min(dim=1).values  # [n]; ``big`` when the responses are identical
+    start = torch.where(first == big, torch.zeros_like(first), first)
+    after = (positions >= start[:, None]).repeat(2, 1)
+    return response_mask * after.to(response_mask.dtype)
+
+
 def encode_pair_rows(model: LoadedModel, question: str, responses: Sequence[str], max_length: int
                      ) -> list[tuple[list[int], int]]:
     """Token ids of ``prompt + response + end`` for each response, and where the response starts.

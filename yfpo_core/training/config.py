@@ -41,7 +41,8 @@ class YFPOConfig:
     gamma: float = _f(1.0, "slope inside the neuron term's log-sigmoid (variant A)")
     variant: str = _f("A", "A: L_DPO - lam log sigmoid(gamma m); C: -log sigmoid(beta h + lam m); "
                            "D: -log sigmoid(beta h - lam m0) with m0 from the frozen model")
-    pooling: str = _f("mean", "pool unit activations over response tokens: mean, max or last")
+    pooling: str = _f("mean", "pool unit activations over response tokens: mean, max, last, or diverge (mean from "
+                                 "the first token where the pair's responses differ)")
     standardize: bool = _f(True, "standardise each unit's activation with base-model statistics")
     signed: bool = _f(False, "multiply each unit's activation by the sign of its attribution score")
     subtract_ref_margin: bool = _f(False, "use the margin minus the same margin under the frozen model")
@@ -69,8 +70,8 @@ class YFPOConfig:
             problems.append(f"trainable must be one of {', '.join(TRAINABLE_SCOPES)}")
         if self.variant not in ("A", "C", "D"):
             problems.append("variant must be A, C or D")
-        if self.pooling not in ("mean", "max", "last"):
-            problems.append("pooling must be mean, max or last")
+        if self.pooling not in ("mean", "max", "last", "diverge"):
+            problems.append("pooling must be mean, max, last or diverge")
         if self.pair_source not in PAIR_SOURCES:
             problems.append(f"pair_source must be one of {', '.join(PAIR_SOURCES)}")
         if self.lam < 0:

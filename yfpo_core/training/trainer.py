@@ -37,7 +37,7 @@ from yfpo_core.evaluate import answer_ranking, exact_match
 from yfpo_core.logprobs import token_logprobs
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
-from yfpo_core.training.batching import PairBatch, make_batches
+from yfpo_core.training.batching import PairBatch, divergent_mask, make_batches
 from yfpo_core.training.config import YFPOConfig
 from yfpo_core.training.losses import LossOutput, activation_score, dpo_loss, yfpo_loss
 from yfpo_core.units import Unit
@@ -392,7 +392,10 @@ class YFPOTrainer:
         if acts.shape[-1] == 0:
             return torch.zeros(acts.shape[0], device=acts.device)
         c = self.config
-        return activation_score(acts, batch.response_mask, c.pooling,
+        mask, pooling = batch.response_mask, c.pooling
+        if pooling == "diverge":  # mean over the tokens from where the pair's responses differ
+            mask, pooling = divergent_mask(batch.tokens, batch.response_mask), "mean"
+        return activation_score(acts, mask, pooling,
                                 mean=self.unit_mean if c.standardize else None,
                                 std=self.unit_std if c.standardize else None,
                                 signs=self.layout.signs.to(acts.device) if c.signed else None)
