@@ -265,7 +265,8 @@ def train_sae(config: SAETrainConfig, out_dir: Path, model: LoadedModel | None =
 def held_out_texts(model: LoadedModel, n: int = 64, seed: int = 12345) -> list[str | tuple[str, str]]:
     """Texts the quality numbers are measured on: 4/5 math problems the SAE was not trained on, as
     (prompt, response) so that the loss counts the response (the part a chat model is asked to write;
-    the toy model never learned to predict questions), and 1/5 non-math text scored whole.
+    the toy model never learned to predict questions), and 1/5 non-math text scored whole (none for the toy
+    model).
 
     The embedded model's SAEs train on GSM-Symbolic variants, so the 100 GSM8K originals are held out;
     the toy model's are drawn with their own seed (12345).
@@ -274,12 +275,14 @@ def held_out_texts(model: LoadedModel, n: int = 64, seed: int = 12345) -> list[s
     from yfpo_core.problems import load_problems
 
     fmt = model.prompt_format
-    n_math = max(1, n * 4 // 5)
-    source = "toy" if model.native_problems == "toy" else "gsm8k-test-100"
+    toy = model.native_problems == "toy"
+    # The toy model only ever learned to write answers: text it never had to predict says nothing about it.
+    n_math = n if toy else max(1, n * 4 // 5)
+    source = "toy" if toy else "gsm8k-test-100"
     problems = load_problems(source, limit=n_math, seed=seed)
     math: list[str | tuple[str, str]] = [(fmt.prompt(p.question), fmt.response(p.solution) + fmt.end_of_response)
                                          for p in problems]
-    return math + list(default_contrast_texts(model, n - len(math)))
+    return math + (list(default_contrast_texts(model, n - len(math))) if n > len(math) else [])
 
 
 @torch.no_grad()

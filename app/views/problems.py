@@ -108,7 +108,7 @@ def _show_problem(problem: Problem, model: LoadedModel | None) -> None:
         st.caption("Press **Ask the model** to see its answer.")
         return
     generation, ranking = answers[key]["generation"], answers[key]["ranking"]
-    verdict = "✅ correct" if generation["correct"] else "❌ wrong"
+    verdict = ":green[:material/check_circle: correct]" if generation["correct"] else ":red[:material/cancel: wrong]"
     st.markdown(f"**Model answer:** `{generation['predicted']}` — {verdict} (stopped: {generation['stop_reason']})")
     st.code(generation["output"], language=None)
     st.markdown(f"**Answer ranking:** gold {'ranks first' if ranking['correct'] else 'does not rank first'} "
