@@ -160,6 +160,15 @@ def active_model(*, note: bool = True) -> LoadedModel | None:
     return model
 
 
+def required_model() -> LoadedModel:
+    """The loaded active model for a page that cannot draw without it: otherwise the page stops after
+    :func:`active_model` has shown why (the error, or the loading note)."""
+    model = active_model()
+    if model is None:
+        st.stop()
+    return model
+
+
 def render_footer() -> None:
     """Drawn after the page, so that it counts the units the page just added or removed."""
     fingerprint = state.active_fingerprint()

@@ -25,7 +25,7 @@ from app.components import (
     layer_unit_heatmap,
     unit_scatter,
 )
-from app.sidebar import active_model
+from app.sidebar import required_model
 from yfpo_core.attribution import AttributionResult, attribute
 from yfpo_core.interventions import Intervention, ablation_test
 from yfpo_core.models import LoadedModel
@@ -355,9 +355,7 @@ def _ablation_view(model: LoadedModel, result: AttributionResult, settings: Mapp
 def render() -> None:
     st.caption("Which MLP neurons (or SAE features) carry the math? Score every unit on a problem set, pick the "
                "strongest, and check that removing them hurts more than removing random units.")
-    model = active_model()
-    if model is None:
-        st.stop()
+    model = required_model()
     state.default(state.LOCATE_UNIT_TYPE, UNIT_TYPES[0])
     if state.get(state.LOCATE_UNIT_TYPE) not in UNIT_TYPES:
         state.reset(state.LOCATE_UNIT_TYPE, UNIT_TYPES[0])

@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state, widgets
-from app.sidebar import active_model
+from app.sidebar import required_model
 from yfpo_core.models import LoadedModel
 from yfpo_core.neuron_set import NeuronSet, NeuronSetError, from_neuronpedia, to_neuronpedia
 
@@ -187,9 +187,7 @@ def _import(model: LoadedModel, current: NeuronSet) -> None:
 def render() -> None:
     st.caption("The units you picked, in your order. Label them, note what you saw, export them for a notebook, "
                "a colleague or Neuronpedia, and train with them on the Train page.")
-    model = active_model()
-    if model is None:
-        st.stop()
+    model = required_model()
     current = state.neuron_set(model)
     _header(model, current)
     if len(current):

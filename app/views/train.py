@@ -20,7 +20,7 @@ import streamlit as st
 
 from app import background, state, widgets
 from app.components import training_chart
-from app.sidebar import active_model
+from app.sidebar import required_model
 from yfpo_core.errors import YfpoError
 from yfpo_core.models import LoadedModel
 from yfpo_core.neuron_set import NeuronSet
@@ -217,9 +217,7 @@ def _live(run_dir: str) -> None:
 def render() -> None:
     st.caption("Fine-tune with YFPO = DPO + λ × the current units' activation margin between the preferred and "
                "the rejected answer. Each run trains its own copy of the model and lives on disk (Runs page).")
-    model = active_model()
-    if model is None:
-        st.stop()
+    model = required_model()
     current = state.neuron_set(model)
     values = _form(model, current)
     if values is not None:

@@ -12,7 +12,7 @@ import streamlit as st
 
 from app import background, state, widgets
 from app.components import colored_tokens_html, histogram_chart, intervention_chart, logit_effect_chart
-from app.sidebar import active_model
+from app.sidebar import required_model
 from yfpo_core.attribution import AttributionResult, token_scores
 from yfpo_core.inspection import UnitProfile, intervention_effect, profile_unit, unit_activations
 from yfpo_core.interventions import Intervention
@@ -193,9 +193,7 @@ def _effect_view(model: LoadedModel, unit: Unit, problems: list[Problem], source
 
 
 def render() -> None:
-    model = active_model()
-    if model is None:
-        st.stop()
+    model = required_model()
     unit = _pick_unit(model)
     if unit is None:
         return
