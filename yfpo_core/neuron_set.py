@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -34,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yfpo_core.atomic import atomic_write_bytes
 from yfpo_core.errors import YfpoError
 from yfpo_core.units import Unit, layer_of, mlp_post_hook
 
@@ -459,23 +459,14 @@ class NeuronSet:
                                  "limit for loading it back. Save fewer units or shorter notes.", self._where)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         except OSError as exc:
             raise NeuronSetError(f"cannot write {path}: {exc.strerror or exc}. Choose a folder you can write "
                                  "to.", self._where) from None
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException as exc:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise NeuronSetError(f"cannot write {path}: {exc.strerror or exc}. Check free space and "
-                                     "permissions.", self._where) from None
-            raise
+            atomic_write_bytes(path, data)
+        except OSError as exc:
+            raise NeuronSetError(f"cannot write {path}: {exc.strerror or exc}. Check free space and "
+                                 "permissions.", self._where) from None
         return path
 
     @classmethod
