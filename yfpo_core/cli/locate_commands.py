@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from yfpo_core.errors import YfpoError
@@ -67,6 +68,17 @@ def _problems(args, fallback: str):
     return load_problems(args.problems or fallback, limit=args.limit, seed=args.seed)
 
 
+def _units_sae(args: argparse.Namespace, model):
+    """The SAE that ``--units sae:<ref>`` names (``None`` for ``--units neurons``)."""
+    if args.units == "neurons":
+        return None
+    if not args.units.startswith("sae:"):
+        raise YfpoError(f"--units must be 'neurons' or 'sae:<ref>', not {args.units!r}")
+    from yfpo_core.saes import load_sae
+
+    return load_sae(args.units[4:], model, device=args.device)
+
+
 def cmd_locate(args: argparse.Namespace) -> int:
     from yfpo_core.attribution import AttributionResult, attribute
     from yfpo_core.cli.output import print_table
@@ -75,38 +87,35 @@ def cmd_locate(args: argparse.Namespace) -> int:
     from yfpo_core.progress import tqdm_progress
 
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
-    saved = None
-    if args.from_scores is not None:
-        saved = AttributionResult.load(args.from_scores)
-        model = load_model(args.model or saved.model_name, device=args.device)
-        if model.fingerprint != saved.model_fingerprint:
-            raise YfpoError(f"{args.from_scores} was computed on other weights of {saved.model_name} "
-                            f"(fingerprint {saved.model_fingerprint}, loaded {model.fingerprint}): recompute it")
-    else:
-        model = load_model(args.model or DEFAULT_MODEL, device=args.device)
-    space, sae_entries = None, None
-    if saved is not None:
-        if saved.space.kind == "sae_feature":  # the set must describe the features' SAE
+    if args.from_scores is not None:  # re-rank an earlier run: no model pass
+        result = AttributionResult.load(args.from_scores)
+        model = load_model(args.model or result.model_name, device=args.device)
+        if model.fingerprint != result.model_fingerprint:
+            raise YfpoError(f"{args.from_scores} was computed on other weights of {result.model_name} "
+                            f"(fingerprint {result.model_fingerprint}, loaded {model.fingerprint}): recompute it")
+        sae_entries = None
+        if result.space.kind == "sae_feature":  # the set must describe the features' SAE
             if not args.units.startswith("sae:"):
-                raise YfpoError(f"{args.from_scores} scores features of SAE {saved.space.sae_id}: name it with "
+                raise YfpoError(f"{args.from_scores} scores features of SAE {result.space.sae_id}: name it with "
                                 "--units sae:<ref> so the set can record where the SAE lives")
-            from yfpo_core.saes import load_sae
-
-            sae = load_sae(args.units[4:], model, device=args.device)
-            if sae.sae_id != saved.space.sae_id:
-                raise YfpoError(f"--units names SAE {sae.sae_id}, but the scores are of SAE {saved.space.sae_id}")
+            sae = _units_sae(args, model)
+            if sae.sae_id != result.space.sae_id:
+                raise YfpoError(f"--units names SAE {sae.sae_id}, but the scores are of SAE {result.space.sae_id}")
             sae_entries = {sae.sae_id: sae.neuron_set_entry()}
-        result, problems_info = saved, dict(saved.params.get("problems") or {"source": "see scores file",
-                                                                            "n": len(saved.problem_ids)})
+            from yfpo_core.saes import SAESpace
+
+            result = replace(result, space=SAESpace(sae))  # the saved space names the SAE's hooks, not its units'
+        problems_info = dict(result.params.get("problems") or {"source": "see scores file",
+                                                              "n": len(result.problem_ids)})
         scores_base = Path(str(args.from_scores).removesuffix(".json").removesuffix(".safetensors"))
     else:
+        model = load_model(args.model or DEFAULT_MODEL, device=args.device)
         problems = _problems(args, "gsm8k-test-100")
-        if args.units != "neurons":
-            if not args.units.startswith("sae:"):
-                raise YfpoError(f"--units must be 'neurons' or 'sae:<ref>', not {args.units!r}")
-            from yfpo_core.saes import SAESpace, load_sae
+        space, sae_entries = None, None
+        sae = _units_sae(args, model)
+        if sae is not None:
+            from yfpo_core.saes import SAESpace
 
-            sae = load_sae(args.units[4:], model, device=args.device)
             space, sae_entries = SAESpace(sae), {sae.sae_id: sae.neuron_set_entry()}
         with tqdm_progress(f"{args.method} on {model.name}", unit="problem") as progress:
             result = attribute(model, problems, args.method, args.target, units=space, layers=layers,
@@ -116,7 +125,7 @@ def cmd_locate(args: argparse.Namespace) -> int:
         scores_base = Path(f"{args.out.with_suffix('') if args.out.suffix == '.json' else args.out}.scores")
         result.save(scores_base)
     try:
-        top = result.top(args.top_k, by=args.rank_by, layers=layers if saved is not None else None)
+        top = result.top(args.top_k, by=args.rank_by, layers=layers)
     except ValueError as exc:
         raise YfpoError(f"{exc}: pick scored layers with --layers") from None
     print_table([{"rank": s.rank, "unit": s.unit.label, "score": s.score} for s in top[:20]])
@@ -129,7 +138,7 @@ def cmd_locate(args: argparse.Namespace) -> int:
         problems=problems_info, name=f"{result.method} top {args.top_k}", sae=sae_entries)
     path = neuron_set.save(args.out)
     budget = result.params.get("relevance_budget_mean")
-    if saved is None:
+    if args.from_scores is None:
         print(f"\n{problems_info['n']} problems in {result.params['seconds']:.1f} s"
               + (f"; mean relevance budget {budget:.3f} (1 - budget went to softmax and biases)" if budget else ""))
         print(f"wrote {path} ({len(top)} units) and {scores_base}.json/.safetensors (all scores)")
