@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from yfpo_core.attribution.result import AttributionResult
 from yfpo_core.cli import main
@@ -111,3 +112,29 @@ def test_pairs_train_runs_and_experiment(capsys, tmp_path, tiny):
     for arm in ("dpo", "yfpo-located", "yfpo-random"):
         assert arm in table
     assert len((exp / "experiment.csv").read_text().splitlines()) == 1 + 3 * 2
+
+
+def test_locate_sae_features_and_re_rank_their_scores(tmp_path):
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    cfg = StandardSAEConfig(d_in=64, d_sae=16)
+    cfg.metadata.hook_name = "blocks.1.mlp.hook_post"
+    sae = StandardSAE(cfg)
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(0)
+        sae.W_enc.copy_(torch.randn(64, 16, generator=generator))
+        sae.W_dec.copy_(torch.randn(16, 64, generator=generator) * 0.3)
+    folder = tmp_path / "tiny-sae"
+    sae.save_model(str(folder))
+    units = f"sae:{folder}"
+    first = tmp_path / "features.json"
+    assert main(["locate", "--model", TINY, "--problems", "toy", "--limit", "3", "--units", units,
+                 "--method", "grad_x_act", "--top-k", "4", "--out", str(first)]) == 0
+    scores = str(tmp_path / "features.scores.json")
+    again = tmp_path / "top3.json"
+    assert main(["locate", "--model", TINY, "--from-scores", scores, "--top-k", "3", "--out", str(again)]) == 2
+    assert main(["locate", "--model", TINY, "--from-scores", scores, "--units", units, "--top-k", "3",
+                 "--out", str(again)]) == 0
+    ranked, cut = NeuronSet.load(first), NeuronSet.load(again)
+    assert [su.unit for su in cut.units] == [su.unit for su in ranked.units][:3]
+    assert all(su.unit.kind == "sae_feature" for su in cut.units) and "tiny-sae" in cut.sae
