@@ -13,8 +13,10 @@ AdamW (lr 1e-6, no weight decay). Every contender trains on the same 8 token row
   ``trainer.training_step`` + ``optimizer.step``; once with ``precompute_ref_log_probs=False`` (TRL's default:
   a frozen reference copy runs every step) and once with ``True``.
 * **Ours**: :class:`yfpo_core.training.trainer.YFPOTrainer` (TransformerLens model) with ``lam = 0`` (DPO)
-  and ``lam = 0.1`` (YFPO, 32 units in the trainable layers), timed with ``train_step``. The
-  ``lam = 0.1`` row is "ours" in the goals.
+  and ``lam = 1`` (YFPO, 32 units in the trainable layers), timed with ``train_step``; YFPO once with the
+  gradient-share metrics (the default: the neuron term's gradient is taken separately, one extra backward
+  from the units) and once without (``grad_share = False``: one combined backward). The YFPO row with the
+  metrics is "ours" in the goals.
 * **The floor**: a hand-written plain-torch DPO step on the HF twin (:class:`Floor`): reference log-probs and
   the frozen prefix computed once and cached, each step runs only the trainable blocks, the final norm and
   the LM head at the scored positions, the sigmoid loss and AdamW. What a step cannot do without.
@@ -335,12 +337,13 @@ def main() -> None:
     units = [Unit.neuron(n_layers - 1 - (i % args.last_k), 7 * i) for i in range(32)]
     set_path = Path(workdir.name) / "set.json"
     NeuronSet.create(units, base, scores=[1.0] * len(units)).save(set_path)
-    for key, label, lam in (("ours_dpo", "ours, DPO (lam = 0)", 0.0),
-                            ("ours", "**ours, YFPO (lam = 0.1, 32 units)**", 0.1)):
-        def build(lam=lam, key=key):
+    for key, label, lam, share in (("ours_dpo", "ours, DPO (lam = 0)", 0.0, True),
+                                   ("ours_no_share", "ours, YFPO without the gradient-share metrics", 1.0, False),
+                                   ("ours", "**ours, YFPO (lam = 1, 32 units, gradient share logged)**", 1.0, True)):
+        def build(lam=lam, key=key, share=share):
             config = YFPOConfig(model=base.name, neuron_set=str(set_path), lam=lam, trainable="mlp_last_k",
                                 last_k=args.last_k, batch_pairs=len(pairs), steps=1000, lr=LR, warmup_steps=0,
-                                max_length=SEQ_LEN, device=args.device)
+                                max_length=SEQ_LEN, device=args.device, grad_share=share)
             trainer = YFPOTrainer(config, base, pairs, [], units, [1.0] * len(units))
             same_rows[key] = len(trainer.batches) == 1 and torch.equal(trainer.batches[0].tokens, batch.tokens)
             return lambda i: trainer.train_step(i + 1)
@@ -376,6 +379,8 @@ def main() -> None:
         print(f"| {r.label} | {r.step_s:.2f} s | {r.step_s / trl_pre:.2f}x | {r.step_s / floor:.2f}x | "
               f"{r.peak_mib:.0f} MiB | {r.setup_s:.1f} s |")
     a, b = goals["vs_trl_precomputed"], goals["vs_floor"]
+    print(f"\nGradient-share metrics (yfpo/grad_norm_aux, yfpo/grad_norm_dpo, yfpo/aux_share): "
+          f"{by_key['ours'].step_s / by_key['ours_no_share'].step_s:.2f}x the step without them")
     print(f"\nGoals: ours <= {GOAL_VS_TRL}x TRL precomputed: {a['ratio']:.2f}x, {'PASS' if a['pass'] else 'MISS'}; "
           f"ours <= {GOAL_VS_FLOOR}x the floor: {b['ratio']:.2f}x, {'PASS' if b['pass'] else 'MISS'}")
 

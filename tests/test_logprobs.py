@@ -1,5 +1,6 @@
 """The KV-cache continuation scorer must equal the plain full-sequence computation."""
 
+import pytest
 import torch
 
 from tests.helpers import tiny_hooked
@@ -54,3 +55,23 @@ def test_forward_hooks_apply_to_context_and_continuations():
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(fast, clean)
     assert not model.hook_dict["blocks.0.mlp.hook_post"].fwd_hooks  # hooks removed after the block
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_continuation_logprobs_from_states_equal_the_full_pass(tiny_model, layer):
+    """Starting at a layer from cached lower-block states gives the same scores as the whole model, also after
+    the upper blocks change (what the trainer's held-out evaluation relies on)."""
+    from yfpo_core.logprobs import continuation_logprobs_from_states, continuation_states
+
+    context = [1, 5, 7, 9, 3, 2]
+    continuations = [[4, 6, 8], [4, 11], [12, 6, 8, 2, 30]]
+    states = continuation_states(tiny_model, context, continuations, layer)
+    expected = continuation_logprobs(tiny_model, context, continuations)
+    got = continuation_logprobs_from_states(tiny_model, states)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # train-like change of the upper block: states from the old lower blocks still hold
+        for p in tiny_model.blocks[-1].parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    if layer < tiny_model.cfg.n_layers:
+        torch.testing.assert_close(continuation_logprobs_from_states(tiny_model, states),
+                                   continuation_logprobs(tiny_model, context, continuations), rtol=1e-5, atol=1e-5)

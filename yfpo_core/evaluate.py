@@ -156,6 +156,18 @@ def _hooks_context(loaded: LoadedModel, fwd_hooks: ForwardHooks | None):
     return loaded.model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext()
 
 
+def ranking_row(problem: Problem, item: RankingItem, scores: torch.Tensor) -> dict[str, Any]:
+    """One problem's row of a :class:`RankingReport` from its candidates' log-probs (gold first)."""
+    gold, others = float(scores[0]), scores[1:]
+    return {
+        "id": problem.id, "gold": problem.answer, "correct": bool(gold > float(others.max())),
+        "gold_logprob": gold, "margin": gold - float(others.max()),
+        "pairwise_wins": int((scores[0] > others).sum()), "n_distractors": len(others),
+        "best_wrong": format_number(item.answers[1 + int(others.argmax())]),
+        "candidates": {format_number(a): float(s) for a, s in zip(item.answers, scores, strict=True)},
+    }
+
+
 @torch.no_grad()
 def answer_ranking(loaded: LoadedModel, problems: Sequence[Problem], *, fwd_hooks: ForwardHooks | None = None,
                    progress: ProgressCallback | None = None) -> RankingReport:
@@ -166,14 +178,7 @@ def answer_ranking(loaded: LoadedModel, problems: Sequence[Problem], *, fwd_hook
             item = build_ranking_item(problem, loaded.prompt_format)
             scores = continuation_logprobs(loaded.model, loaded.encode_prompt(item.context),
                                            [loaded.encode(c) for c in item.continuations], loaded.pad_token_id)
-            gold, others = float(scores[0]), scores[1:]
-            result.rows.append({
-                "id": problem.id, "gold": problem.answer, "correct": bool(gold > float(others.max())),
-                "gold_logprob": gold, "margin": gold - float(others.max()),
-                "pairwise_wins": int((scores[0] > others).sum()), "n_distractors": len(others),
-                "best_wrong": format_number(item.answers[1 + int(others.argmax())]),
-                "candidates": {format_number(a): float(s) for a, s in zip(item.answers, scores, strict=True)},
-            })
+            result.rows.append(ranking_row(problem, item, scores))
             report(progress, i + 1, len(problems), f"acc {result.accuracy:.2f}")
     return result
 

@@ -10,6 +10,7 @@ sequence per continuation) that tests compare it with.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -79,15 +80,9 @@ def continuation_logprobs(model: HookedTransformer, context: Sequence[int],
     Returns:
         A tensor of shape ``[n_continuations]`` in float32.
     """
-    if not context or any(len(c) == 0 for c in continuations):
-        raise ValueError("context and every continuation need at least one token")
-    longest = max(len(c) for c in continuations)
-    if longest >= model.cfg.n_ctx:
-        raise ValueError(f"a continuation of {longest} tokens does not fit the model's context of "
-                         f"{model.cfg.n_ctx} tokens")
     # A context that would push the continuations past the model's window loses its oldest tokens:
     # the answer is scored on what the model can see, as in any sliding-window evaluation.
-    context = list(context)[-(model.cfg.n_ctx - longest):]
+    context = _fit_context(model, context, continuations)
     device = model.cfg.device
     n = len(continuations)
     context_ids = torch.tensor([context], dtype=torch.long, device=device)
@@ -113,3 +108,87 @@ def continuation_logprobs(model: HookedTransformer, context: Sequence[int],
         step = token_logprobs(logits[:, :-1], ids[:, 1:]) * mask[:, 1:]
         totals = totals + step.sum(-1)
     return totals
+
+
+@dataclass
+class ContinuationStates:
+    """One context and its continuations as residual-stream states at ``layer``, made by the lower blocks.
+
+    Why: a fine-tune that trains only the upper blocks never changes what the lower ones compute, so the
+    held-out evaluation of every step (and of every run from the same base) can start at ``layer``.
+    :func:`continuation_logprobs_from_states` then equals :func:`continuation_logprobs` on the trained
+    model, at the cost of the upper blocks only.
+    """
+
+    layer: int
+    context: Float[torch.Tensor, "1 C d"]
+    continuations: Float[torch.Tensor, "n L d"]
+    ids: Int[torch.Tensor, "n L"]
+    mask: Int[torch.Tensor, "n L"]
+
+
+def _fit_context(model: HookedTransformer, context: Sequence[int], continuations: Sequence[Sequence[int]]
+                 ) -> list[int]:
+    if not context or any(len(c) == 0 for c in continuations):
+        raise ValueError("context and every continuation need at least one token")
+    longest = max(len(c) for c in continuations)
+    if longest >= model.cfg.n_ctx:
+        raise ValueError(f"a continuation of {longest} tokens does not fit the model's context of "
+                         f"{model.cfg.n_ctx} tokens")
+    return list(context)[-(model.cfg.n_ctx - longest):]
+
+
+@torch.no_grad()
+def continuation_states(model: HookedTransformer, context: Sequence[int], continuations: Sequence[Sequence[int]],
+                        layer: int, pad_id: int = 0) -> ContinuationStates:
+    """The residual at ``layer`` (at least 1) of the context and of each continuation after it."""
+    if layer < 1:
+        raise ValueError("continuation states start after at least one block (layer >= 1); use "
+                         "continuation_logprobs for the whole model")
+    context = _fit_context(model, context, continuations)
+    device = model.cfg.device
+    n = len(continuations)
+    context_ids = torch.tensor([context], dtype=torch.long, device=device)
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size=1)
+    context_resid = model(context_ids, stop_at_layer=layer, past_kv_cache=cache,
+                          attention_mask=torch.ones_like(context_ids))
+    for entry in cache.entries:
+        entry.past_keys = entry.past_keys.expand(n, -1, -1, -1)
+        entry.past_values = entry.past_values.expand(n, -1, -1, -1)
+    cache.previous_attention_mask = cache.previous_attention_mask.expand(n, -1)
+    cache.freeze()
+    ids, mask = right_pad([list(c) for c in continuations], pad_id)
+    ids, mask = ids.to(device), mask.to(device)
+    resid = model(ids, stop_at_layer=layer, past_kv_cache=cache, attention_mask=torch.ones_like(ids))
+    return ContinuationStates(layer, context_resid, resid, ids, mask)
+
+
+@torch.no_grad()
+def continuation_logprobs_from_states(model: HookedTransformer, states: ContinuationStates
+                                      ) -> Float[torch.Tensor, "n_continuations"]:
+    """:func:`continuation_logprobs` from :class:`ContinuationStates`: only blocks ``layer`` and up run."""
+    device = states.context.device
+    n = states.ids.shape[0]
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size=1)
+    final = model(states.context, start_at_layer=states.layer, stop_at_layer=model.cfg.n_layers,
+                  past_kv_cache=cache)
+    first_logprobs = torch.log_softmax(_unembed(model, final[:, -1:])[0, 0].float(), dim=-1)
+    for entry in cache.entries[states.layer:]:
+        entry.past_keys = entry.past_keys.expand(n, -1, -1, -1)
+        entry.past_values = entry.past_values.expand(n, -1, -1, -1)
+    totals = first_logprobs[states.ids[:, 0]]
+    if states.ids.shape[1] > 1:
+        cache.freeze()
+        hidden = model(states.continuations, start_at_layer=states.layer, stop_at_layer=model.cfg.n_layers,
+                       past_kv_cache=cache)
+        logits = _unembed(model, hidden[:, :-1])
+        step = token_logprobs(logits, states.ids[:, 1:]) * states.mask[:, 1:]
+        totals = totals + step.sum(-1)
+    return totals
+
+
+def _unembed(model: HookedTransformer, hidden: Float[torch.Tensor, "b p d"]) -> Float[torch.Tensor, "b p vocab"]:
+    """Final norm and unembedding (``hidden @ W_U`` directly: ``Unembed`` copies ``W_U.T`` on every call)."""
+    if model.cfg.normalization_type is not None:
+        hidden = model.ln_final(hidden)
+    return hidden @ model.unembed.W_U + model.unembed.b_U

@@ -9,6 +9,7 @@ A run directory holds everything needed to understand and continue a run::
     checkpoints/step-N/ trainable.safetensors, optimizer.safetensors, state.json (atomic: temp dir + rename)
     status.json         pending / running / finished / stopped / failed, with the error message
     summary.json        final metrics (when finished or stopped)
+    eval_final.json     per-problem held-out rows of the last evaluation (ranking, probe margin per pair)
 
 :class:`TrainingRun` runs :func:`yfpo_core.training.trainer.fit` in a thread with start, stop, status, the
 captured error and a metrics snapshot; it never calls a UI. :func:`resume_run` continues from the last
@@ -39,6 +40,7 @@ from yfpo_core.training.config import YFPOConfig
 from yfpo_core.units import Unit
 
 RUNS_DIR_ENV = "YFPO_RUNS_DIR"
+EVAL_ROWS_FILE = "eval_final.json"  # per-problem held-out rows of the last evaluation
 
 
 def default_runs_dir() -> Path:
@@ -106,6 +108,8 @@ class RunInputs:
     units: list[Unit] = field(default_factory=list)
     scores: list[float | None] | None = None
     saes: dict[str, Any] = field(default_factory=dict)  # sae_id -> LoadedSAE, for the features in ``units``
+    probe_units: list[Unit] | None = None  # the user's set (before any random control), for eval/neuron_margin
+    probe_scores: list[float | None] | None = None
 
 
 def _split_by_template(problems: Sequence[Problem]) -> dict[str, list[Problem]]:
@@ -127,7 +131,17 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
 
     base = base or load_model(config.model, device=config.device)
     report(progress, 1, 4, "problems")
-    train_source = load_problems(config.problems, seed=config.seed)
+    eval_seed = config.seed + 1 if config.eval_seed is None else config.eval_seed
+    if config.problems == config.eval_problems == "gsm-symbolic":
+        # Split by template index, so each side generates only its own templates (generation costs seconds
+        # per template) and the held-out problems share no template with the training ones.
+        train_templates = list(range(min(config.n_train_templates, 99)))
+        train_source = load_problems(config.problems, seed=config.seed, templates=train_templates)
+        eval_pool = load_problems(config.eval_problems, seed=eval_seed,
+                                  templates=[t for t in range(100) if t not in train_templates])
+    else:
+        train_source = load_problems(config.problems, seed=config.seed)
+        eval_pool = load_problems(config.eval_problems, seed=eval_seed)
     groups = _split_by_template(train_source)
     keys = sorted(groups)
     train_keys, train_problems = [], []
@@ -138,7 +152,6 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
         train_problems += groups[key]
     train_problems = train_problems[: config.n_train_problems]
     used = set(train_keys)
-    eval_pool = load_problems(config.eval_problems, seed=config.seed + 1)
     eval_pool = [p for p in eval_pool if str(p.meta.get("template", p.id)) not in used
                  and p.id not in {t.id for t in train_problems}]
     eval_problems = eval_pool[: config.n_eval_problems]
@@ -163,11 +176,13 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
         units = neuron_set.units_only()
         scores = [su.score for su in neuron_set.units]
         saes = load_set_saes(neuron_set, units, base, config.device, where=config.neuron_set)
+        probe_units, probe_scores = list(units), list(scores)
         if config.random_units_seed is not None:
             units = random_control_units(units, base, saes, config.random_units_seed)
             scores = None
     report(progress, 4, 4, "ready")
-    return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes)
+    return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes,
+                     probe_units if config.neuron_set else None, probe_scores if config.neuron_set else None)
 
 
 def load_set_saes(neuron_set: Any, units: Sequence[Unit], base: LoadedModel, device: str = "cpu",
@@ -244,6 +259,19 @@ class RunWriter:
             "exact_problem_ids": [p.id for p in inputs.exact_problems],
             "model_fingerprint": inputs.base.fingerprint,
             "saes": {sae_id: loaded.neuron_set_entry() for sae_id, loaded in inputs.saes.items()}})
+
+    def write_directions(self, trainer: Any) -> None:
+        """Add the readout the neuron term used (per-unit sign, statistics) to ``units.json``."""
+        path = self.run_dir / "units.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        readout = trainer.readout
+        data["readout"] = {
+            "units": [u.label for u in trainer.layout.units], "signs": readout.signs.tolist(),
+            "sign_source": trainer.config.sign, "pooling": readout.pooling, "standardize": readout.standardize,
+            "mean": readout.mean.tolist(), "std": readout.std.tolist(),
+            "direction_gradient": trainer.direction_gradient.tolist() if trainer.direction_gradient is not None
+            else None}
+        _atomic_json(path, data)
 
     def append_metrics(self, metrics: dict[str, Any]) -> None:
         line = json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()})
@@ -323,7 +351,8 @@ def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = Non
         writer.status("preparing")
     inputs = resolve_inputs(config, base)
     trainer = YFPOTrainer(config, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
-                          accelerator=accelerator, exact_problems=inputs.exact_problems, saes=inputs.saes)
+                          accelerator=accelerator, exact_problems=inputs.exact_problems, saes=inputs.saes,
+                          probe_units=inputs.probe_units, probe_scores=inputs.probe_scores)
     start_step = 0
     if resume:
         checkpoint = latest_checkpoint(run_dir)
@@ -334,6 +363,7 @@ def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = Non
             writer.truncate_metrics(start_step)
     elif main:
         writer.write_inputs(config, inputs)
+        writer.write_directions(trainer)
     started = time.perf_counter()
 
     def record(metrics: dict[str, Any]) -> None:
@@ -362,6 +392,8 @@ def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = Non
         latest = latest_checkpoint(run_dir)
         if latest is None or latest.name != f"step-{last:06d}":
             writer.checkpoint(trainer, last)  # stopping loses no finished step
+    if main and trainer.held_out is not None and trainer.held_out.last:
+        _atomic_json(Path(run_dir) / EVAL_ROWS_FILE, {"step": last, **trainer.held_out.last})
     rows = read_metrics(run_dir) if main else []
     summary = {"state": state, "last_step": last, "final": rows[-1] if rows else {},
                "initial": rows[0] if rows else {}, "seconds": round(time.perf_counter() - started, 1),

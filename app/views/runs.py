@@ -21,11 +21,12 @@ from app.sidebar import active_model
 from yfpo_core.errors import YfpoError
 from yfpo_core.runs import default_runs_dir, list_runs, policy_from_checkpoint, read_status
 from yfpo_core.set_activations import compare_activations
+from yfpo_core.training import metric_names as M
 from yfpo_core.units import Unit
 
-DEFAULT_METRICS = ["rewards/margins", "eval/ranking_accuracy", "yfpo/neuron_margin"]
-FINAL_METRICS = ["loss", "rewards/margins", "rewards/accuracies", "yfpo/neuron_margin", "eval/ranking_accuracy",
-                 "eval/gold_logprob", "eval/exact_match"]
+DEFAULT_METRICS = [M.NEURON_MARGIN, M.AUX_SHARE, M.EVAL_NEURON_MARGIN, M.REWARDS_MARGINS, M.EVAL_RANKING_ACCURACY]
+FINAL_METRICS = [M.LOSS, M.REWARDS_MARGINS, M.REWARDS_ACCURACIES, M.NEURON_MARGIN, M.AUX_SHARE, M.EVAL_NEURON_MARGIN,
+                 M.EVAL_RANKING_ACCURACY, M.EVAL_GOLD_LOGPROB, M.EVAL_EXACT_MATCH]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -25,27 +25,32 @@ from yfpo_core.errors import YfpoError
 from yfpo_core.models import LoadedModel
 from yfpo_core.neuron_set import NeuronSet
 from yfpo_core.runs import TrainingRun, new_run_dir
+from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import PAIR_SOURCES, TRAINABLE_SCOPES, YFPOConfig
 
 GROUPS: dict[str, list[str]] = {
-    "Objective": ["beta", "gamma", "variant", "pooling", "standardize", "signed", "subtract_ref_margin"],
-    "Data": ["problems", "n_train_problems", "pair_source", "pairs", "eval_problems", "n_eval_problems", "max_length"],
+    "Objective": ["beta", "gamma", "variant", "pooling", "sign", "standardize", "target_share", "subtract_ref_margin"],
+    "Data": ["problems", "n_train_problems", "pair_source", "pairs", "eval_problems", "n_eval_problems", "max_length",
+             "n_train_templates"],
     "Optimisation": ["trainable", "last_k", "steps", "batch_pairs", "lr", "weight_decay", "warmup_steps", "grad_clip",
                      "seed"],
     "Evaluation and checkpoints": ["eval_every", "exact_every", "n_exact_problems", "checkpoint_every"],
 }
 # Set elsewhere: the model and device from the sidebar, the units from the current set, lambda and the
 # random-set control by the widgets above the form.
-SPECIAL = {"model", "device", "neuron_set", "lam", "random_units_seed"}
-CHART_KEYS = ["rewards/margins", "rewards/accuracies", "yfpo/neuron_margin", "loss", "eval/ranking_accuracy",
-              "eval/gold_logprob"]
+# eval_seed (default seed + 1) is a CLI/API option for experiments.
+SPECIAL = {"model", "device", "neuron_set", "lam", "random_units_seed", "eval_seed"}
+# The lever (neuron margin next to the neuron term's share of the update) first, then DPO's and held-out curves.
+CHART_KEYS = [M.NEURON_MARGIN, M.AUX_SHARE, M.EVAL_NEURON_MARGIN, M.REWARDS_MARGINS, M.REWARDS_ACCURACIES, M.LOSS,
+              M.EVAL_RANKING_ACCURACY, M.EVAL_GOLD_LOGPROB]
 DPO, YFPO = "DPO (λ = 0)", "YFPO (λ > 0: DPO + neuron-margin reward)"
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
     sources = tuple(widgets.problem_sources())
+    from_metadata = {f.name: tuple(f.metadata["choices"]) for f in fields(YFPOConfig) if "choices" in f.metadata}
     return {"trainable": TRAINABLE_SCOPES, "pair_source": PAIR_SOURCES, "variant": ("A", "C", "D"),
-            "pooling": ("mean", "max", "last", "diverge"), "problems": sources, "eval_problems": sources}
+            **from_metadata, "problems": sources, "eval_problems": sources}
 
 
 def _defaults(model: LoadedModel) -> dict[str, Any]:
@@ -80,7 +85,7 @@ def _field_widget(f: Any, default: Any, choices: dict[str, tuple[str, ...]]) -> 
 def _objective() -> tuple[float, int | None]:
     """λ (0 for DPO) and the random-set control seed, outside the form so that they update at once."""
     state.default(state.TRAIN_OBJECTIVE, YFPO)
-    state.default(state.TRAIN_PREFIX + "lam", 0.1)
+    state.default(state.TRAIN_PREFIX + "lam", next(f.default for f in fields(YFPOConfig) if f.name == "lam"))
     state.default(state.TRAIN_RANDOM_CONTROL, False)
     c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
     objective = c1.radio("Objective", [DPO, YFPO], key=state.TRAIN_OBJECTIVE, horizontal=True,
@@ -156,7 +161,7 @@ def _start(model: LoadedModel, current: NeuronSet, values: dict[str, Any]) -> No
         st.error(f"invalid training config: {exc}")
         return
     name = (state.get(state.TRAIN_RUN_NAME) or "").strip().replace(" ", "-")
-    run_dir = new_run_dir(name or ("dpo" if values["lam"] == 0 else "yfpo"))
+    run_dir = new_run_dir(name or ("dpo" if YFPOConfig(**values).is_dpo else "yfpo"))
     if len(current):
         values["neuron_set"] = str(current.save(run_dir / "neuron_set.json"))
     config = YFPOConfig(**values)

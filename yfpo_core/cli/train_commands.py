@@ -78,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="DPO vs YFPO (located set) vs YFPO (random set), several seeds")
     p.add_argument("--set", dest="located_set", type=Path, required=True, help="the located (e.g. AttnLRP) set")
     p.add_argument("--activation-set", type=Path, help="an activation-selected set as a fourth arm")
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", default="0,1,2,3,4")
+    p.add_argument("--extra-lams", default="", help="more lam values for the located set (dose-response), e.g. 1,10")
     p.add_argument("--out-dir", type=Path, default=None, help="default: runs/<time>-experiment")
     p.add_argument("--config", type=Path, help="JSON with shared YFPOConfig fields; flags override it")
     _add_config_flags(p)
@@ -171,13 +172,18 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from yfpo_core.progress import tqdm_progress
     from yfpo_core.runs import new_run_dir
 
-    shared = config_from_args(argparse.Namespace(**{**vars(args), "neuron_set": str(args.located_set),
-                                                     "lam": args.lam if args.lam is not None else 0.1}))
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    shared = config_from_args(argparse.Namespace(**{**vars(args), "neuron_set": str(args.located_set)}))
+    if shared.lam == 0:
+        raise YfpoError("yfpo experiment: --lam must be > 0 (it is the YFPO arms' weight; the DPO arm uses 0)")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        extra_lams = [float(x) for x in args.extra_lams.split(",") if x.strip()]
+    except ValueError:
+        raise YfpoError("--seeds takes whole numbers and --extra-lams numbers, comma-separated") from None
     out = args.out_dir or new_run_dir("experiment")
     with tqdm_progress("experiment", unit="run") as progress:
         table = run_experiment(shared, Path(out), seeds, located_set=args.located_set,
-                               activation_set=args.activation_set, progress=progress)
+                               activation_set=args.activation_set, extra_lams=extra_lams, progress=progress)
     print(table.markdown)
     print(f"\nwrote {Path(out) / 'experiment.md'}, experiment.csv and experiment.html")
     return 0

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 TRAINABLE_SCOPES = ("mlp_last_k", "units", "units+mlp_last_k", "all")
+POOLINGS = ("diverge", "mean", "max", "last")
+SIGN_SOURCES = ("pairs", "set", "score", "none")
 PAIR_SOURCES = ("corrupt-final", "corrupt-step", "corrupt-mixed", "on-policy")
 
 
@@ -34,6 +36,10 @@ class YFPOConfig:
     n_train_problems: int = _f(64, "problems used for training pairs")
     eval_problems: str = _f("gsm-symbolic", "held-out problems for eval/ metrics (disjoint from training)")
     n_eval_problems: int = _f(32, "held-out problems for eval/ranking_accuracy and eval/gold_logprob")
+    eval_seed: int | None = _f(None, "data seed of the held-out problems (default: seed + 1); fix it to evaluate "
+                                     "every seed on the same problems")
+    n_train_templates: int = _f(20, "gsm-symbolic for both training and held-out problems: templates 0..N-1 make "
+                                    "the training problems, the others the held-out ones")
     max_length: int = _f(320, "tokens per sequence (prompt + response), longer ones are cut")
     # -- objective -------------------------------------------------------------------------------------
     beta: float = _f(0.1, "DPO beta")
@@ -41,10 +47,16 @@ class YFPOConfig:
     gamma: float = _f(1.0, "slope inside the neuron term's log-sigmoid (variant A)")
     variant: str = _f("A", "A: L_DPO - lam log sigmoid(gamma m); C: -log sigmoid(beta h + lam m); "
                            "D: -log sigmoid(beta h - lam m0) with m0 from the frozen model")
-    pooling: str = _f("mean", "pool unit activations over response tokens: mean, max, last, or diverge (mean from "
-                                 "the first token where the pair's responses differ)")
+    pooling: str = _f("diverge", "pool unit activations over response tokens: diverge (mean from the first token "
+                                 "where the pair's responses differ), mean, max or last", choices=POOLINGS)
     standardize: bool = _f(True, "standardise each unit's activation with base-model statistics")
-    signed: bool = _f(False, "multiply each unit's activation by the sign of its attribution score")
+    sign: str = _f("pairs", "each unit counts with the sign of its effect on the target: pairs (gradient sign of the "
+                            "chosen log-prob on the training pairs), set (the set's stored directions), score (sign "
+                            "of the attribution score) or none", choices=SIGN_SOURCES)
+    target_share: float = _f(0.0, "if > 0 (variant A): set lambda at each step so that the neuron term supplies "
+                                  "this share of the gradient norm (0 < share < 1); lam is then ignored")
+    grad_share: bool = _f(True, "log the gradient norms of the DPO and neuron terms and the neuron term's share "
+                                "of the update every step (one extra backward from the units; target_share needs it)")
     subtract_ref_margin: bool = _f(False, "use the margin minus the same margin under the frozen model")
     # -- optimisation ----------------------------------------------------------------------------------
     trainable: str = _f("mlp_last_k", "what trains: " + ", ".join(TRAINABLE_SCOPES))
@@ -70,8 +82,16 @@ class YFPOConfig:
             problems.append(f"trainable must be one of {', '.join(TRAINABLE_SCOPES)}")
         if self.variant not in ("A", "C", "D"):
             problems.append("variant must be A, C or D")
-        if self.pooling not in ("mean", "max", "last", "diverge"):
-            problems.append("pooling must be mean, max, last or diverge")
+        if self.pooling not in POOLINGS:
+            problems.append(f"pooling must be one of {', '.join(POOLINGS)}")
+        if self.sign not in SIGN_SOURCES:
+            problems.append(f"sign must be one of {', '.join(SIGN_SOURCES)}")
+        if not 0 <= self.target_share < 1:
+            problems.append("target_share must be in [0, 1)")
+        if self.target_share > 0 and self.variant != "A":
+            problems.append("target_share works with variant A only")
+        if self.target_share > 0 and not self.neuron_set:
+            problems.append("target_share > 0 needs a neuron_set")
         if self.pair_source not in PAIR_SOURCES:
             problems.append(f"pair_source must be one of {', '.join(PAIR_SOURCES)}")
         if self.lam < 0:
@@ -92,13 +112,21 @@ class YFPOConfig:
 
     @property
     def is_dpo(self) -> bool:
-        return self.lam == 0
+        return self.lam == 0 and self.target_share == 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def uses_neuron_term(self) -> bool:
+        return self.lam > 0 or self.target_share > 0
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> YFPOConfig:
+        data = dict(data)
+        if "signed" in data and "sign" not in data:  # configs written before the sign option
+            data["sign"] = "score" if data.pop("signed") else "none"
+        data.pop("signed", None)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -33,13 +33,22 @@ import torch
 from jaxtyping import Float, Int
 
 from yfpo_core.errors import YfpoError
-from yfpo_core.evaluate import answer_ranking, exact_match
+from yfpo_core.evaluate import exact_match
 from yfpo_core.logprobs import token_logprobs
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.training.batching import PairBatch, divergent_mask, make_batches
+from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig
-from yfpo_core.training.losses import LossOutput, activation_score, dpo_loss, yfpo_loss
+from yfpo_core.training.heldout import HeldOutEval
+from yfpo_core.training.losses import LossOutput, dpo_loss, yfpo_loss
+from yfpo_core.training.readout import (
+    UnitReadout,
+    response_statistics,
+    signs_from_gradient,
+    signs_from_scores,
+    unit_directions,
+)
 from yfpo_core.units import Unit
 
 
@@ -65,10 +74,12 @@ class UnitLayout:
 
     units: list[Unit]  # in column order
     index_by_group: dict[GroupKey, torch.Tensor]  # (hook, sae_id) -> unit indices, in column order
-    signs: torch.Tensor  # [U], +1/-1
+    scores: list[float | None] | None = None  # attribution scores in column order
+    directions: list[float | None] | None = None  # the set's stored directions in column order
 
     @classmethod
-    def build(cls, units: Sequence[Unit], scores: Sequence[float | None] | None = None) -> UnitLayout:
+    def build(cls, units: Sequence[Unit], scores: Sequence[float | None] | None = None,
+              directions: Sequence[float | None] | None = None) -> UnitLayout:
         def group_of(unit: Unit) -> GroupKey:
             return (unit.hook_name, unit.sae_id if unit.kind == "sae_feature" else None)
 
@@ -76,17 +87,16 @@ class UnitLayout:
         for i, unit in enumerate(units):
             first_seen.setdefault(group_of(unit), i)
         groups = sorted(first_seen, key=lambda g: (int(g[0].split(".")[1]), first_seen[g]))
-        order: list[Unit] = []
-        signs: list[float] = []
+        order: list[int] = []
         by_group: dict[GroupKey, list[int]] = {g: [] for g in groups}
         for group in groups:
             for i, unit in enumerate(units):
                 if group_of(unit) == group:
                     by_group[group].append(unit.index)
-                    order.append(unit)
-                    score = scores[i] if scores is not None else None
-                    signs.append(-1.0 if score is not None and score < 0 else 1.0)
-        return cls(order, {g: torch.tensor(v) for g, v in by_group.items()}, torch.tensor(signs))
+                    order.append(i)
+        return cls([units[i] for i in order], {g: torch.tensor(v) for g, v in by_group.items()},
+                   [scores[i] for i in order] if scores is not None else None,
+                   [directions[i] for i in order] if directions is not None else None)
 
     @property
     def sae_ids(self) -> list[str]:
@@ -103,10 +113,12 @@ class UnitLayout:
 
 
 def capture_hooks(layout: UnitLayout, groups: Sequence[GroupKey], saes: Mapping[str, torch.nn.Module],
-                  captured: dict[GroupKey, torch.Tensor]) -> list[tuple[str, Callable]]:
+                  captured: dict[GroupKey, torch.Tensor], full: dict[str, torch.Tensor] | None = None
+                  ) -> list[tuple[str, Callable]]:
     """Forward hooks that store each group's unit values in ``captured`` (inside the graph, so the values
     have gradients when the pass has them) and return the activation unchanged: the model's forward pass
-    is never altered, an SAE only reads its hook."""
+    is never altered, an SAE only reads its hook. With ``full``, each hook's whole activation is kept too
+    (keyed by hook name), so that the gradient of the model's output with respect to it can be read."""
     hooks = []
     for group in groups:
         hook_name, sae_id = group
@@ -114,10 +126,14 @@ def capture_hooks(layout: UnitLayout, groups: Sequence[GroupKey], saes: Mapping[
         if sae_id is None:
             def capture(x, hook, group=group, index=index):
                 captured[group] = x[..., index.to(x.device)]
+                if full is not None:
+                    full[hook.name] = x
                 return x
         else:
             def capture(x, hook, group=group, index=index, sae=saes[sae_id]):
                 captured[group] = sae.encode(x)[..., index.to(x.device)].to(x.dtype)
+                if full is not None:
+                    full[hook.name] = x
                 return x
         hooks.append((hook_name, capture))
     return hooks
@@ -139,17 +155,25 @@ class PolicyForward(torch.nn.Module):
         self.saes = dict(saes or {})
 
     def forward(self, resid: Float[torch.Tensor, "rows T d"] | None, tokens: Int[torch.Tensor, "rows T"],
-                response_mask: Int[torch.Tensor, "rows T"]
-                ) -> tuple[Float[torch.Tensor, "rows"], Float[torch.Tensor, "rows T u"]]:
+                response_mask: Int[torch.Tensor, "rows T"], full: dict[str, torch.Tensor] | None = None,
+                logprobs: bool = True) -> tuple[Float[torch.Tensor, "rows"], Float[torch.Tensor, "rows T u"]]:
+        """Sequence log-probs of the response tokens (zeros when not ``logprobs``) and unit activations;
+        ``full`` receives the whole activation of each unit hook (see :func:`capture_hooks`)."""
         captured: dict[GroupKey, torch.Tensor] = {}
         groups = self.layout.groups_from(self.start_layer)
-        hooks = capture_hooks(self.layout, groups, self.saes, captured)
+        hooks = capture_hooks(self.layout, groups, self.saes, captured, full)
         model = self.model
+        stop = model.cfg.n_layers if logprobs else max(int(g[0].split(".")[1]) for g in groups) + 1 if groups \
+            else max(self.start_layer, 0)
         with model.hooks(fwd_hooks=hooks):
             if self.start_layer == FROM_TOKENS:
-                final = model(tokens, stop_at_layer=model.cfg.n_layers)
+                final = model(tokens, stop_at_layer=stop)
             else:
-                final = model(resid, start_at_layer=self.start_layer, stop_at_layer=model.cfg.n_layers)
+                final = model(resid, start_at_layer=self.start_layer, stop_at_layer=stop)
+        if not logprobs:
+            acts = torch.cat([captured[g] for g in groups], dim=-1) if captured else \
+                final.new_zeros(tokens.shape[0], tokens.shape[1], 0)
+            return final.new_zeros(tokens.shape[0]), acts
         # Only the positions that predict a response token go through the final norm and unembedding.
         rows, cols = response_mask[:, 1:].nonzero(as_tuple=True)
         hidden = final[rows, cols][None]  # [1, N, d]
@@ -279,11 +303,14 @@ class YFPOTrainer:
 
     def __init__(self, config: YFPOConfig, base: LoadedModel, train_pairs: Sequence, eval_problems: Sequence[Problem],
                  units: Sequence[Unit] = (), scores: Sequence[float | None] | None = None, accelerator: Any = None,
-                 exact_problems: Sequence[Problem] = (), saes: Mapping[str, Any] | None = None) -> None:
+                 exact_problems: Sequence[Problem] = (), saes: Mapping[str, Any] | None = None,
+                 directions: Sequence[float | None] | None = None, probe_units: Sequence[Unit] | None = None,
+                 probe_scores: Sequence[float | None] | None = None,
+                 probe_directions: Sequence[float | None] | None = None) -> None:
         if not train_pairs:
             raise YfpoError("no training pairs: check the problem set or the pairs file")
-        if config.lam > 0 and not units:
-            raise YfpoError("lam > 0 needs at least one unit")
+        if config.uses_neuron_term and not units:
+            raise YfpoError("lam > 0 (or target_share > 0) needs at least one unit")
         self.config = config
         self.accelerator = accelerator
         self.base_fingerprint = (base.name, base.fingerprint, config.device)
@@ -294,9 +321,14 @@ class YFPOTrainer:
         with base.lock:  # another thread's hooks must not be copied into the policy
             model = copy.deepcopy(base.model)
         model.train(False)  # no dropout in these models; keep eval-mode semantics
-        self.layout = UnitLayout.build(list(units), scores)
+        self.layout = UnitLayout.build(list(units), scores, directions)
+        # The probe: the set whose held-out margin eval/neuron_margin reports; the user's set even when the
+        # run trains on a random control set (or on none, for DPO), so every arm is measured on the same units.
+        self.probe_layout = UnitLayout.build(list(probe_units), probe_scores, probe_directions) \
+            if probe_units is not None else self.layout
         self.device = torch.device(config.device)
-        self.saes = {k: sae.to(self.device) for k, sae in frozen_saes(self.layout.units, saes or {}).items()}
+        self.saes = {k: sae.to(self.device)
+                     for k, sae in frozen_saes(self.layout.units + self.probe_layout.units, saes or {}).items()}
         # Cache keys name an SAE by its weights and config, not only its id (two folders may share a name).
         self._sae_digest = {k: _digest(*sae.state_dict().values()) + str(sorted(sae.cfg.to_dict().items()))
                             for k, sae in self.saes.items()}
@@ -320,7 +352,10 @@ class YFPOTrainer:
         if accelerator is not None:
             self.forward_module, self.optimizer = accelerator.prepare(self.forward_module, self.optimizer)
         self._prefix: dict[int, tuple[torch.Tensor | None, torch.Tensor]] = {}
+        self.direction_gradient: torch.Tensor | None = None
         self._reference()
+        self.probe_readout = self.readout if self.probe_layout is self.layout else self._probe_readout()
+        self.held_out = HeldOutEval(self) if self.eval_problems else None
 
     # -- one-off work ------------------------------------------------------------------------------
     @property
@@ -338,24 +373,41 @@ class YFPOTrainer:
             self._prefix[i] = _shared(key, lambda: self._compute_prefix(i))
         return self._prefix[i]
 
-    def _units_key(self, groups: Sequence[GroupKey]) -> tuple:
+    def _units_key(self, groups: Sequence[GroupKey], layout: UnitLayout | None = None) -> tuple:
         """The cache identity of some unit groups: hook, kind (the SAE's id and weights digest, or None for
         neurons) and indices, so that neurons and features with the same hook and indices never share."""
+        layout = layout or self.layout
         return tuple((hook, sae_id, self._sae_digest.get(sae_id) if sae_id else None,
-                      tuple(self.layout.index_by_group[(hook, sae_id)].tolist())) for hook, sae_id in groups)
+                      tuple(layout.index_by_group[(hook, sae_id)].tolist())) for hook, sae_id in groups)
 
     def _compute_prefix(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The frozen blocks' output for batch ``i`` (no gradients; the blocks never train)."""
-        batch = self.batches[i]
+        return self._prefix_of(self.batches[i], self.layout)
+
+    @torch.no_grad()
+    def _prefix_of(self, batch: PairBatch, layout: UnitLayout) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Residual at ``start_layer`` of ``batch`` and the activations of ``layout``'s units below it."""
+        below = layout.groups_below(max(self.start_layer, 0))
         captured: dict[GroupKey, torch.Tensor] = {}
         resid = None
         if self.start_layer != FROM_TOKENS:
-            hooks = capture_hooks(self.layout, self.units_below, self.saes, captured)
+            hooks = capture_hooks(layout, below, self.saes, captured)
             with self.model.hooks(fwd_hooks=hooks):
                 resid = self.model(batch.tokens, stop_at_layer=self.start_layer)
-        low = torch.cat([captured[g] for g in self.units_below], dim=-1) if self.units_below else \
+        low = torch.cat([captured[g] for g in below], dim=-1) if below else \
             torch.zeros(batch.tokens.shape[0], batch.tokens.shape[1], 0, device=batch.tokens.device)
         return resid, low
+
+    @torch.no_grad()
+    def unit_activations(self, batch: PairBatch, layout: UnitLayout) -> torch.Tensor:
+        """``layout``'s unit activations on ``batch`` under the current policy, ``[rows, T, u]``: the frozen
+        part from a cache shared by every run from the same base, the rest from the trainable blocks."""
+        key = ("prefix", self.base_fingerprint, self.start_layer,
+               self._units_key(layout.groups_below(max(self.start_layer, 0)), layout), _digest(batch.tokens))
+        resid, low = _shared(key, lambda: self._prefix_of(batch, layout))
+        _, high = PolicyForward(self.model, self.start_layer, layout, self.saes)(
+            resid, batch.tokens, batch.response_mask, logprobs=False)
+        return torch.cat([low, high], dim=-1)
 
     def _policy_pass(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         batch = self.batches[i]
@@ -365,7 +417,7 @@ class YFPOTrainer:
 
     @torch.no_grad()
     def _reference(self) -> None:
-        """Reference log-probs and unit activation scores of every batch, and per-unit statistics."""
+        """Reference log-probs and unit activations of every batch, then the readout (statistics, signs)."""
 
         def compute() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
             logps_list, acts_list = [], []
@@ -379,26 +431,79 @@ class YFPOTrainer:
                self._units_key(self.layout.groups_from(0) if self.layout.units else ()),
                _digest(*[t for b in self.batches for t in (b.tokens, b.response_mask)]))
         self.ref_logps, ref_acts = _shared(key, compute)
-        n_units = len(self.layout.units)
-        self.unit_mean = torch.zeros(n_units, device=self.device)
-        self.unit_std = torch.ones(n_units, device=self.device)
-        if n_units:
-            values = torch.cat([a[b.response_mask.bool()] for a, b in zip(ref_acts, self.batches, strict=True)])
-            self.unit_mean, self.unit_std = values.mean(0), values.std(0).clamp_min(1e-6)
-        self.ref_scores = [self._score(a, b) for a, b in zip(ref_acts, self.batches, strict=True)]
+        mean, std = response_statistics(ref_acts, self.batches, len(self.layout.units), self.device)
+        self.readout = UnitReadout(mean, std, self._signs(self.layout),
+                                   self.config.pooling, self.config.standardize)
+        self.ref_scores = [self.readout.score(a, b) for a, b in zip(ref_acts, self.batches, strict=True)]
+
+    def _signs(self, layout: UnitLayout) -> torch.Tensor:
+        """Per-unit +1/-1 in ``layout``'s column order, from ``config.sign`` (see :mod:`.readout`)."""
+        n = len(layout.units)
+        source = self.config.sign
+        if n == 0 or source == "none":
+            return torch.ones(n)
+        if source == "score":
+            return signs_from_scores(layout.scores, n)
+        if source == "set":
+            stored = layout.directions
+            if stored is not None and all(v is not None for v in stored):
+                return torch.tensor([float(v) for v in stored])  # type: ignore[arg-type]
+            warnings.warn("sign=set: the neuron set stores no direction for some units; using the gradient "
+                          "sign on the training pairs instead (sign=pairs)", stacklevel=3)
+        key = ("directions", self.base_fingerprint, self.start_layer, self.config.pooling,
+               self._units_key(layout.groups_from(0), layout),
+               _digest(*[t for b in self.batches for t in (b.tokens, b.response_mask)]))
+        gradient = _shared(key, lambda: unit_directions(lambda i: self._unit_gradients(layout, i), self.batches,
+                                                        self.config.pooling))
+        if layout is self.layout:
+            self.direction_gradient = gradient
+        return signs_from_gradient(gradient)
+
+    def _unit_gradients(self, layout: UnitLayout, i: int) -> torch.Tensor:
+        """``d sum(log pi(chosen rows)) / d a_u`` at every position of batch ``i`` under the current policy
+        (the base model when called before training), ``[rows, T, u]`` in ``layout``'s column order; zero
+        for units below the trainable blocks (nothing there can change)."""
+        batch = self.batches[i]
+        resid, _ = self._prefix_for(i)
+        full: dict[str, torch.Tensor] = {}
+        forward = PolicyForward(self.model, self.start_layer, layout, self.saes)
+        with torch.enable_grad():
+            logps, _ = forward(resid, batch.tokens, batch.response_mask, full=full)
+            names = [n for n in full if full[n].requires_grad]
+            grads = dict(zip(names, torch.autograd.grad(logps[: batch.n_pairs].sum(), [full[n] for n in names],
+                                                        allow_unused=True), strict=True)) if names else {}
+        columns = []
+        for group in layout.index_by_group:
+            hook_name, sae_id = group
+            index = layout.index_by_group[group].to(self.device)
+            g = grads.get(hook_name)
+            if g is None:
+                columns.append(torch.zeros(*batch.tokens.shape, len(index), device=self.device))
+            elif sae_id is None:
+                columns.append(g[..., index].detach())
+            else:  # raising feature f adds f * W_dec[f] at the hook: its effect is the gradient along W_dec[f]
+                columns.append((g @ self.saes[sae_id].W_dec[index].T.to(g.dtype)).detach())
+        return torch.cat(columns, dim=-1)
+
+    @property
+    def unit_mean(self) -> torch.Tensor:
+        """``[u]`` base-model mean of each unit over the training responses (column order)."""
+        return self.readout.mean
+
+    @property
+    def unit_std(self) -> torch.Tensor:
+        return self.readout.std
+
+    def _probe_readout(self) -> UnitReadout:
+        """The probe set's readout, made like the training one: base-model statistics on the training
+        responses and signs from the training pairs (computed before any step)."""
+        acts = [self.unit_activations(b, self.probe_layout) for b in self.batches]
+        mean, std = response_statistics(acts, self.batches, len(self.probe_layout.units), self.device)
+        return UnitReadout(mean, std, self._signs(self.probe_layout), self.config.pooling, self.config.standardize)
 
     def _score(self, acts: torch.Tensor, batch: PairBatch) -> torch.Tensor:
         """Activation score A(x, y) of every row of a batch: ``[2 * n_pairs]``."""
-        if acts.shape[-1] == 0:
-            return torch.zeros(acts.shape[0], device=acts.device)
-        c = self.config
-        mask, pooling = batch.response_mask, c.pooling
-        if pooling == "diverge":  # mean over the tokens from where the pair's responses differ
-            mask, pooling = divergent_mask(batch.tokens, batch.response_mask), "mean"
-        return activation_score(acts, mask, pooling,
-                                mean=self.unit_mean if c.standardize else None,
-                                std=self.unit_std if c.standardize else None,
-                                signs=self.layout.signs.to(acts.device) if c.signed else None)
+        return self.readout.score(acts, batch)
 
     # -- one step ----------------------------------------------------------------------------------
     def batch_index(self, step: int) -> int:
@@ -411,8 +516,12 @@ class YFPOTrainer:
         random.Random(self.config.seed * 100_003 + epoch).shuffle(order)
         return order[position]
 
-    def compute_loss(self, i: int) -> LossOutput:
+    def compute_loss(self, i: int, lam: float | None = None) -> LossOutput:
+        """The loss of batch ``i`` with its parts: ``losses["dpo"]`` (mean DPO loss) and ``losses["aux"]``
+        (``loss - dpo``: the neuron term, ``lam`` times its unit-weight value for variant A). ``lam``
+        overrides ``config.lam`` (the target-share mode passes 1 and scales the term's gradient itself)."""
         c = self.config
+        lam = c.lam if lam is None else lam
         batch = self.batches[i]
         logps, acts = self._policy_pass(i)
         policy_chosen, policy_rejected = logps.chunk(2)
@@ -426,49 +535,103 @@ class YFPOTrainer:
         ref_margin = ref_chosen_score - ref_rejected_score
         if c.subtract_ref_margin:
             margin = margin - ref_margin
-        losses, aux = yfpo_loss(logits, margin, lam=c.lam, gamma=c.gamma, variant=c.variant,
-                                fixed_margin=ref_margin)
+        losses, aux = yfpo_loss(logits, margin, lam=lam, gamma=c.gamma, variant=c.variant, fixed_margin=ref_margin)
         loss = losses.mean()
+        dpo = (-torch.nn.functional.logsigmoid(logits)).mean()
         metrics = {
-            "loss": loss.item(), "dpo/loss": (-torch.nn.functional.logsigmoid(logits)).mean().item(),
-            "rewards/chosen": chosen_rewards.mean().item(), "rewards/rejected": rejected_rewards.mean().item(),
-            "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
-            "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
-            "logps/chosen": policy_chosen.mean().item(), "logps/rejected": policy_rejected.mean().item(),
-            "yfpo/neuron_margin": margin.mean().item(), "yfpo/aux_loss": aux.mean().item(),
-            "yfpo/act_chosen": act_chosen.mean().item(), "yfpo/act_rejected": act_rejected.mean().item(),
+            M.LOSS: loss.item(), M.DPO_LOSS: dpo.item(),
+            M.REWARDS_CHOSEN: chosen_rewards.mean().item(), M.REWARDS_REJECTED: rejected_rewards.mean().item(),
+            M.REWARDS_MARGINS: (chosen_rewards - rejected_rewards).mean().item(),
+            M.REWARDS_ACCURACIES: (chosen_rewards > rejected_rewards).float().mean().item(),
+            M.LOGPS_CHOSEN: policy_chosen.mean().item(), M.LOGPS_REJECTED: policy_rejected.mean().item(),
+            M.NEURON_MARGIN: margin.mean().item(), M.AUX_LOSS: aux.mean().item(),
+            M.ACT_CHOSEN: act_chosen.mean().item(), M.ACT_REJECTED: act_rejected.mean().item(),
         }
-        return LossOutput(loss, {"dpo": (-torch.nn.functional.logsigmoid(logits)).mean(), "aux": aux.mean()},
-                          metrics)
+        return LossOutput(loss, {"dpo": dpo, "aux": loss - dpo}, metrics)
 
     def learning_rate(self, step: int) -> float:
         warm = self.config.warmup_steps
         return self.config.lr * min(1.0, step / warm) if warm > 0 else self.config.lr
 
     def train_step(self, step: int) -> dict[str, float]:
-        """One optimizer step; raises :class:`NonFiniteLossError` (without stepping) on NaN/inf."""
+        """One optimizer step; raises :class:`NonFiniteLossError` (without stepping) on NaN/inf.
+
+        The gradient is assembled from its two parts, so that every step reports how much of the update
+        the neuron term supplies (``yfpo/grad_norm_aux``, ``yfpo/grad_norm_dpo``, ``yfpo/aux_share`` =
+        |g_aux| / (|g_aux| + |g_dpo|), ``yfpo/grad_cos``): one extra backward pass from the units' margin,
+        which stops at the lowest unit's block and never crosses the unembedding. With ``target_share`` the
+        neuron term's weight is set at each step so that it supplies that share (``yfpo/lam``).
+        """
         started = time.perf_counter()
+        c = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(step)
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.compute_loss(self.batch_index(step))
+        share_mode = c.target_share > 0 and c.variant == "A"
+        i = self.batch_index(step)
+        out = self.compute_loss(i, lam=1.0) if share_mode else self.compute_loss(i)
         if not torch.isfinite(out.loss):
             raise NonFiniteLossError(f"step {step}: the loss is {out.loss.item()}; the step was not applied")
+        params = [p for _, p, _ in self.params]
+        split = c.grad_share or share_mode
+        aux_grads = self._aux_gradients(out.losses["aux"], params) if split and c.uses_neuron_term else None
+        backward_of = out.losses["dpo"] if split else out.loss  # without the split: one combined backward
         if self.accelerator is not None:
-            self.accelerator.backward(out.loss)
+            self.accelerator.backward(backward_of)
         else:
-            out.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for _, p, _ in self.params], self.config.grad_clip)
+            backward_of.backward()
+        dpo_grads = [p.grad for p in params]
+        dpo_norm = _norm(dpo_grads) if split else 0.0
+        aux_norm = _norm(aux_grads) if aux_grads is not None else 0.0
+        cos = _dot(aux_grads, dpo_grads) / (aux_norm * dpo_norm) if aux_grads and aux_norm * dpo_norm > 0 else 0.0
+        weight = 1.0
+        if share_mode:
+            weight = c.target_share / (1 - c.target_share) * dpo_norm / aux_norm if aux_norm > 0 else 0.0
+        if aux_grads is not None:
+            with torch.no_grad():
+                for p, g in zip(params, aux_grads, strict=True):
+                    p.grad = g * weight if p.grad is None else p.grad.add_(g, alpha=weight)
+        aux_norm *= weight
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
         if not torch.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(f"step {step}: the gradient norm is {grad_norm.item()}; the step was not "
                                      "applied (try a lower lr)")
         self.optimizer.step()
         self.steps_taken += 1
-        metrics = {**out.metrics, "grad_norm": float(grad_norm), "lr": self.learning_rate(step)}
+        metrics = {**out.metrics, M.GRAD_NORM: float(grad_norm), M.LR: self.learning_rate(step)}
+        if split:
+            metrics.update({M.GRAD_NORM_DPO: dpo_norm, M.GRAD_NORM_AUX: aux_norm, M.GRAD_COS: cos,
+                            M.AUX_SHARE: aux_norm / (aux_norm + dpo_norm) if aux_norm + dpo_norm > 0 else 0.0})
+        if share_mode:
+            aux_value = out.metrics[M.LOSS] - out.metrics[M.DPO_LOSS]
+            metrics[M.LAM] = weight
+            metrics[M.AUX_LOSS] = weight * aux_value
+            metrics[M.LOSS] = out.metrics[M.DPO_LOSS] + weight * aux_value
         metrics = self._mean_over_processes(metrics)
-        metrics["step_seconds"] = time.perf_counter() - started
+        metrics[M.STEP_SECONDS] = time.perf_counter() - started
         return metrics
+
+    def _aux_gradients(self, aux: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor] | None:
+        """The neuron term's gradient on every trainable parameter (zeros where it has none), averaged over
+        processes so that every replica applies the same update."""
+        if not aux.requires_grad:
+            return None
+        grads = torch.autograd.grad(aux, params, retain_graph=True, allow_unused=True)
+        masks = [mask for _, _, mask in self.params]
+        out = [torch.zeros_like(p) if g is None else g if mask is None else g * mask.to(g.device)
+               for p, g, mask in zip(params, grads, masks, strict=True)]  # a unit-scope mask applies here too
+        if self.accelerator is not None and self.world > 1:
+            import torch.distributed as dist
+
+            flat = torch.cat([g.flatten() for g in out])
+            dist.all_reduce(flat)
+            flat /= self.world
+            out, offset = [], 0
+            for p in params:
+                out.append(flat[offset: offset + p.numel()].view_as(p))
+                offset += p.numel()
+        return out
 
     def _mean_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:
         if self.accelerator is None or self.world == 1:
@@ -484,19 +647,18 @@ class YFPOTrainer:
         """Held-out answer ranking (and exact match when ``exact``) of the current policy."""
         if self.steps_taken == 0:  # the policy is still the base model: the same numbers for every run
             key = ("eval", self.base_fingerprint, tuple(p.id + p.question for p in self.eval_problems), exact,
-                   tuple(p.id + p.question for p in self.exact_problems) if exact else ())
+                   tuple(p.id + p.question for p in self.exact_problems) if exact else (),
+                   self._units_key(self.probe_layout.groups_from(0), self.probe_layout),
+                   tuple(self.probe_readout.signs.tolist()), self.config.pooling, self.config.standardize)
             return dict(_shared(key, lambda: self._evaluate(exact)))
         return self._evaluate(exact)
 
     def _evaluate(self, exact: bool) -> dict[str, float]:
         out: dict[str, float] = {}
-        if self.eval_problems:
-            summary = answer_ranking(self.policy, self.eval_problems).summary()
-            out["eval/ranking_accuracy"] = summary["ranking_accuracy"]
-            out["eval/gold_logprob"] = summary["gold_logprob"]
-            out["eval/mean_margin"] = summary["mean_margin"]
+        if self.held_out is not None:
+            out.update(self.held_out.metrics())
         if exact and self.exact_problems:
-            out["eval/exact_match"] = exact_match(self.policy, self.exact_problems).accuracy
+            out[M.EVAL_EXACT_MATCH] = exact_match(self.policy, self.exact_problems).accuracy
         return out
 
     @torch.no_grad()
@@ -555,6 +717,21 @@ class YFPOTrainer:
                 self.optimizer.state[p] = state
         self._prefix.clear()  # prefix blocks are frozen, but be safe after a reload
         self.steps_taken = -1  # the policy is no longer the base model
+
+
+def _norm(tensors: Sequence[torch.Tensor | None]) -> float:
+    """The L2 norm of several tensors taken as one vector (None counts as zeros)."""
+    present = [t.detach().float() for t in tensors if t is not None]
+    return float(torch.sqrt(sum((t * t).sum() for t in present))) if present else 0.0
+
+
+def _dot(a: Sequence[torch.Tensor | None], b: Sequence[torch.Tensor | None]) -> float:
+    """The inner product of two lists of tensors taken as vectors (None counts as zeros)."""
+    total = 0.0
+    for x, y in zip(a, b, strict=True):
+        if x is not None and y is not None:
+            total += float((x.detach().float() * y.detach().float()).sum())
+    return total
 
 
 # -- work shared between runs in one process ----------------------------------------------------------

@@ -1,0 +1,126 @@
+"""The neuron term as a lever: direction-aware readout by hand, the gradient-share metrics against autograd,
+target-share mode, and the held-out probe (toy-architecture tiny model)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.test_trainer import TINY, config, setup, trainer_for  # noqa: F401 - fixtures
+from yfpo_core.training import metric_names as M
+from yfpo_core.training.batching import PairBatch
+from yfpo_core.training.readout import UnitReadout, signs_from_gradient, signs_from_scores, unit_directions
+
+T = torch.tensor
+
+
+def _batch() -> PairBatch:
+    # one pair: rows [chosen, rejected]; prompt token 0, responses at 1..3; they differ from position 2
+    tokens = T([[5, 1, 2, 3], [5, 1, 9, 3]])
+    mask = T([[0, 1, 1, 1], [0, 1, 1, 1]])
+    return PairBatch(["p"], tokens, mask)
+
+
+def test_direction_aware_margin_by_hand():
+    """Two units pushing the answer in opposite directions: unsigned, their margins cancel; with the sign
+    of their effect, they add."""
+    acts = torch.zeros(2, 4, 2)
+    # unit 0 (helps the answer, sign +1): 1.0 higher on the chosen row where the rows differ
+    acts[0, 2:, 0], acts[1, 2:, 0] = 1.0, 0.0
+    # unit 1 (hurts the answer, sign -1): 1.0 lower on the chosen row where the rows differ
+    acts[0, 2:, 1], acts[1, 2:, 1] = 0.0, 1.0
+    mean, std = torch.zeros(2), torch.ones(2)
+    plain = UnitReadout(mean, std, torch.ones(2), pooling="diverge").margin(acts, _batch())
+    signed = UnitReadout(mean, std, T([1.0, -1.0]), pooling="diverge").margin(acts, _batch())
+    # diverge pools positions 2 and 3 -> unit 0: chosen 1, rejected 0; unit 1: chosen 0, rejected 1
+    assert plain.item() == pytest.approx(((1 - 0) + (0 - 1)) / 2)  # 0: cancelled
+    assert signed.item() == pytest.approx(((1 - 0) - (0 - 1)) / 2)  # 1
+    # mean pooling over the whole response (3 tokens) dilutes: (2/3 + 2/3) / 2
+    whole = UnitReadout(mean, std, T([1.0, -1.0]), pooling="mean").margin(acts, _batch())
+    assert whole.item() == pytest.approx(2 / 3)
+    # standardisation: unit 1 with std 2 counts half
+    scaled = UnitReadout(mean, T([1.0, 2.0]), T([1.0, -1.0]), pooling="diverge").margin(acts, _batch())
+    assert scaled.item() == pytest.approx((1 + 0.5) / 2)
+
+
+def test_signs_from_gradient_and_scores():
+    assert signs_from_gradient(T([0.3, -0.2, 0.0])).tolist() == [1.0, -1.0, 1.0]
+    assert signs_from_scores([0.5, -1.0, None], 3).tolist() == [1.0, -1.0, 1.0]
+    assert signs_from_scores(None, 2).tolist() == [1.0, 1.0]
+
+
+def test_unit_directions_sum_the_chosen_rows_gradient_over_the_pooled_positions():
+    grad = torch.zeros(2, 4, 2)
+    grad[0, :, 0] = T([9.0, 1.0, 2.0, 3.0])  # chosen row: positions 2, 3 are pooled (diverge) -> 5
+    grad[0, :, 1] = T([0.0, 4.0, -1.0, -1.0])  # -> -2
+    grad[1] = 100.0  # the rejected row is ignored
+    total = unit_directions(lambda i: grad, [_batch()], "diverge")
+    assert total.tolist() == [5.0, -2.0]
+    assert unit_directions(lambda i: grad, [_batch()], "mean").tolist() == [6.0, 2.0]
+
+
+def _manual_grads(trainer, i):
+    params = [p for _, p, _ in trainer.params]
+    out = trainer.compute_loss(i)
+    g_dpo = torch.autograd.grad(out.losses["dpo"], params, retain_graph=True, allow_unused=True)
+    g_aux = torch.autograd.grad(out.losses["aux"], params, allow_unused=True)
+    flat = lambda gs: torch.cat([(torch.zeros_like(p) if g is None else g).flatten()  # noqa: E731
+                                 for p, g in zip(params, gs, strict=True)])
+    return flat(g_dpo), flat(g_aux)
+
+
+@pytest.mark.parametrize("trainable", ["mlp_last_k", "units"])
+def test_gradient_share_metrics_match_autograd(setup, trainable):  # noqa: F811
+    _, tmp = setup
+    cfg = config(tmp, lam=3.0, trainable=trainable, last_k=1, grad_clip=1e9, batch_pairs=8)
+    trainer = trainer_for(cfg)
+    g_dpo, g_aux = _manual_grads(trainer, trainer.batch_index(1))
+    if trainable == "units":  # the unit-scope mask applies to both parts
+        masks = torch.cat([(torch.ones_like(p) if m is None else m).flatten() for _, p, m in trainer.params])
+        g_dpo, g_aux = g_dpo * masks, g_aux * masks
+    trainer.optimizer.zero_grad(set_to_none=True)
+    metrics = trainer.train_step(1)
+    assert metrics[M.GRAD_NORM_DPO] == pytest.approx(float(g_dpo.norm()), rel=1e-4)
+    assert metrics[M.GRAD_NORM_AUX] == pytest.approx(float(g_aux.norm()), rel=1e-4)
+    assert float(g_aux.norm()) > 0
+    share = g_aux.norm() / (g_aux.norm() + g_dpo.norm())
+    assert metrics[M.AUX_SHARE] == pytest.approx(float(share), rel=1e-4)
+    cos = torch.dot(g_aux, g_dpo) / (g_aux.norm() * g_dpo.norm())
+    assert metrics[M.GRAD_COS] == pytest.approx(float(cos), rel=1e-3, abs=1e-6)
+    # the applied gradient is the sum of the two parts (grad_norm is measured before clipping)
+    assert metrics[M.GRAD_NORM] == pytest.approx(float((g_dpo + g_aux).norm()), rel=1e-4)
+
+
+def test_dpo_runs_report_no_neuron_share(setup):  # noqa: F811
+    _, tmp = setup
+    trainer = trainer_for(config(tmp, lam=0.0))
+    metrics = trainer.train_step(1)
+    assert metrics[M.AUX_SHARE] == 0.0 and metrics[M.GRAD_NORM_AUX] == 0.0
+    assert metrics[M.GRAD_NORM_DPO] == pytest.approx(metrics[M.GRAD_NORM], rel=1e-5)
+
+
+@pytest.mark.parametrize("share", [0.2, 0.5])
+def test_target_share_sets_lambda_so_the_term_supplies_that_share(setup, share):  # noqa: F811
+    _, tmp = setup
+    trainer = trainer_for(config(tmp, lam=0.0, target_share=share, grad_clip=1e9, batch_pairs=8))
+    metrics = trainer.train_step(1)
+    assert metrics[M.AUX_SHARE] == pytest.approx(share, rel=1e-4)
+    assert metrics[M.LAM] > 0
+
+
+def test_probe_margin_is_measured_on_the_users_set_in_every_arm(setup):  # noqa: F811
+    """A random-control run and a DPO run report eval/neuron_margin on the same (the user's) units, which
+    equals the base model's value at step 0."""
+    _, tmp = setup
+    values = {}
+    for name, overrides in {"dpo": dict(lam=0.0), "random": dict(random_units_seed=3), "set": {}}.items():
+        cfg = config(tmp, trainable="mlp_last_k", last_k=1, **overrides)
+        from yfpo_core.runs import resolve_inputs
+        from yfpo_core.training.trainer import YFPOTrainer
+
+        inputs = resolve_inputs(cfg)
+        trainer = YFPOTrainer(cfg, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
+                              probe_units=inputs.probe_units, probe_scores=inputs.probe_scores)
+        assert [u.label for u in trainer.probe_layout.units] == [f"blocks.1.mlp.hook_post:{i}" for i in range(5)]
+        values[name] = trainer.evaluate()[M.EVAL_NEURON_MARGIN]
+    assert values["dpo"] == pytest.approx(values["random"]) == pytest.approx(values["set"])

@@ -1,0 +1,111 @@
+"""Held-out metrics of a policy whose lower blocks are frozen: answer ranking and the probe set's margin.
+
+Both read the held-out problems through the frozen lower blocks once (per base model, start layer and
+problem list, shared by every run from the same base) and then run only the trainable blocks, so the
+evaluation of each step costs what those blocks cost:
+
+* **Answer ranking** (``eval/ranking_accuracy``, ``eval/gold_logprob``, ``eval/mean_margin``): the same
+  numbers as :func:`yfpo_core.evaluate.answer_ranking` on the policy (:mod:`yfpo_core.logprobs`'
+  ``continuation_states``; tested to 1e-5).
+* **The probe's neuron margin** (``eval/neuron_margin``): the user's set (never the random control that a
+  run may train on) on pairs made from the held-out problems (gold solution against a wrong final answer),
+  with the training readout's pooling, statistics and signs. It tells whether the units' preference for
+  the right answer moved on problems the run never saw.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from yfpo_core.evaluate import RankingReport, build_ranking_item, ranking_row
+from yfpo_core.logprobs import continuation_logprobs, continuation_logprobs_from_states, continuation_states
+from yfpo_core.training import metric_names as M
+
+PROBE_BATCH_PAIRS = 8
+
+
+class HeldOutEval:
+    """Held-out ranking and probe margin for one trainer (see the module docstring)."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self._states: list | None = None
+        self._probe_batches: list | None = None
+        self.last: dict[str, list] = {}  # per-problem rows of the latest evaluation (for paired statistics)
+
+    def _ranking_states(self) -> list:
+        from yfpo_core.training.trainer import _shared
+
+        t = self.trainer
+        base = t.policy
+        key = ("ranking-states", t.base_fingerprint, t.start_layer,
+               tuple(p.id + p.question + p.solution for p in t.eval_problems))
+
+        def make() -> list:
+            out = []
+            for problem in t.eval_problems:
+                item = build_ranking_item(problem, base.prompt_format)
+                context = base.encode_prompt(item.context)
+                continuations = [base.encode(c) for c in item.continuations]
+                states = continuation_states(t.model, context, continuations, t.start_layer,
+                                             base.pad_token_id) if t.start_layer >= 1 else (context, continuations)
+                out.append((problem, item, states))
+            return out
+
+        if self._states is None:
+            self._states = _shared(key, make)
+        return self._states
+
+    @torch.no_grad()
+    def ranking(self) -> dict[str, float]:
+        t = self.trainer
+        report = RankingReport()
+        for problem, item, states in self._ranking_states():
+            if isinstance(states, tuple):  # nothing frozen below: the whole model runs
+                scores = continuation_logprobs(t.model, *states, t.policy.pad_token_id)
+            else:
+                scores = continuation_logprobs_from_states(t.model, states)
+            report.rows.append(ranking_row(problem, item, scores))
+        self.last["ranking"] = [{k: r[k] for k in ("id", "correct", "gold_logprob", "margin")} for r in report.rows]
+        summary = report.summary()
+        return {M.EVAL_RANKING_ACCURACY: summary["ranking_accuracy"], M.EVAL_GOLD_LOGPROB: summary["gold_logprob"],
+                M.EVAL_MEAN_MARGIN: summary["mean_margin"]}
+
+    def _held_out_batches(self) -> list:
+        from yfpo_core.training.batching import make_batches
+        from yfpo_core.training.pairs import corrupted_pairs
+
+        t = self.trainer
+        if self._probe_batches is None:
+            pairs = corrupted_pairs(t.eval_problems, t.policy.prompt_format, mode="final", seed=0)
+            max_length = min(t.config.max_length, int(t.model.cfg.n_ctx))
+            self._probe_batches = [b.to(t.device) for b in make_batches(t.policy, pairs, PROBE_BATCH_PAIRS,
+                                                                         max_length)] if pairs else []
+        return self._probe_batches
+
+    @torch.no_grad()
+    def probe_margin(self) -> float | None:
+        """Mean probe margin over the held-out pairs under the current policy (None without a probe set)."""
+        t = self.trainer
+        if not t.probe_layout.units:
+            return None
+        values = []
+        for batch in self._held_out_batches():
+            acts = t.unit_activations(batch, t.probe_layout)
+            values.append(t.probe_readout.margin(acts, batch))
+        if not values:
+            return None
+        per_pair = torch.cat(values)
+        self.last["neuron_margin"] = [{"id": pid, "neuron_margin": float(v)} for pid, v in
+                                      zip([i for b in self._held_out_batches() for i in b.pair_ids], per_pair,
+                                          strict=True)]
+        return float(per_pair.mean())
+
+    def metrics(self) -> dict[str, float]:
+        out = self.ranking()
+        margin = self.probe_margin()
+        if margin is not None:
+            out[M.EVAL_NEURON_MARGIN] = margin
+        return out
