@@ -39,6 +39,7 @@ from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.training.batching import PairBatch, divergent_mask, make_batches
 from yfpo_core.training.config import YFPOConfig
+from yfpo_core.training.guard import guarded_step
 from yfpo_core.training.losses import LossOutput, activation_score, dpo_loss, yfpo_loss
 from yfpo_core.units import Unit
 
@@ -463,7 +464,10 @@ class YFPOTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(f"step {step}: the gradient norm is {grad_norm.item()}; the step was not "
                                      "applied (try a lower lr)")
-        self.optimizer.step()
+        bad = guarded_step(self.optimizer.step, [(name, p) for name, p, _ in self.params])
+        if bad:
+            raise NonFiniteLossError(f"step {step}: the update made {len(bad)} parameter(s) non-finite "
+                                     f"({', '.join(bad[:3])}); the step was rolled back (try a lower lr)")
         self.steps_taken += 1
         metrics = {**out.metrics, "grad_norm": float(grad_norm), "lr": self.learning_rate(step)}
         metrics = self._mean_over_processes(metrics)
