@@ -8,7 +8,9 @@ several processes it trains data-parallel through ``accelerate`` (``--distribute
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 import os
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -34,10 +36,13 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> YFPOConfig:
     data = {}
     if getattr(args, "config", None):
+        from yfpo_core.jsonio import parse_json
+
         try:
-            data = json.loads(Path(args.config).read_text())
+            data = parse_json(Path(args.config).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise YfpoError(f"cannot read the config {args.config}: {exc}") from None
+            raise YfpoError(f"cannot read the config {args.config}: {exc}; it must be a JSON object of "
+                            "YFPOConfig fields") from None
     for f in fields(YFPOConfig):
         value = getattr(args, f.name, None)
         if value is not None:
@@ -113,17 +118,26 @@ def _accelerator(args: argparse.Namespace, config: YFPOConfig):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from yfpo_core.cli.output import print_summary
-    from yfpo_core.progress import tqdm_progress
-    from yfpo_core.runs import execute, new_run_dir
+    from yfpo_core.runs import new_run_dir, read_run_config
 
     if args.resume:
-        config = YFPOConfig.from_dict(json.loads((args.resume / "config.json").read_text()))
+        config = read_run_config(args.resume)
         run_dir, resume = args.resume, True
     else:
         config = config_from_args(args)
+        if args.out_dir is not None and args.out_dir.exists() and not args.out_dir.is_dir():
+            raise YfpoError(f"--out-dir {args.out_dir} is a file; give a folder for the run")
         run_dir, resume = args.out_dir or new_run_dir("dpo" if config.is_dpo else "yfpo"), False
         Path(run_dir).mkdir(parents=True, exist_ok=True)
+    with _sigterm_as_interrupt():
+        return _train(args, config, Path(run_dir), resume)
+
+
+def _train(args: argparse.Namespace, config: YFPOConfig, run_dir: Path, resume: bool) -> int:
+    from yfpo_core.cli.output import print_summary
+    from yfpo_core.progress import tqdm_progress
+    from yfpo_core.runs import execute
+
     accelerator = _accelerator(args, config)
     main = accelerator is None or accelerator.is_main_process
     if main:
@@ -138,17 +152,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While training, ``kill PID`` ends the run like Ctrl-C (status ``stopped``), not silently mid-write."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_runs_list(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_table
-    from yfpo_core.runs import list_runs, read_metrics, read_status
+    from yfpo_core.runs import list_runs, read_metrics, read_run_config, run_state
 
     rows = []
     for run in list_runs(args.root):
-        config = json.loads((run / "config.json").read_text())
+        # One damaged run must not hide the others: show what can be read, and why the rest cannot.
+        try:
+            config = read_run_config(run).to_dict()
+            problem = ""
+        except YfpoError as exc:
+            config, problem = {}, f"unreadable config.json ({str(exc)[:60]})"
         metrics = read_metrics(run)
-        last = metrics[-1] if metrics else {}
-        rows.append({"run": run.name, "state": read_status(run).get("state"), "lam": config.get("lam"),
-                     "steps": f"{last.get('step', 0)}/{config.get('steps')}",
+        last = metrics[-1] if metrics and isinstance(metrics[-1], dict) else {}
+        rows.append({"run": run.name, "state": problem or run_state(run), "lam": config.get("lam"),
+                     "steps": f"{last.get('step', 0)}/{config.get('steps', '?')}",
                      "eval/ranking_accuracy": last.get("eval/ranking_accuracy")})
     print_table(rows)
     return 0
