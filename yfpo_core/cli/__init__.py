@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "disabled")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # The project's own warnings (a question cut to the model's context, ...) read like its errors.
+    warnings.formatwarning = lambda message, category, *rest, **kw: f"yfpo: warning: {message}\n"
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,4 +1,7 @@
-"""Plain-text tables for the terminal (pandas does the layout), shared by every command."""
+"""Plain-text tables for the terminal (pandas does the layout), shared by every command.
+
+Text from files (questions, labels, ids) may hold escape sequences that would move the cursor, recolour or
+retitle the terminal: every cell goes through :func:`yfpo_core.errors.printable` before it is printed."""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ from typing import Any
 
 
 def shorten(text: str, width: int) -> str:
-    text = " ".join(str(text).split())
+    from yfpo_core.errors import printable
+
+    text = printable(" ".join(str(text).split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -29,7 +34,9 @@ def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None
 
 
 def print_summary(title: str, values: Mapping[str, float]) -> None:
-    print(f"\n{title}")
+    from yfpo_core.errors import printable
+
+    print(f"\n{printable(title)}")
     for key, value in values.items():
         shown = f"{value:.4f}" if isinstance(value, float) and not float(value).is_integer() else f"{value:g}"
         print(f"  {key:<20} {shown}")

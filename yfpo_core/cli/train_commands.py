@@ -15,6 +15,7 @@ import os
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from yfpo_core.cli.checks import check_output, count
 from yfpo_core.errors import YfpoError
 from yfpo_core.training.config import PAIR_SOURCES, YFPOConfig
 
@@ -54,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pairs", help="make preference pairs (chosen = gold, rejected = corrupted or sampled)")
     p.add_argument("--model", default="smollm2-135m-instruct", help="model (its prompt format; samples for on-policy)")
     p.add_argument("--problems", default="gsm-symbolic")
-    p.add_argument("--limit", type=int, default=64)
+    p.add_argument("--limit", type=count(1), default=64)
     p.add_argument("--source", choices=PAIR_SOURCES, default="corrupt-final")
-    p.add_argument("--samples", type=int, default=4, help="samples per problem (on-policy)")
+    p.add_argument("--samples", type=count(1), default=4, help="samples per problem (on-policy)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="pairs JSONL to write")
     p.set_defaults(handler=cmd_pairs)
@@ -96,6 +97,7 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     from yfpo_core.progress import tqdm_progress
     from yfpo_core.training.pairs import corrupted_pairs, on_policy_pairs, save_pairs
 
+    check_output(args.out)
     problems = load_problems(args.problems, limit=args.limit, seed=args.seed)
     model = load_model(args.model)
     if args.source == "on-policy":
@@ -197,9 +199,13 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
     from yfpo_core.reports import compare_runs, curves_figure
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    check_output(args.html, "--html")
     print_table(compare_runs(args.dirs, metrics), max_width=40)
     if args.html:
-        curves_figure(args.dirs, metrics).write_html(str(args.html), include_plotlyjs=True)
+        from yfpo_core.atomic import atomic_write
+
+        figure = curves_figure(args.dirs, metrics)
+        atomic_write(args.html, lambda tmp: figure.write_html(tmp, include_plotlyjs=True))
         print(f"wrote {args.html}")
     return 0
 
