@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from yfpo_core.atomic import atomic_write, atomic_write_text
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.progress import ProgressCallback, report
@@ -102,10 +103,7 @@ def run_experiment(shared: YFPOConfig, out_dir: Path, seeds: Sequence[int], *, l
             row[f"Δ {metric}"] = _mean_std(deltas)
         arms.append(row)
 
-    with (out_dir / "experiment.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(runs[0]))
-        writer.writeheader()
-        writer.writerows(runs)
+    atomic_write_text(out_dir / "experiment.csv", _csv_text(runs))
     columns = ["arm", "seeds"] + [c for m in METRICS for c in (m, f"Δ {m}")
                                   if any(a[c] != "-" for a in arms)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -114,9 +112,20 @@ def run_experiment(shared: YFPOConfig, out_dir: Path, seeds: Sequence[int], *, l
                 f"step 0). Model {shared.model}, {shared.steps} steps, lam {shared.lam if shared.lam > 0 else 0.1} "
                 f"(variant {shared.variant}), trainable {shared.trainable}"
                 f"{f' (last {shared.last_k})' if 'last_k' in shared.trainable else ''}.\n\n" + "\n".join(lines) + "\n")
-    (out_dir / "experiment.md").write_text(markdown)
+    atomic_write_text(out_dir / "experiment.md", markdown)
     figure = curves_figure([out_dir / r["run"] for r in runs],
                            ["eval/ranking_accuracy", "eval/gold_logprob", "yfpo/neuron_margin", "rewards/margins"],
                            title="DPO vs YFPO (located units) vs YFPO (random units)")
-    figure.write_html(str(out_dir / "experiment.html"), include_plotlyjs=True)
+    atomic_write(out_dir / "experiment.html", lambda tmp: figure.write_html(tmp, include_plotlyjs=True))
     return ExperimentTable(runs=runs, arms=arms, markdown=markdown)
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    """The rows as CSV text (written atomically by the caller: a kill never leaves half a table)."""
+    import io
+
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -203,6 +203,9 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     saes: dict[str, Any] = {}
     if config.neuron_set:
         neuron_set = NeuronSet.load(config.neuron_set, base)
+        if not len(neuron_set) and config.lam > 0:
+            raise YfpoError(f"{config.neuron_set} has no units, so the neuron term has nothing to reward; add units "
+                            "to the set, or set lam = 0 for plain DPO")
         units = neuron_set.units_only()
         scores = [su.score for su in neuron_set.units]
         saes = load_set_saes(neuron_set, units, base, config.device, where=config.neuron_set)

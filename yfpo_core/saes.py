@@ -112,8 +112,9 @@ def load_sae(ref: str, model: LoadedModel | None = None, device: str = "cpu") ->
         try:
             sae = SAE.load_from_disk(str(path), device=device, dtype="float32")
             meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).exists() else {}
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise SAEError(f"the SAE folder {path} is damaged ({type(exc).__name__}: {exc}); retrain it with "
+        except Exception as exc:  # noqa: BLE001 - safetensors' SafetensorError is none of the usual types
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            raise SAEError(f"the SAE folder {path} is damaged ({reason}); retrain it with "
                            "`yfpo sae train` or restore cfg.json and the weights file") from None
         loaded = LoadedSAE(sae, path.name, _hook_name_of(sae), str(path), meta)
     elif ref.startswith(("/", ".", "~")) or path.exists():
