@@ -25,9 +25,8 @@ def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None
         print("(no rows)")
         return
     frame = pd.DataFrame(list(rows), columns=list(columns) if columns else None)
-    for column in frame.columns:
-        if frame[column].dtype == object:
-            frame[column] = frame[column].map(lambda v: shorten(v, max_width) if isinstance(v, str) else v)
+    for column in frame.columns:  # every column: pandas 3 gives text its own dtype, not object
+        frame[column] = frame[column].map(lambda v: shorten(v, max_width) if isinstance(v, str) else v)
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", max_width,
                            "display.float_format", "{:.3f}".format):
         print(frame.to_string(index=False))
