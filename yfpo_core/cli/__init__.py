@@ -54,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The project's own warnings (a question cut to the model's context, ...) read like its errors.
     warnings.formatwarning = lambda message, category, *rest, **kw: f"yfpo: warning: {message}\n"
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad option (2, message already printed): a code, like the rest
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
