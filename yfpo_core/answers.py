@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from yfpo_core.errors import YfpoError
 from yfpo_core.problems.base import ANSWER_MARKER
 
 # A number as people write it: optional sign, optional currency, digits with optional thousands
@@ -40,7 +41,7 @@ FINAL_ANSWER_PATTERN = re.compile(
 )
 
 
-class AnswerFormatError(ValueError):
+class AnswerFormatError(YfpoError, ValueError):
     """The text after ``####`` is not one readable number; ``str(exc)`` says why (without the file)."""
 
 
