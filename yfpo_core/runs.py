@@ -578,12 +578,11 @@ class TrainingRun:
             self.state = self.summary["state"]
         except RunLockedError as exc:  # another writer owns the directory: leave its status alone
             self.error, self.state = user_message(exc), "failed"
-        except YfpoError as exc:
+        except YfpoError as exc:  # execute() already wrote status.json ("failed", the reason, last checkpoint)
             self.error, self.state = user_message(exc), "failed"
-            RunWriter(self.run_dir).status("failed", error=self.error)
         except Exception as exc:  # noqa: BLE001 - a bug, but the UI must show it, not die
-            self.error, self.state = f"{type(exc).__name__}: {exc}", "failed"
-            RunWriter(self.run_dir).status("failed", error=self.error, traceback=traceback.format_exc())
+            self.error, self.state = user_message(exc) or f"{type(exc).__name__}: {exc}", "failed"
+            _final_status(RunWriter(self.run_dir), "failed", error=self.error, traceback=traceback.format_exc())
         finally:
             self.base = None  # the run holds no model once it has ended
 
