@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from yfpo_core.atomic import atomic_write_text
 from yfpo_core.attribution.space import ReadFn, UnitSpace
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
@@ -257,7 +258,7 @@ def train_sae(config: SAETrainConfig, out_dir: Path, model: LoadedModel | None =
                 "sae", "train"] else None,
             "train_seconds": round(seconds, 1), "tokens_per_second": round(config.tokens / seconds, 1),
             "n_texts": len(texts), "quality": quality}
-    (final / META_FILE).write_text(json.dumps(meta, indent=2))
+    atomic_write_text(final / META_FILE, json.dumps(meta, indent=2))
     loaded.meta = meta
     return loaded
 
