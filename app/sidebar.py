@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from app import resources, state
-from yfpo_core.errors import YfpoError
+from yfpo_core.errors import YfpoError, user_message
 from yfpo_core.models import BUILTIN_MODELS, registered_model_names
 
 if TYPE_CHECKING:
@@ -146,9 +146,10 @@ def active_model(*, note: bool = True) -> LoadedModel | None:
     load = model_load()
     if load.failed:
         error = load.error
-        if not isinstance(error, YfpoError):
+        message = user_message(error)
+        if message is None:  # a bug: keep its traceback
             raise error
-        st.error(str(error))
+        st.error(message)
         return None
     model = load.model
     if model is None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from app import resources, state
-from yfpo_core.errors import YfpoError
+from yfpo_core.errors import YfpoError, user_message
 from yfpo_core.models import LoadedModel
 from yfpo_core.neuron_set import NeuronSet, NeuronSetError
 from yfpo_core.problems import Problem, list_sources
@@ -50,7 +50,7 @@ def load_problems(source: str, limit: int | None) -> list[Problem] | None:
     try:
         return resources.get_problems(source, limit)
     except YfpoError as exc:
-        st.error(str(exc))
+        st.error(user_message(exc) or str(exc))
         return None
 
 
@@ -81,7 +81,7 @@ def parse_unit(text: str, model: LoadedModel) -> Unit | None:
     try:
         unit = Unit.parse(text)
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(user_message(exc) or str(exc))
         return None
     if unit.kind == "sae_feature":
         sae_id = unit.sae_id or ""
@@ -153,7 +153,7 @@ def load_sae(model: LoadedModel, ref: str, *, missing: Any = st.warning) -> Load
     try:
         sae = resources.get_sae(ref, model)
     except YfpoError as exc:
-        st.error(str(exc))
+        st.error(user_message(exc) or str(exc))
         return None
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # a damaged folder, read by sae-lens
         st.error(f"cannot load the SAE {ref}: {type(exc).__name__}: {exc}. Point at a folder written by "
@@ -231,7 +231,7 @@ def add_units(model: LoadedModel, units: Sequence[Unit], scores: Sequence[float 
                 selection = {"method": "mixed", "params": {"methods": methods}}
             current = replace(current, selection=selection, problems=problems or current.problems)
     except NeuronSetError as exc:
-        st.error(str(exc))
+        st.error(user_message(exc) or str(exc))
         return 0
     state.set_neuron_set(model, current)
     return added

@@ -517,6 +517,8 @@ def test_neuron_set_export_validates_and_edits_apply(tiny_model):
 @pytest.mark.parametrize("text, message", [
     ("{not json", "is not valid JSON"),
     ('{"format": "yfpo-neuron-set", "schema_version": 7, "units": []}', "schema_version"),
+    ("[" * 100_000 + "]" * 100_000, "deeper than 64 levels"),  # issue 11: was a RecursionError in the page
+    ('[{"layer": "1", "index": "' + "9" * 5000 + '"}]', "non-negative integer index"),  # issue 11: ValueError
 ])
 def test_neuron_set_import_of_a_bad_text_shows_the_validation_message(text, message, tiny_model):
     at = run_app("neuron-set")

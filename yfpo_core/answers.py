@@ -7,6 +7,12 @@ a currency sign, a sign, decimals or a trailing period: ``"$1,234.50."`` reads a
 
 Answers are compared as exact rationals (:class:`fractions.Fraction`), so ``"18"``, ``"18.0"`` and
 ``"18.00"`` are the same answer and there is no float rounding.
+
+The text after ``####`` is read by :func:`parse_final_answer`, which is stricter than "the first number":
+the first non-blank line there must hold exactly one number, written as people write final answers:
+``18``, ``-4``, ``$1,234.50``, ``1 000`` (space or comma thousands groups), ``1/2``, ``1e3``. Anything
+else (``1 2``, ``18 or 19``, ``5000`` digits) is refused, because reading ``1/2`` or ``1 000`` as ``1``
+would make grading silently use a wrong gold answer.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from yfpo_core.errors import YfpoError
 from yfpo_core.problems.base import ANSWER_MARKER
 
 # A number as people write it: optional sign, optional currency, digits with optional thousands
@@ -22,6 +29,20 @@ from yfpo_core.problems.base import ANSWER_MARKER
 NUMBER_PATTERN = re.compile(
     r"(?P<sign>[-−]?)\s?[$€£]?\s?(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
 )
+MAX_DIGITS = 100  # longer digit runs are not answers (and Python refuses int() of over 4300 digits)
+MAX_EXPONENT = 30  # 1e30 is an answer; 1e999999 would be a very large exact rational
+# One final answer: sign, currency, digits with optional thousands groups (comma, space, no-break or thin
+# space; the same separator throughout), decimals, then optionally a denominator or a decimal exponent.
+FINAL_ANSWER_PATTERN = re.compile(
+    r"(?P<sign>[-−+]?)\s?[$€£]?\s?"
+    r"(?P<int>\d{1,3}(?P<sep>[, \u00a0\u2009\u202f])\d{3}(?:(?P=sep)\d{3})*|\d+|(?=\.\d))"
+    r"(?:\.(?P<frac>\d+))?"
+    r"(?:\s?/\s?(?P<den>\d+)|[eE](?P<exp>[-+]?\d+))?"
+)
+
+
+class AnswerFormatError(YfpoError, ValueError):
+    """The text after ``####`` is not one readable number; ``str(exc)`` says why (without the file)."""
 
 
 @dataclass(frozen=True)
@@ -34,16 +55,22 @@ class NumberMatch:
 
 
 def parse_number(text: str) -> Fraction | None:
-    """Parse one number written like ``"-1,234.5"`` or ``"$18"``; ``None`` if ``text`` holds no number."""
-    matches = find_numbers(text)
-    return matches[0].value if len(matches) == 1 else None
+    """Parse one number written like ``"-1,234.5"``, ``"$18"`` or ``"1/3"`` (what :func:`format_number`
+    writes); ``None`` if ``text`` is not exactly one number."""
+    try:
+        return parse_final_answer(text)
+    except AnswerFormatError:
+        return None
 
 
 def find_numbers(text: str) -> list[NumberMatch]:
-    """Every number in ``text``, left to right, with the span of its sign and digits."""
+    """Every number in ``text``, left to right, with the span of its sign and digits. Digit runs longer than
+    :data:`MAX_DIGITS` are not numbers anyone grades and are skipped."""
     found = []
     for m in NUMBER_PATTERN.finditer(text):
         digits = m.group("num").replace(",", "")
+        if len(digits) > MAX_DIGITS + 1:
+            continue
         value = Fraction(digits)
         start = m.start("num")
         if m.group("sign"):
@@ -57,16 +84,55 @@ def find_numbers(text: str) -> list[NumberMatch]:
     return found
 
 
+def parse_final_answer(text: str) -> Fraction:
+    """The one number of a final answer (the text after ``####``, or an answer cell).
+
+    Reads the first non-blank line; it must hold exactly one number (see the module docstring), optionally
+    with words around it (``"18 dollars"``, ``"**18**"``).
+
+    Raises:
+        AnswerFormatError: No number, several numbers, or a number too long to be an answer.
+    """
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    shown = line if len(line) <= 40 else line[:37] + "..."
+    match = next((m for m in FINAL_ANSWER_PATTERN.finditer(line) if m.group(0).strip(" $€£+-−")), None)
+    if match is None:
+        raise AnswerFormatError(f"{shown!r} has no number")
+    rest = line[: match.start()] + " " + line[match.end():]
+    if any(ch.isdigit() for ch in rest):
+        raise AnswerFormatError(f"{shown!r} holds more than one number; write one number, like 18, 1/2, 1000 or 1e3")
+    sep = match.group("sep") or ""
+    whole = match.group("int").replace(sep, "") if sep else match.group("int")
+    frac, den, exp = match.group("frac") or "", match.group("den"), match.group("exp")
+    if len(whole) + len(frac) + len(den or "") > MAX_DIGITS:
+        raise AnswerFormatError(f"the answer has {len(whole) + len(frac) + len(den or ''):,} digits, more than "
+                                f"the {MAX_DIGITS} an answer may have")
+    value = Fraction(f"{whole or '0'}.{frac}" if frac else whole)
+    if den is not None:
+        if int(den) == 0:
+            raise AnswerFormatError(f"{shown!r} divides by zero")
+        value /= int(den)
+    if exp is not None:
+        if abs(int(exp)) > MAX_EXPONENT:
+            raise AnswerFormatError(f"{shown!r} has the exponent {exp}; at most {MAX_EXPONENT} either way")
+        value *= Fraction(10) ** int(exp)
+    return -value if match.group("sign") in ("-", "−") else value
+
+
 def extract_answer(text: str) -> Fraction | None:
     """The final numeric answer of a solution or a model output, or ``None`` if there is none.
 
-    Uses the first number after the last ``####``; otherwise the last number anywhere in the text.
+    After the last ``####``: its one number (:func:`parse_final_answer`), or ``None`` when that line is
+    ambiguous (an ambiguous final answer is not a correct one). Without a ``####`` (or with no number after
+    it): the last number anywhere in the text.
     """
     marker = text.rfind(ANSWER_MARKER)
     if marker >= 0:
-        after = find_numbers(text[marker + len(ANSWER_MARKER):])
-        if after:
-            return after[0].value
+        try:
+            return parse_final_answer(text[marker + len(ANSWER_MARKER):])
+        except AnswerFormatError as exc:
+            if "has no number" not in str(exc):
+                return None
     numbers = find_numbers(text)
     return numbers[-1].value if numbers else None
 

@@ -20,6 +20,7 @@ same code as the clean model.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -173,14 +174,27 @@ def answer_ranking(loaded: LoadedModel, problems: Sequence[Problem], *, fwd_hook
                    progress: ProgressCallback | None = None) -> RankingReport:
     """Answer-ranking accuracy of ``loaded`` on ``problems`` (see the module docstring)."""
     result = RankingReport()
+    cut: list[str] = []
     with loaded.lock, _hooks_context(loaded, fwd_hooks):
         for i, problem in enumerate(problems):
             item = build_ranking_item(problem, loaded.prompt_format)
-            scores = continuation_logprobs(loaded.model, loaded.encode_prompt(item.context),
-                                           [loaded.encode(c) for c in item.continuations], loaded.pad_token_id)
-            result.rows.append(ranking_row(problem, item, scores))
+            context_ids = loaded.encode_prompt(item.context)
+            continuation_ids = [loaded.encode(c) for c in item.continuations]
+            if len(context_ids) + max(map(len, continuation_ids)) > loaded.model.cfg.n_ctx:
+                cut.append(problem.id)  # scored on the window the model can see: say so
+            scores = continuation_logprobs(loaded.model, context_ids, continuation_ids, loaded.pad_token_id)
+            result.rows.append({**ranking_row(problem, item, scores), "context_cut": bool(cut and cut[-1] == problem.id)})
             report(progress, i + 1, len(problems), f"acc {result.accuracy:.2f}")
+    if cut:
+        warnings.warn(f"{len(cut)} of {len(problems)} problems do not fit the context of {loaded.name} "
+                      f"({loaded.model.cfg.n_ctx} tokens) and were scored on their last {loaded.model.cfg.n_ctx} "
+                      f"tokens only (the start of the question is not seen): {', '.join(cut[:5])}"
+                      f"{' ...' if len(cut) > 5 else ''}", ContextCutWarning, stacklevel=2)
     return result
+
+
+class ContextCutWarning(UserWarning):
+    """A problem was longer than the model's context and was scored on its end only."""
 
 
 @dataclass

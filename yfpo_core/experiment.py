@@ -227,7 +227,7 @@ Paired differences to DPO at the end of training (mean over seeds and "
     atomic_write_text(out_dir / "experiment.json", json.dumps(
         {"config": shared.to_dict(), "seeds": list(seeds), "extra_lams": list(extra_lams),
          "wall_seconds": round(wall_seconds, 1), "paired": paired, "arms": arms}, indent=2, default=str))
-    _figure(out_dir, runs, paired).write_html(str(out_dir / "experiment.html"), include_plotlyjs=True)
+    atomic_write_text(out_dir / "experiment.html", _figure(out_dir, runs, paired).to_html(include_plotlyjs=True))
     return ExperimentTable(runs=runs, arms=arms, paired=paired, markdown=markdown)
 
 

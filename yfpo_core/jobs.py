@@ -24,7 +24,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from yfpo_core.errors import YfpoError
+from yfpo_core.errors import YfpoError, clip, printable, user_message
 from yfpo_core.progress import ProgressCallback
 
 T = TypeVar("T")
@@ -154,8 +154,13 @@ class BackgroundJob(Generic[T]):
             self.state = "done"
         except JobCancelled:
             self.state = "cancelled"
-        except (YfpoError, ValueError) as exc:
-            self.error, self.state = str(exc), "failed"
+        except (YfpoError, ValueError, OSError, RecursionError, MemoryError) as exc:
+            # The same bounded, printable line the CLI prints (errors.user_message); a bare ValueError
+            # is the core's bad-input error and is shown the same way.
+            self.error = user_message(exc) or clip(printable(" ".join(str(exc).split())))
+            self.state = "failed"
+            if user_message(exc) is None and not isinstance(exc, ValueError):
+                self.traceback = tb.format_exc()
         except Exception as exc:  # noqa: BLE001 - a bug; kept with its traceback for the report
             self.error = f"{type(exc).__name__}: {exc}"
             self.traceback = tb.format_exc()

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yfpo_core.atomic import atomic_write_bytes
-from yfpo_core.errors import YfpoError
+from yfpo_core.errors import YfpoError, clip
+from yfpo_core.jsonio import JsonInputError, check_plain, parse_json
 from yfpo_core.units import Unit, layer_of, mlp_post_hook
 
 if TYPE_CHECKING:
@@ -55,7 +56,10 @@ ALLOW_OTHER_MODEL_HINT = "allow_other_model=True (CLI: --allow-other-model)"
 # Used with fullmatch: ``$`` and ``\d`` would also accept a trailing newline and non-ASCII digits.
 _SAE_HOOK = re.compile(r"blocks\.[0-9]+\.[A-Za-z0-9_.]+")
 _NEURON_HOOK = re.compile(r"blocks\.[0-9]+\.mlp\.hook_post")
-_NP_LAYER = re.compile(r"^(?P<layer>\d+)(?:-(?P<suffix>.+))?$")
+# ASCII digits only, at most 9 of them: "³".isdigit() is true but int("³") fails, and 5000 digits exceed
+# what int() reads. No model has a billion layers or units.
+_NP_LAYER = re.compile(r"(?P<layer>[0-9]{1,9})(?:-(?P<suffix>.+))?", re.DOTALL)
+_NP_INDEX = re.compile(r"[0-9]{1,9}")
 
 
 class NeuronSetError(YfpoError):
@@ -394,6 +398,11 @@ class NeuronSet:
         Raises:
             NeuronSetError: The document is not a valid neuron set, or was made for another model.
         """
+        try:  # documents built in memory (the app's paste box, from_neuronpedia) skip parse_json's checks
+            check_plain(data)
+        except JsonInputError as exc:
+            raise NeuronSetError(f"is not a usable document: {exc}. Fix it, or export the set again.",
+                                 source) from None
         _check_header(data, source)
         _check_schema(data, source)
         units = []
@@ -589,9 +598,9 @@ def from_neuronpedia(data: Any, model: LoadedModel | None = None, *,
         if item.get("modelId"):
             model_ids.add(str(item["modelId"]))
         layer_text, index_text = str(item["layer"]).strip(), str(item["index"]).strip()
-        match = _NP_LAYER.match(layer_text)
-        if match is None or not index_text.isdigit():
-            raise NeuronSetError(f"features[{i}] has layer {layer_text!r} and index {index_text!r}; expected a "
+        match = _NP_LAYER.fullmatch(layer_text)
+        if match is None or not _NP_INDEX.fullmatch(index_text):
+            raise NeuronSetError(f"features[{i}] has layer {clip(layer_text, 40)!r} and index {clip(index_text, 40)!r}; expected a "
                                  "layer like \"20\" (a neuron) or \"20-res-jb\" (an SAE feature) and a "
                                  "non-negative integer index. Fix that entry.", where)
         layer, suffix = int(match["layer"]), match["suffix"]
@@ -660,7 +669,10 @@ def _parse_json(text: str, source: str) -> Any:
     if not text.strip():
         raise NeuronSetError("is empty. Export the neuron set again.", source)
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        return parse_json(text, object_pairs_hook=_no_duplicate_keys)
+    except JsonInputError as exc:
+        raise NeuronSetError(f"is not a usable JSON document: {exc}. Fix the file, or export the set again.",
+                             source) from None
     except json.JSONDecodeError as exc:
         raise NeuronSetError(f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). Fix the "
                              "file there, or export the set again.", source) from None
@@ -731,8 +743,9 @@ def _raise_schema_errors(errors: list[Any], source: str) -> None:
     best = jsonschema.exceptions.best_match(errors)
     path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in best.absolute_path)
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    raise NeuronSetError(f"does not match the neuron-set format at {path}: {best.message}{more}. Fix that "
-                         "field; the format is described in docs/neuron-set-format.md.", source)
+    # best.message quotes the offending value, which can be megabytes: keep the message short.
+    raise NeuronSetError(f"does not match the neuron-set format at {clip(path, 120)}: {clip(best.message, 200)}"
+                         f"{more}. Fix that field; the format is described in docs/neuron-set-format.md.", source)
 
 
 _UNIT_KEYS = frozenset({"kind", "hook_name", "layer", "index", "sae_id", "score", "label", "note"})

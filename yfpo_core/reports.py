@@ -17,7 +17,12 @@ def metric_series(rows: Sequence[dict[str, Any]], metric: str) -> tuple[list[int
 
 
 def run_label(run_dir: Path) -> str:
-    config = json.loads((Path(run_dir) / "config.json").read_text())
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+        if not isinstance(config, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError):  # a damaged run is still listed, by name
+        return f"{Path(run_dir).name}: (unreadable config.json)"
     kind = "DPO" if config.get("lam", 0) == 0 else f"YFPO lam={config['lam']}"
     if config.get("random_units_seed") is not None:
         kind += " (random units)"

@@ -7,9 +7,15 @@ A run directory holds everything needed to understand and continue a run::
     units.json          the units the neuron reward used (after the random-set control, if any)
     metrics.jsonl       one complete JSON line per step (flushed and fsynced), step 0 = before training
     checkpoints/step-N/ trainable.safetensors, optimizer.safetensors, state.json (atomic: temp dir + rename)
-    status.json         pending / running / finished / stopped / failed, with the error message
+    status.json         preparing / running / finished / stopped / failed, with the error message
     summary.json        final metrics (when finished or stopped)
     eval_final.json     per-problem held-out rows of the last evaluation (ranking, probe margin per pair)
+    .lock               held (flock) by the one process writing the run; see :mod:`yfpo_core.run_lock`
+
+Every failure ends in a known state: :func:`execute` writes ``failed`` with the reason for any error, and
+``stopped`` on Ctrl-C; a process killed outright leaves ``running`` with no lock holder, which
+:func:`run_state` reports as ``interrupted``. Every file is written atomically. ``--resume`` rewrites a
+missing or torn ``pairs.jsonl``/``units.json`` and keeps exactly one metrics line per step.
 
 :class:`TrainingRun` runs :func:`yfpo_core.training.trainer.fit` in a thread with start, stop, status, the
 captured error and a metrics snapshot; it never calls a UI. :func:`resume_run` continues from the last
@@ -32,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from yfpo_core.atomic import atomic_write_text, plain_permissions
-from yfpo_core.errors import YfpoError
+from yfpo_core.errors import YfpoError, user_message
+from yfpo_core.jsonio import parse_json
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
@@ -78,9 +85,45 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def read_status(run_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((Path(run_dir) / "status.json").read_text())
+        status = json.loads((Path(run_dir) / "status.json").read_text())
     except (OSError, ValueError):
         return {"state": "unknown"}
+    return status if isinstance(status, dict) else {"state": "unknown"}
+
+
+def run_state(run_dir: Path) -> str:
+    """The state to show for a run: ``status.json``'s, except that a run that says it is preparing or
+    running while no process holds its lock was killed outright: ``interrupted``."""
+    from yfpo_core.run_lock import is_locked
+
+    state = str(read_status(run_dir).get("state"))
+    if state in ("preparing", "running") and not is_locked(run_dir):
+        return "interrupted"
+    return state
+
+
+def read_run_config(run_dir: Path) -> YFPOConfig:
+    """The :class:`YFPOConfig` of an existing run directory, or a :class:`YfpoError` saying what is wrong
+    with the directory (missing, a file, never started, a damaged ``config.json``)."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise YfpoError(f"{run_dir}: no such run directory; give a folder made by yfpo train (yfpo runs list "
+                        "shows them)")
+    if not run_dir.is_dir():
+        raise YfpoError(f"{run_dir} is a file, not a run directory; give the folder made by yfpo train")
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise YfpoError(f"{run_dir} has no config.json, so no run was started there; start one with "
+                        f"yfpo train --out-dir {run_dir}")
+    try:
+        data = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSON errors are ValueErrors
+        raise YfpoError(f"{path} cannot be read ({type(exc).__name__}: {exc}); it is damaged: restore it from "
+                        "a copy or start a new run") from None
+    try:
+        return YFPOConfig.from_dict(data)
+    except YfpoError as exc:
+        raise YfpoError(f"{path}: {exc}") from None
 
 
 def list_runs(root: Path | None = None) -> list[Path]:
@@ -173,6 +216,9 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     saes: dict[str, Any] = {}
     if config.neuron_set:
         neuron_set = NeuronSet.load(config.neuron_set, base)
+        if not len(neuron_set) and config.lam > 0:
+            raise YfpoError(f"{config.neuron_set} has no units, so the neuron term has nothing to reward; add units "
+                            "to the set, or set lam = 0 for plain DPO")
         units = neuron_set.units_only()
         scores = [su.score for su in neuron_set.units]
         saes = load_set_saes(neuron_set, units, base, config.device, where=config.neuron_set)
@@ -251,8 +297,34 @@ class RunWriter:
 
     def write_inputs(self, config: YFPOConfig, inputs: RunInputs) -> None:
         _atomic_json(self.run_dir / "config.json", config.to_dict())
+        self.write_pairs(inputs)
+        self.write_units(inputs)
+
+    def repair_inputs(self, inputs: RunInputs) -> list[str]:
+        """On resume: rewrite ``pairs.jsonl`` and ``units.json`` where a kill during preparation left them
+        missing or torn (they are deterministic functions of the config). Returns the files rewritten."""
+        from yfpo_core.training.pairs import load_pairs
+
+        rewritten = []
+        try:
+            load_pairs(self.run_dir / "pairs.jsonl")
+        except YfpoError:
+            self.write_pairs(inputs)
+            rewritten.append("pairs.jsonl")
+        try:
+            units = json.loads((self.run_dir / "units.json").read_text(encoding="utf-8"))
+            if not isinstance(units, dict) or not isinstance(units.get("units"), list):
+                raise ValueError("no units list")
+        except (OSError, ValueError):
+            self.write_units(inputs)
+            rewritten.append("units.json")
+        return rewritten
+
+    def write_pairs(self, inputs: RunInputs) -> None:
         lines = [json.dumps(p.to_dict()) for p in inputs.pairs]
-        (self.run_dir / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+        atomic_write_text(self.run_dir / "pairs.jsonl", "\n".join(lines) + "\n")
+
+    def write_units(self, inputs: RunInputs) -> None:
         _atomic_json(self.run_dir / "units.json", {
             "units": [u.label for u in inputs.units], "scores": inputs.scores,
             "eval_problem_ids": [p.id for p in inputs.eval_problems],
@@ -284,17 +356,26 @@ class RunWriter:
         _atomic_json(self.run_dir / "status.json", {"state": state, "time": time.time(), **extra})
 
     def checkpoint(self, trainer: Any, step: int) -> Path:
+        """Write ``checkpoints/step-N`` atomically; refuse (NonFiniteLossError) to write non-finite weights or
+        optimizer state, so every checkpoint on disk is one a run can continue from."""
         from safetensors.torch import save_file
 
+        from yfpo_core.training.guard import non_finite_names
+        from yfpo_core.training.trainer import NonFiniteLossError
+
+        trainable = trainer.trainable_state()
+        tensors, meta = trainer.optimizer_state()
+        bad = non_finite_names(trainable) + non_finite_names(tensors)
+        if bad:
+            raise NonFiniteLossError(f"step {step}: {len(bad)} tensor(s) are non-finite ({', '.join(bad[:3])}); "
+                                     "no checkpoint was written for this step")
         folder = self.run_dir / "checkpoints"
         folder.mkdir(exist_ok=True)
         final = folder / f"step-{step:06d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}.", dir=folder))
         plain_permissions(tmp, directory=True)
         try:
-            save_file({k: v.contiguous() for k, v in trainer.trainable_state().items()},
-                      str(tmp / "trainable.safetensors"))
-            tensors, meta = trainer.optimizer_state()
+            save_file({k: v.contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "optimizer.safetensors"))
             _atomic_json(tmp / "state.json", {"step": step, "optimizer_meta": meta,
                                               "trainable": sorted(trainer.trainable_state())})
@@ -307,7 +388,9 @@ class RunWriter:
         return final
 
     def truncate_metrics(self, step: int) -> None:
-        rows = [r for r in read_metrics(self.run_dir) if r.get("step", 0) <= step]
+        """Keep the metrics lines of steps ``<= step`` (``-1``: none), so a resumed run adds each step once."""
+        rows = [r for r in read_metrics(self.run_dir) if isinstance(r, dict) and isinstance(r.get("step"), int)
+                and r["step"] <= step]
         text = "".join(json.dumps(r) + "\n" for r in rows)
         atomic_write_text(self.run_dir / "metrics.jsonl", text)
 
@@ -316,9 +399,21 @@ def load_checkpoint(folder: Path) -> tuple[dict, dict, dict, int]:
     """(trainable tensors, optimizer tensors, optimizer metadata, step) of a checkpoint folder."""
     from safetensors.torch import load_file
 
-    state = json.loads((folder / "state.json").read_text())
-    return (load_file(str(folder / "trainable.safetensors")), load_file(str(folder / "optimizer.safetensors")),
-            state.get("optimizer_meta", {}), int(state["step"]))
+    from yfpo_core.training.guard import non_finite_names
+
+    try:
+        state = json.loads((folder / "state.json").read_text())
+        trainable, optimizer = (load_file(str(folder / "trainable.safetensors")),
+                                load_file(str(folder / "optimizer.safetensors")))
+        step = int(state["step"])
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
+        raise YfpoError(f"checkpoint {folder} cannot be read ({type(exc).__name__}: {str(exc)[:120]}); delete that "
+                        "folder to resume from the one before it") from None
+    bad = non_finite_names(trainable) + non_finite_names(optimizer)
+    if bad:
+        raise YfpoError(f"checkpoint {folder} holds non-finite values ({', '.join(bad[:3])}); delete that folder "
+                        "to resume from the one before it")
+    return trainable, optimizer, state.get("optimizer_meta", {}), step
 
 
 def policy_from_checkpoint(base: LoadedModel, folder: Path) -> LoadedModel:
@@ -341,10 +436,55 @@ def policy_from_checkpoint(base: LoadedModel, folder: Path) -> LoadedModel:
 def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = None, resume: bool = False,
             should_stop=lambda: False, progress: ProgressCallback | None = None, accelerator: Any = None,
             on_metrics=None) -> dict[str, Any]:
-    """Prepare, train and record one run in ``run_dir`` (synchronously). Returns the summary."""
-    from yfpo_core.training.trainer import NonFiniteLossError, YFPOTrainer, fit
+    """Prepare, train and record one run in ``run_dir`` (synchronously). Returns the summary.
 
+    The main process holds the run directory's lock throughout (a second writer gets
+    :class:`~yfpo_core.run_lock.RunLockedError` and changes nothing) and leaves ``status.json`` in a known
+    state whatever happens: ``finished``/``stopped`` with a summary, ``stopped`` on Ctrl-C, ``failed`` with
+    the reason on any error."""
+    from yfpo_core.run_lock import RunLock
+
+    main = accelerator is None or accelerator.is_main_process
+    lock = RunLock(run_dir).acquire() if main else None
+    try:
+        return _execute_locked(Path(run_dir), config, base=base, resume=resume, should_stop=should_stop,
+                               progress=progress, accelerator=accelerator, on_metrics=on_metrics)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _final_status(writer: RunWriter, state: str, **extra: Any) -> None:
+    """Best effort: the status of a run that is ending on an error must not hide that error."""
+    try:
+        writer.status(state, last_checkpoint=str(latest_checkpoint(writer.run_dir) or ""), **extra)
+    except OSError:
+        pass
+
+
+def _execute_locked(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None, resume: bool, should_stop,
+                    progress: ProgressCallback | None, accelerator: Any, on_metrics) -> dict[str, Any]:
     writer = RunWriter(run_dir)
+    main = accelerator is None or accelerator.is_main_process
+    try:
+        return _run(writer, config, base=base, resume=resume, should_stop=should_stop, progress=progress,
+                    accelerator=accelerator, on_metrics=on_metrics)
+    except KeyboardInterrupt:
+        if main:
+            _final_status(writer, "stopped", reason="interrupted (Ctrl-C); continue with yfpo train --resume "
+                                                    f"{run_dir}")
+        raise
+    except BaseException as exc:
+        if main:
+            _final_status(writer, "failed", error=user_message(exc) or f"{type(exc).__name__}: {str(exc)[:300]}")
+        raise
+
+
+def _run(writer: RunWriter, config: YFPOConfig, *, base: LoadedModel | None, resume: bool, should_stop,
+         progress: ProgressCallback | None, accelerator: Any, on_metrics) -> dict[str, Any]:
+    from yfpo_core.training.trainer import YFPOTrainer, fit
+
+    run_dir = writer.run_dir
     main = accelerator is None or accelerator.is_main_process
     if main:
         _atomic_json(Path(run_dir) / "config.json", config.to_dict())
@@ -360,7 +500,10 @@ def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = Non
             trainable, opt, meta, start_step = load_checkpoint(checkpoint)
             trainer.load_state(trainable, opt, meta)
         if main:
-            writer.truncate_metrics(start_step)
+            if "units.json" in writer.repair_inputs(inputs):
+                writer.write_directions(trainer)
+            # Without a checkpoint, fit() starts again at step 0 and logs step 0 again: keep no line.
+            writer.truncate_metrics(start_step if start_step > 0 else -1)
     elif main:
         writer.write_inputs(config, inputs)
         writer.write_directions(trainer)
@@ -381,12 +524,7 @@ def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = Non
     if main:
         writer.status("running", steps=config.steps, start_step=start_step,
                       processes=accelerator.num_processes if accelerator else 1)
-    try:
-        last = fit(trainer, start_step=start_step, should_stop=should_stop, on_metrics=record, on_checkpoint=save)
-    except NonFiniteLossError as exc:
-        if main:
-            writer.status("failed", error=str(exc), last_checkpoint=str(latest_checkpoint(run_dir)))
-        raise
+    last = fit(trainer, start_step=start_step, should_stop=should_stop, on_metrics=record, on_checkpoint=save)
     state = "finished" if last >= config.steps else "stopped"
     if main and state == "stopped" and last > 0:
         latest = latest_checkpoint(run_dir)
@@ -465,16 +603,19 @@ class TrainingRun:
             self.state = "running"
 
     def _work(self) -> None:
+        from yfpo_core.run_lock import RunLockedError
+
         try:
             self.summary = execute(self.run_dir, self.config, base=self.base, resume=self.resume,
                                    should_stop=self._stop.is_set, on_metrics=self._on_metrics)
             self.state = self.summary["state"]
-        except YfpoError as exc:
-            self.error, self.state = str(exc), "failed"
-            RunWriter(self.run_dir).status("failed", error=self.error)
+        except RunLockedError as exc:  # another writer owns the directory: leave its status alone
+            self.error, self.state = user_message(exc), "failed"
+        except YfpoError as exc:  # execute() already wrote status.json ("failed", the reason, last checkpoint)
+            self.error, self.state = user_message(exc), "failed"
         except Exception as exc:  # noqa: BLE001 - a bug, but the UI must show it, not die
-            self.error, self.state = f"{type(exc).__name__}: {exc}", "failed"
-            RunWriter(self.run_dir).status("failed", error=self.error, traceback=traceback.format_exc())
+            self.error, self.state = user_message(exc) or f"{type(exc).__name__}: {exc}", "failed"
+            _final_status(RunWriter(self.run_dir), "failed", error=self.error, traceback=traceback.format_exc())
         finally:
             self.base = None  # the run holds no model once it has ended
 
@@ -495,5 +636,4 @@ class TrainingRun:
 
 def resume_run(run_dir: Path, base: LoadedModel | None = None) -> TrainingRun:
     """A :class:`TrainingRun` that continues ``run_dir`` from its last checkpoint."""
-    config = YFPOConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
-    return TrainingRun(config, run_dir, base=base, resume=True)
+    return TrainingRun(read_run_config(run_dir), run_dir, base=base, resume=True)

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from yfpo_core.atomic import atomic_write_text
 from yfpo_core.attribution.space import ReadFn, UnitSpace
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
@@ -112,8 +113,9 @@ def load_sae(ref: str, model: LoadedModel | None = None, device: str = "cpu") ->
         try:
             sae = SAE.load_from_disk(str(path), device=device, dtype="float32")
             meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).exists() else {}
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise SAEError(f"the SAE folder {path} is damaged ({type(exc).__name__}: {exc}); retrain it with "
+        except Exception as exc:  # noqa: BLE001 - safetensors' SafetensorError is none of the usual types
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            raise SAEError(f"the SAE folder {path} is damaged ({reason}); retrain it with "
                            "`yfpo sae train` or restore cfg.json and the weights file") from None
         loaded = LoadedSAE(sae, path.name, _hook_name_of(sae), str(path), meta)
     elif ref.startswith(("/", ".", "~")) or path.exists():
@@ -256,7 +258,7 @@ def train_sae(config: SAETrainConfig, out_dir: Path, model: LoadedModel | None =
                 "sae", "train"] else None,
             "train_seconds": round(seconds, 1), "tokens_per_second": round(config.tokens / seconds, 1),
             "n_texts": len(texts), "quality": quality}
-    (final / META_FILE).write_text(json.dumps(meta, indent=2))
+    atomic_write_text(final / META_FILE, json.dumps(meta, indent=2))
     loaded.meta = meta
     return loaded
 

@@ -18,6 +18,8 @@ import streamlit as st
 
 from app import state, widgets
 from app.sidebar import required_model
+from yfpo_core.errors import user_message
+from yfpo_core.jsonio import parse_json
 from yfpo_core.models import LoadedModel
 from yfpo_core.neuron_set import NeuronSet, NeuronSetError, from_neuronpedia, to_neuronpedia
 
@@ -138,7 +140,7 @@ def _export(current: NeuronSet) -> None:
 def _parse(text: str, model: LoadedModel, allow_other_model: bool) -> NeuronSet:
     """A workbench set or a Neuronpedia list (told apart by their keys), validated against ``model``."""
     try:
-        data: Any = json.loads(text)
+        data: Any = parse_json(text)  # deep nesting and lone surrogates are ValueErrors here, not crashes
     except ValueError:
         data = None  # NeuronSet.from_json words the JSON error (line, column, fix)
     if isinstance(data, list) or (isinstance(data, dict) and "features" in data and "format" not in data):
@@ -168,7 +170,8 @@ def _import(model: LoadedModel, current: NeuronSet) -> None:
     try:
         imported = _parse(text, model, allow)
     except NeuronSetError as exc:
-        st.error(f"{where}: {exc}" if upload is not None else str(exc))
+        message = user_message(exc) or str(exc)
+        st.error(f"{where}: {message}" if upload is not None else message)
         return
     st.success(f"{where}: a valid set of {len(imported)} units"
                + (f" (“{imported.name}”)" if imported.name else "") + f" for `{imported.model_name}`.")

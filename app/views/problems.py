@@ -19,7 +19,7 @@ import streamlit as st
 from app import background, resources, state
 from app.components import candidate_logprob_chart, colored_tokens_html, token_heatmap
 from app.sidebar import active_model, loading_note
-from yfpo_core.errors import YfpoError
+from yfpo_core.errors import YfpoError, user_message
 from yfpo_core.models import TOY_MODEL
 from yfpo_core.problems import Problem
 
@@ -189,7 +189,7 @@ def render() -> None:
     try:
         problems = resources.get_problems(source, limit)
     except YfpoError as exc:
-        st.error(str(exc))
+        st.error(user_message(exc) or str(exc))
         return
     query = st.text_input("Filter", placeholder="words in the question or id", key="problem_filter")
     left, right = st.columns([3, 2], gap="large")

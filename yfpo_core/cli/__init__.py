@@ -1,7 +1,10 @@
 """The ``yfpo`` command line (also ``python -m yfpo_core``).
 
 Each command group lives in its own module with a ``register(subparsers)`` function; this module only
-assembles them and turns :class:`~yfpo_core.errors.YfpoError` into a one-line message and exit code 2.
+assembles them and applies one error policy: every failure a user can fix (a
+:class:`~yfpo_core.errors.YfpoError`, a bad option, a path that cannot be written, an input nested too deeply)
+prints ``yfpo: error: <what, where, how to fix>`` on one line of at most a few hundred characters and exits
+with code 2; Ctrl-C exits with 130. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +15,19 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from yfpo_core.errors import YfpoError
+from yfpo_core.errors import user_message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error line: ``yfpo: error: <command>: <problem>; see --help``, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from yfpo_core.errors import clip, printable
+
+        command = self.prog.removeprefix("yfpo").strip()
+        where = f"{command}: " if command else ""
+        help_hint = f"yfpo {command} --help" if command else "yfpo --help"
+        self.exit(2, f"yfpo: error: {clip(printable(where + message))}; see {help_hint}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         train_commands,
     )
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="yfpo", description="YFPO Workbench: locate math neurons in language models and fine-tune with them.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (data_commands, eval_command, locate_commands, sae_commands, train_commands, toy_commands):
@@ -36,16 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "disabled")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # The project's own warnings (a question cut to the model's context, ...) read like its errors.
+    warnings.formatwarning = lambda message, category, *rest, **kw: f"yfpo: warning: {message}\n"
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad option (2, message already printed): a code, like the rest
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.handler(args) or 0)
-    except YfpoError as exc:
-        print(f"yfpo: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("yfpo: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - worded if a user can fix it, else re-raised as a bug
+        message = user_message(exc)
+        if message is None:
+            raise
+        print(f"yfpo: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
+from yfpo_core.cli.checks import count
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the models the workbench can load and the state of their caches")
-    p.add_argument("--verify", action="store_true", help="also checksum the cached weights (slow)")
+    p.add_argument("--verify", action="store_true", help="also checksum every cached file (a few seconds); exit 2 if a cache is damaged")
     p.set_defaults(handler=cmd_models)
 
     p = sub.add_parser("problems", help="list or show problems from a problem set")
     p.add_argument("--source", default="gsm8k-test-100",
                    help="problem set name (see --list-sources) or a .jsonl/.json/.csv/.parquet file")
-    p.add_argument("--limit", type=int, default=20, help="show at most N problems (default 20)")
+    p.add_argument("--limit", type=count(1), default=20, help="show at most N problems (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed for generated sets (gsm-symbolic, toy)")
     p.add_argument("--show", metavar="ID", help="print one problem in full")
     p.add_argument("--jsonl", action="store_true", help="print the problems as JSON lines")
@@ -25,14 +27,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_models(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_table
     from yfpo_core.models import BUILTIN_MODELS
-    from yfpo_core.models.status import model_status
+    from yfpo_core.errors import YfpoError
+    from yfpo_core.models.status import model_status_report
 
     rows = [{"name": m.name, "offline": "yes" if m.offline else "needs hub", "description": m.description}
             for m in BUILTIN_MODELS]
     print_table(rows, max_width=90)
     print()
-    for line in model_status(verify=args.verify):
+    lines, damaged = model_status_report(verify=args.verify)
+    for line in lines:
         print(line)
+    if damaged:  # exit 2 so that scripts and CI notice
+        raise YfpoError("; ".join(damaged))
     return 0
 
 
@@ -51,8 +57,10 @@ def cmd_problems(args: argparse.Namespace) -> int:
             print(f"no problem with id {args.show!r} in {args.source}")
             return 1
         p = match[0]
-        print(f"id:       {p.id}\nsource:   {p.source}\nanswer:   {p.answer}\n\nquestion:\n{p.question}\n\n"
-              f"solution:\n{p.solution}")
+        from yfpo_core.errors import printable
+
+        print(printable(f"id:       {p.id}\nsource:   {p.source}\nanswer:   {p.answer}\n\nquestion:\n{p.question}"
+                        f"\n\nsolution:\n{p.solution}"))
         return 0
     if args.jsonl:
         for p in problems:

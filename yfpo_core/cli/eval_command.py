@@ -7,6 +7,9 @@ import json
 import time
 from pathlib import Path
 
+from yfpo_core.atomic import atomic_write, atomic_write_text
+from yfpo_core.cli.checks import check_output, count
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score a model on problems (answer ranking or exact match)")
@@ -15,10 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", choices=["ranking", "exact"], default="ranking",
                    help="ranking: teacher-forced gold answer vs nearby wrong ones (fast); "
                         "exact: greedy generation, final answer compared (slow)")
-    p.add_argument("--limit", type=int, default=None, help="use the first N problems")
+    p.add_argument("--limit", type=count(1), default=None, help="use the first N problems")
     p.add_argument("--seed", type=int, default=0, help="seed for generated problem sets")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="generation budget for --metric exact")
-    p.add_argument("--batch-size", type=int, default=8, help="generation batch size for --metric exact")
+    p.add_argument("--max-new-tokens", type=count(1), default=256, help="generation budget for --metric exact")
+    p.add_argument("--batch-size", type=count(1), default=8, help="generation batch size for --metric exact")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", type=Path, help="write per-problem rows (.csv or .jsonl) and a .summary.json beside")
     p.add_argument("--quiet", action="store_true", help="print only the summary, not the per-problem table")
@@ -32,6 +35,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from yfpo_core.problems import load_problems
     from yfpo_core.progress import tqdm_progress
 
+    check_output(args.out)
+    if args.out is not None:
+        check_output(args.out.with_suffix(".summary.json"))
     problems = load_problems(args.problems, limit=args.limit, seed=args.seed)
     model = load_model(args.model, device=args.device)
     started = time.perf_counter()
@@ -50,7 +56,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print_summary(f"{args.metric} on {args.problems} ({len(problems)} problems), model {model.name}", summary)
     if args.out:
         _write_rows(args.out, result.to_frame())
-        args.out.with_suffix(".summary.json").write_text(json.dumps(
+        atomic_write_text(args.out.with_suffix(".summary.json"), json.dumps(
             {"model": model.name, "fingerprint": model.fingerprint, "problems": args.problems,
              "metric": args.metric, **summary}, indent=2))
         print(f"\nwrote {args.out} and {args.out.with_suffix('.summary.json')}")
@@ -58,8 +64,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _write_rows(path: Path, frame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Per-problem rows as JSON lines (``.jsonl``) or CSV, written atomically (a kill never leaves half a file)."""
     if path.suffix == ".jsonl":
-        frame.to_json(path, orient="records", lines=True)
+        atomic_write(path, lambda tmp: frame.to_json(tmp, orient="records", lines=True))
     else:
-        frame.to_csv(path, index=False)
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from yfpo_core.cli.checks import check_output, count, parse_layers
 from yfpo_core.errors import YfpoError
 
 
@@ -14,7 +15,7 @@ def _common(p: argparse.ArgumentParser, problems_default: str | None = "gsm8k-te
     p.add_argument("--model", default=None, help="model name or folder (default: the set's model, else the "
                                                  "embedded smollm2-135m-instruct)")
     p.add_argument("--problems", default=problems_default, help="problem set name or file")
-    p.add_argument("--limit", type=int, default=None, help="use the first N problems")
+    p.add_argument("--limit", type=count(1), default=None, help="use the first N problems")
     p.add_argument("--seed", type=int, default=0, help="seed for generated problem sets and random sets")
     p.add_argument("--device", default="cpu")
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--method", choices=METHODS, default="attnlrp")
     p.add_argument("--target", choices=TARGETS, default="answer_logprob")
-    p.add_argument("--top-k", type=int, default=100, help="how many units go into the set (default 100)")
+    p.add_argument("--top-k", type=count(1), default=100, help="how many units go into the set (default 100)")
     p.add_argument("--rank-by", choices=["value", "abs", "negative"], default="value",
                    help="value: units that support the target most; abs: largest magnitude")
     p.add_argument("--units", default="neurons", help="neurons (all MLP neurons) or sae:<ref> for the features of "
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from-scores", type=Path, default=None,
                    help="re-rank the saved scores of an earlier run (<set>.scores.json) instead of computing: "
                         "with --layers, --top-k and --rank-by to cut another set from the same run")
-    p.add_argument("--steps", type=int, default=8, help="integrated-gradients path points")
+    p.add_argument("--steps", type=count(1), default=8, help="integrated-gradients path points")
     p.add_argument("--normalize", action="store_true", help="give every problem the same total weight")
     p.add_argument("--out", type=Path, required=True, help="neuron-set JSON to write; the full scores go "
                                                           "beside it as <out>.scores.json/.safetensors")
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ablate", help="ablate a set and random same-size sets; compare answer ranking")
     _common(p, problems_default=None)
     p.add_argument("--set", type=Path, required=True, help="neuron-set JSON (from `yfpo locate` or the app)")
-    p.add_argument("--random", type=int, default=5, help="number of random sets of the same size (default 5)")
+    p.add_argument("--random", type=count(1), default=5, help="number of random sets of the same size (default 5)")
     p.add_argument("--kind", choices=["zero", "mean"], default="zero", help="zero or mean ablation")
     p.add_argument("--allow-other-model", action="store_true", help="use the set on a model it was not made for")
     p.add_argument("--out", type=Path, help="write the report as JSON")
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--unit", required=True, help="blocks.<L>.mlp.hook_post:<i>, L<L>N<i>, <L>:<i>, or sae:<ref>:<i> "
                                                "for a feature of an SAE (ref as in `yfpo locate --units`)")
-    p.add_argument("--top", type=int, default=8, help="top-activating problems to show")
+    p.add_argument("--top", type=count(1), default=8, help="top-activating problems to show")
     p.add_argument("--effect", action="store_true", help="also measure answer ranking with the unit zeroed "
                                                         "and doubled")
     p.set_defaults(handler=cmd_inspect)
@@ -86,10 +87,12 @@ def cmd_locate(args: argparse.Namespace) -> int:
     from yfpo_core.neuron_set import NeuronSet
     from yfpo_core.progress import tqdm_progress
 
-    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    check_output(args.out)
+    layers = parse_layers(args.layers)
     if args.from_scores is not None:  # re-rank an earlier run: no model pass
         result = AttributionResult.load(args.from_scores)
         model = load_model(args.model or result.model_name, device=args.device)
+        parse_layers(args.layers, int(model.model.cfg.n_layers))
         if model.fingerprint != result.model_fingerprint:
             raise YfpoError(f"{args.from_scores} was computed on other weights of {result.model_name} "
                             f"(fingerprint {result.model_fingerprint}, loaded {model.fingerprint}): recompute it")
@@ -110,6 +113,7 @@ def cmd_locate(args: argparse.Namespace) -> int:
         scores_base = Path(str(args.from_scores).removesuffix(".json").removesuffix(".safetensors"))
     else:
         model = load_model(args.model or DEFAULT_MODEL, device=args.device)
+        parse_layers(args.layers, int(model.model.cfg.n_layers))
         problems = _problems(args, "gsm8k-test-100")
         space, sae_entries = None, None
         sae = _units_sae(args, model)
@@ -154,7 +158,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from yfpo_core.neuron_set import NeuronSet
     from yfpo_core.progress import tqdm_progress
 
+    check_output(args.out)
     header = NeuronSet.load(args.set)  # validate the file before loading a model
+    if not len(header):
+        raise YfpoError(f"{args.set} has no units, so there is nothing to ablate; add units to the set (yfpo locate "
+                        "or the app's Neuron set page)")
     model = load_model(args.model or header.model_name, device=args.device)
     neuron_set = NeuronSet.load(args.set, model, allow_other_model=args.allow_other_model)
     source = args.problems or neuron_set.problems.get("source")
@@ -173,7 +181,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
           f"the same size and layers, on {len(problems)} problems of {source}:")
     print_table(report.rows())
     if args.out:
-        args.out.write_text(json.dumps(report.to_dict(), indent=2))
+        from yfpo_core.atomic import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(report.to_dict(), indent=2))
         print(f"wrote {args.out}")
     return 0
 

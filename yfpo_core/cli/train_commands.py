@@ -8,11 +8,14 @@ several processes it trains data-parallel through ``accelerate`` (``--distribute
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 import os
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from yfpo_core.cli.checks import check_output, count
 from yfpo_core.errors import YfpoError
 from yfpo_core.training.config import PAIR_SOURCES, YFPOConfig
 
@@ -34,10 +37,13 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> YFPOConfig:
     data = {}
     if getattr(args, "config", None):
+        from yfpo_core.jsonio import parse_json
+
         try:
-            data = json.loads(Path(args.config).read_text())
+            data = parse_json(Path(args.config).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise YfpoError(f"cannot read the config {args.config}: {exc}") from None
+            raise YfpoError(f"cannot read the config {args.config}: {exc}; it must be a JSON object of "
+                            "YFPOConfig fields") from None
     for f in fields(YFPOConfig):
         value = getattr(args, f.name, None)
         if value is not None:
@@ -49,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pairs", help="make preference pairs (chosen = gold, rejected = corrupted or sampled)")
     p.add_argument("--model", default="smollm2-135m-instruct", help="model (its prompt format; samples for on-policy)")
     p.add_argument("--problems", default="gsm-symbolic")
-    p.add_argument("--limit", type=int, default=64)
+    p.add_argument("--limit", type=count(1), default=64)
     p.add_argument("--source", choices=PAIR_SOURCES, default="corrupt-final")
-    p.add_argument("--samples", type=int, default=4, help="samples per problem (on-policy)")
+    p.add_argument("--samples", type=count(1), default=4, help="samples per problem (on-policy)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="pairs JSONL to write")
     p.set_defaults(handler=cmd_pairs)
@@ -92,6 +98,7 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     from yfpo_core.progress import tqdm_progress
     from yfpo_core.training.pairs import corrupted_pairs, on_policy_pairs, save_pairs
 
+    check_output(args.out)
     problems = load_problems(args.problems, limit=args.limit, seed=args.seed)
     model = load_model(args.model)
     if args.source == "on-policy":
@@ -114,17 +121,26 @@ def _accelerator(args: argparse.Namespace, config: YFPOConfig):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from yfpo_core.cli.output import print_summary
-    from yfpo_core.progress import tqdm_progress
-    from yfpo_core.runs import execute, new_run_dir
+    from yfpo_core.runs import new_run_dir, read_run_config
 
     if args.resume:
-        config = YFPOConfig.from_dict(json.loads((args.resume / "config.json").read_text()))
+        config = read_run_config(args.resume)
         run_dir, resume = args.resume, True
     else:
         config = config_from_args(args)
+        if args.out_dir is not None and args.out_dir.exists() and not args.out_dir.is_dir():
+            raise YfpoError(f"--out-dir {args.out_dir} is a file; give a folder for the run")
         run_dir, resume = args.out_dir or new_run_dir("dpo" if config.is_dpo else "yfpo"), False
         Path(run_dir).mkdir(parents=True, exist_ok=True)
+    with _sigterm_as_interrupt():
+        return _train(args, config, Path(run_dir), resume)
+
+
+def _train(args: argparse.Namespace, config: YFPOConfig, run_dir: Path, resume: bool) -> int:
+    from yfpo_core.cli.output import print_summary
+    from yfpo_core.progress import tqdm_progress
+    from yfpo_core.runs import execute
+
     accelerator = _accelerator(args, config)
     main = accelerator is None or accelerator.is_main_process
     if main:
@@ -139,17 +155,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While training, ``kill PID`` ends the run like Ctrl-C (status ``stopped``), not silently mid-write."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_runs_list(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_table
-    from yfpo_core.runs import list_runs, read_metrics, read_status
+    from yfpo_core.runs import list_runs, read_metrics, read_run_config, run_state
 
     rows = []
     for run in list_runs(args.root):
-        config = json.loads((run / "config.json").read_text())
+        # One damaged run must not hide the others: show what can be read, and why the rest cannot.
+        try:
+            config = read_run_config(run).to_dict()
+            problem = ""
+        except YfpoError as exc:
+            config, problem = {}, f"unreadable config.json ({str(exc)[:60]})"
         metrics = read_metrics(run)
-        last = metrics[-1] if metrics else {}
-        rows.append({"run": run.name, "state": read_status(run).get("state"), "lam": config.get("lam"),
-                     "steps": f"{last.get('step', 0)}/{config.get('steps')}",
+        last = metrics[-1] if metrics and isinstance(metrics[-1], dict) else {}
+        rows.append({"run": run.name, "state": problem or run_state(run), "lam": config.get("lam"),
+                     "steps": f"{last.get('step', 0)}/{config.get('steps', '?')}",
                      "eval/ranking_accuracy": last.get("eval/ranking_accuracy")})
     print_table(rows)
     return 0
@@ -160,9 +200,13 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
     from yfpo_core.reports import compare_runs, curves_figure
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    check_output(args.html, "--html")
     print_table(compare_runs(args.dirs, metrics), max_width=40)
     if args.html:
-        curves_figure(args.dirs, metrics).write_html(str(args.html), include_plotlyjs=True)
+        from yfpo_core.atomic import atomic_write
+
+        figure = curves_figure(args.dirs, metrics)
+        atomic_write(args.html, lambda tmp: figure.write_html(tmp, include_plotlyjs=True))
         print(f"wrote {args.html}")
     return 0
 

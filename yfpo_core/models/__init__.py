@@ -77,6 +77,7 @@ def load_model(name: str | LoadedModel = DEFAULT_MODEL, device: str = "cpu",
 
     if isinstance(name, LoadedModel):
         return name
+    check_device(device)
     if name in _REGISTERED:
         return _REGISTERED[name](device)
     if name == DEFAULT_MODEL:
@@ -90,6 +91,31 @@ def load_model(name: str | LoadedModel = DEFAULT_MODEL, device: str = "cpu",
     from yfpo_core.models.hub import load_hub_model
 
     return load_hub_model(name, device=device)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, with the fix, before anything is loaded onto it."""
+    import torch
+
+    from yfpo_core.errors import ModelUnavailableError
+
+    kind = str(device).split(":", 1)[0]
+    if kind == "cpu":
+        return
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelUnavailableError(f"--device {device}: CUDA is not available on this machine (no GPU, or torch "
+                                        "built without CUDA); use --device cpu")
+        index = str(device).partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise ModelUnavailableError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
+                                        "device(s), numbered from 0; pick one of them")
+        return
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise ModelUnavailableError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+        return
+    raise ModelUnavailableError(f"--device {device!s:.40}: unknown device; use cpu, cuda, cuda:<n> or mps")
 
 
 __all__ = ["BUILTIN_MODELS", "DEFAULT_MODEL", "TOY_MODEL", "LoadedModel", "ModelInfo", "load_model",

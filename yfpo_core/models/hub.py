@@ -76,12 +76,19 @@ def load_local_folder(path: Path, device: str = "cpu") -> LoadedModel:
     if not (path / "config.json").is_file():
         raise ModelUnavailableError(f"{path} has no config.json: point --model at a Hugging Face model folder "
                                     "(the output of save_pretrained).")
+    if not any(path.glob("*.safetensors")):
+        pickles = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt"))
+        found = f" (it holds {', '.join(pickles[:3])}: pickle files, which the workbench never loads)" if pickles else ""
+        raise ModelUnavailableError(f"{path} has no .safetensors weights{found}; convert the weights with "
+                                    "save_pretrained(..., safe_serialization=True) and point --model at that folder")
     try:
         hf_config = AutoConfig.from_pretrained(path)
-        hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        # use_safetensors=True: never unpickle a user's file (a .bin checkpoint can run code when loaded).
+        hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise ModelUnavailableError(f"Cannot load the model folder {path}: {exc}".splitlines()[0]) from None
+    except Exception as exc:  # noqa: BLE001 - a damaged user folder fails in many library-specific ways
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ModelUnavailableError(f"Cannot load the model folder {path}: {reason}") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         if hf_config.model_type == "llama":

@@ -11,7 +11,10 @@ converts it to TransformerLens (about 10 s) and caches three things under
 * ``hf/``: the plain fp32 Hugging Face model, the twin used for fast generation and by TRL.
 
 Later loads read the cache in a few seconds. A cache whose manifest is missing, whose files have the
-wrong size or that fails to load is rebuilt from the package.
+wrong size or the wrong SHA-256 digest (checked on every load, in a background thread while the weights
+are read) or that fails to load is rebuilt from the package. The Hugging Face twin's files are checked
+the same way when the twin is first loaded; if they are damaged the twin is refused and the entry is
+marked for a rebuild on the next load.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 
 from yfpo_core.errors import ModelUnavailableError
 from yfpo_core.models.base import LoadedModel, weights_fingerprint
-from yfpo_core.models.cache import build_entry, read_manifest, verify_entry
+from yfpo_core.models.cache import DigestCheck, build_entry, digest_problem, invalidate, read_manifest, verify_entry
 from yfpo_core.paths import models_cache_dir
 from yfpo_core.progress import ProgressCallback
 from yfpo_core.prompts import ChatPromptFormat
@@ -101,6 +104,10 @@ def _build(gguf: Path, progress: ProgressCallback) -> Any:
     return build
 
 
+def _files_under(manifest: dict[str, Any], *folders: str) -> list[str]:
+    return [rel for rel in manifest.get("files", {}) if rel.split("/", 1)[0] in folders]
+
+
 def _load_cached(entry: Path, device: str) -> LoadedModel:
     from safetensors.torch import load_file
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -126,7 +133,14 @@ def _load_cached(entry: Path, device: str) -> LoadedModel:
     def load_twin():
         from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(entry / "hf", dtype=torch.float32).to(device)
+        problem = digest_problem(entry, manifest, _files_under(manifest, "hf"))
+        if problem is not None:
+            invalidate(entry)
+            raise ModelUnavailableError(f"the cached Hugging Face twin of {NAME} in {entry} is damaged ({problem}); "
+                                        "it was not used and the next load rebuilds the cache (restart, or reload "
+                                        "the model)")
+        return AutoModelForCausalLM.from_pretrained(entry / "hf", dtype=torch.float32,
+                                                    use_safetensors=True).to(device)
 
     return LoadedModel(
         name=NAME, model=model, tokenizer=tokenizer, prompt_format=ChatPromptFormat.from_tokenizer(tokenizer),
@@ -142,10 +156,18 @@ def load_smollm2(device: str = "cpu", progress: ProgressCallback | None = None, 
     if problem is None:
         problem = verify_entry(entry, _expected_manifest(gguf))
     if problem is None:
+        # Digests of what this load reads, checked while it reads them; the model is used only if they match.
+        manifest = read_manifest(entry) or {}
+        check = DigestCheck(entry, manifest, _files_under(manifest, "tl", "tokenizer"))
         try:
-            return _load_cached(entry, device)
+            loaded = _load_cached(entry, device)
         except Exception as exc:  # a corrupt file that kept its size: rebuild rather than fail
-            problem = f"cached files did not load ({type(exc).__name__}: {exc})"
+            problem = check.result() or f"cached files did not load ({type(exc).__name__}: {exc})"
+        else:
+            problem = check.result()
+            if problem is None:
+                return loaded
+            del loaded
     if entry.exists():
         print(f"[yfpo] rebuilding the {NAME} cache: {problem}", file=sys.stderr)
         shutil.rmtree(entry, ignore_errors=True)

@@ -12,9 +12,16 @@ def _folder_size_mb(manifest: dict) -> float:
 
 def model_status(verify: bool = False) -> list[str]:
     """One line per built-in model: is it installed, is its cache built and valid, where it lives."""
+    return model_status_report(verify)[0]
+
+
+def model_status_report(verify: bool = False) -> tuple[list[str], list[str]]:
+    """(the lines of :func:`model_status`, one line per damaged cache). Every load checks the digests too,
+    so "the next load rebuilds it" is what will happen."""
     from yfpo_core.models import smollm2
 
-    lines = []
+    lines: list[str] = []
+    damaged: list[str] = []
     try:
         gguf = smollm2.locate_gguf()
         entry = smollm2.cache_entry()
@@ -25,6 +32,9 @@ def model_status(verify: bool = False) -> list[str]:
             problem = verify_entry(entry, smollm2._expected_manifest(gguf), full=verify)
             state = (f"cache OK{' (checksums verified)' if verify else ''}: {entry} ({_folder_size_mb(manifest):.0f} MB)"
                      if problem is None else f"cache invalid ({problem}); the next load rebuilds it")
+            if problem is not None:
+                damaged.append(f"{smollm2.NAME}: the cache in {entry} is damaged ({problem}); it is never used: "
+                               "the next load rebuilds it (about a minute)")
         lines.append(f"{smollm2.NAME}: GGUF {gguf} ; {state}")
     except ModelUnavailableError as exc:
         lines.append(f"{smollm2.NAME}: unavailable: {exc}")
@@ -34,4 +44,4 @@ def model_status(verify: bool = False) -> list[str]:
         lines.append(f"toy-arith: weights in {resolve_toy_folder()}")
     except (ModelUnavailableError, ImportError) as exc:
         lines.append(f"toy-arith: unavailable: {exc}")
-    return lines
+    return lines, damaged

@@ -17,16 +17,19 @@ import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from yfpo_core.answers import find_numbers, format_number
+from yfpo_core.answers import AnswerFormatError, format_number, parse_final_answer
 from yfpo_core.errors import ProblemDataError
+from yfpo_core.jsonio import JsonInputError, parse_json, split_json_lines
 from yfpo_core.problems.base import ANSWER_MARKER, Problem
 
 SUPPORTED_EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet")
 REQUIRED_COLUMNS = ("question", "answer")
 OPTIONAL_COLUMNS = ("id", "solution")
+MAX_QUESTION_CHARS = 20_000  # GSM8K questions are under 1,000; a longer one would be cut to the model's context
 FORMAT_HINT = ("each row needs a 'question' and an 'answer' (a number, or a solution ending in '#### N'); "
                "'id' and 'solution' are optional")
 
@@ -65,10 +68,18 @@ def _to_python(value: Any) -> Any:
 
 
 def _cell_text(value: Any) -> str:
-    """A cell as text: ``None`` is empty, whole floats lose their ``.0`` (``18.0`` from Parquet is 18)."""
+    """A cell as text: ``None`` is empty, whole floats lose their ``.0`` (``18.0`` from Parquet is 18).
+
+    Raises:
+        TypeError: The cell is a list, an object or a boolean (JSON ``[18]``, ``{"a": 1}``, ``true``), which
+            ``str()`` would quietly turn into text holding a number.
+    """
     value = _to_python(value)
     if value is None:
         return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        kind = {bool: "a boolean", list: "a list", dict: "an object"}.get(type(value), f"a {type(value).__name__}")
+        raise TypeError(kind)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
@@ -76,16 +87,18 @@ def _cell_text(value: Any) -> str:
 
 def _read_jsonl(path: Path, text: str) -> Iterator[_Row]:
     number = 0
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    for line_number, line in split_json_lines(text):  # on "\n" only: U+2028 is legal inside a JSON string
         if not line.strip():
             continue
         number += 1
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except json.JSONDecodeError as exc:
             raise _fail(path, f"line {line_number} is not valid JSON ({exc.msg} at column {exc.colno}); "
                               "fix that line so it holds one JSON object, like "
                               '{"question": "...", "answer": "18"}.') from exc
+        except JsonInputError as exc:
+            raise _fail(path, f"line {line_number}: {exc}.") from None
         if not isinstance(record, dict):
             raise _fail(path, f"line {line_number} holds a JSON {type(record).__name__}, not an object; write "
                               'one object per line, like {"question": "...", "answer": "18"}.')
@@ -94,7 +107,10 @@ def _read_jsonl(path: Path, text: str) -> Iterator[_Row]:
 
 def _read_json(path: Path, text: str) -> Iterator[_Row]:
     try:
-        data = json.loads(text)
+        data = parse_json(text)
+    except JsonInputError as exc:
+        raise _fail(path, f"{exc}; write a list of objects, like "
+                          '[{"question": "...", "answer": "18"}].') from None
     except json.JSONDecodeError as exc:
         hint = "fix the JSON so the file holds one list of objects"
         if exc.msg == "Extra data":
@@ -174,21 +190,20 @@ def _column_map(path: Path, columns: list[str]) -> dict[str, str]:
 
 def _answer_and_solution(path: Path, row: _Row, answer_text: str, solution_text: str) -> tuple[str, str]:
     """The canonical answer and the GSM8K-format solution of one row, or a clear error."""
-    fix = "write the final answer as a number (like 18) or end the solution with '#### 18'"
+    fix = "write the final answer as one number (like 18, 1/2, 1000 or 1e3) or end the solution with '#### 18'"
     marked = answer_text.rfind(ANSWER_MARKER)
     if marked >= 0:  # a full solution in the answer column
-        numbers = find_numbers(answer_text[marked + len(ANSWER_MARKER):])
-        if not numbers:
-            raise _fail(path, f"{row.where()}: the answer has no number after '{ANSWER_MARKER}'; {fix}.")
-        value = numbers[0].value
+        try:
+            value = parse_final_answer(answer_text[marked + len(ANSWER_MARKER):])
+        except AnswerFormatError as exc:
+            raise _fail(path, f"{row.where()}: the answer after '{ANSWER_MARKER}' cannot be read: {exc}; "
+                              f"{fix}.") from None
         solution = solution_text or answer_text
     else:
-        numbers = find_numbers(answer_text)
-        if len(numbers) != 1:
-            shown = answer_text if len(answer_text) <= 60 else answer_text[:57] + "..."
-            what = "no parseable number" if not numbers else "several numbers and no '####'"
-            raise _fail(path, f"{row.where()}: the answer {shown!r} has {what}; {fix}.")
-        value = numbers[0].value
+        try:
+            value = parse_final_answer(answer_text)
+        except AnswerFormatError as exc:
+            raise _fail(path, f"{row.where()}: the answer cannot be read: {exc}; {fix}.") from None
         solution = solution_text
     answer = format_number(value)
     if not solution:
@@ -196,8 +211,11 @@ def _answer_and_solution(path: Path, row: _Row, answer_text: str, solution_text:
     marker = solution.rfind(ANSWER_MARKER)
     if marker < 0:
         return answer, f"{solution}\n{ANSWER_MARKER} {answer}"
-    stated = find_numbers(solution[marker + len(ANSWER_MARKER):])
-    if not stated or stated[0].value != value:
+    try:
+        stated: Fraction | None = parse_final_answer(solution[marker + len(ANSWER_MARKER):])
+    except AnswerFormatError:
+        stated = None
+    if stated != value:
         raise _fail(path, f"{row.where()}: the solution ends in "
                           f"'{solution[marker:].strip()[:40]}' but the answer is {answer}; make them agree.")
     return answer, solution
@@ -241,11 +259,20 @@ def load_problem_file(path: str | Path) -> list[Problem]:
     first_row_of_id: dict[str, int] = {}
     for row in rows:
         def cell(name: str, row: _Row = row) -> str:
-            return _cell_text(row.values.get(column_of[name])) if name in column_of else ""
+            if name not in column_of:
+                return ""
+            try:
+                return _cell_text(row.values.get(column_of[name]))
+            except TypeError as exc:
+                raise _fail(path, f"{row.where()}: the {name} is {exc}, not text or a number; write it as text "
+                                  "(or the answer as a number, like 18).") from None
 
         question = cell("question")
         if not question:
             raise _fail(path, f"{row.where()}: the question is empty; fill it in or delete the row.")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise _fail(path, f"{row.where()}: the question has {len(question):,} characters, more than the "
+                              f"{MAX_QUESTION_CHARS:,} a problem may have (models see a few thousand); shorten it.")
         answer_text = cell("answer")
         if not answer_text:
             raise _fail(path, f"{row.where()}: the answer is empty; write the final answer as a number "

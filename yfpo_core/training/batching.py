@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Int
 
+from yfpo_core.errors import YfpoError
 from yfpo_core.logprobs import right_pad
 from yfpo_core.models.base import LoadedModel
 
@@ -62,6 +63,10 @@ def divergent_mask(tokens: Int[torch.Tensor, "rows T"], response_mask: Int[torch
     return response_mask * after.to(response_mask.dtype)
 
 
+class BatchError(YfpoError, ValueError):
+    """A pair does not fit ``max_length`` (a ``ValueError`` too, for callers that caught that before)."""
+
+
 def encode_pair_rows(model: LoadedModel, question: str, responses: Sequence[str], max_length: int
                      ) -> list[tuple[list[int], int]]:
     """Token ids of ``prompt + response + end`` for each response, and where the response starts.
@@ -70,7 +75,7 @@ def encode_pair_rows(model: LoadedModel, question: str, responses: Sequence[str]
     fmt = model.prompt_format
     prompt = model.encode_prompt(fmt.prompt(question))
     if len(prompt) >= max_length:
-        raise ValueError(f"a prompt of {len(prompt)} tokens leaves no room for the response within {max_length} "
+        raise BatchError(f"a prompt of {len(prompt)} tokens leaves no room for the response within {max_length} "
                          "tokens (max_length, capped by the model's context): raise max_length or shorten it")
     rows = []
     for response in responses:
@@ -87,7 +92,7 @@ def collate_pairs(model: LoadedModel, pairs: Sequence, max_length: int = 384) ->
     rows = chosen + rejected
     for ids, start in rows:
         if len(ids) <= start:
-            raise ValueError(f"a response is empty after truncation to {max_length} tokens: raise max_length")
+            raise BatchError(f"a response is empty after truncation to {max_length} tokens: raise max_length")
     tokens, mask = right_pad([ids for ids, _ in rows], model.pad_token_id)
     response = torch.zeros_like(mask)
     for row, (ids, start) in enumerate(rows):

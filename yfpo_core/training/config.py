@@ -7,6 +7,8 @@ app into form labels. ``lam = 0`` is plain DPO; the neuron term's options are do
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -14,6 +16,70 @@ TRAINABLE_SCOPES = ("mlp_last_k", "units", "units+mlp_last_k", "all")
 POOLINGS = ("diverge", "mean", "max", "last")
 SIGN_SOURCES = ("pairs", "set", "score", "none")
 PAIR_SOURCES = ("corrupt-final", "corrupt-step", "corrupt-mixed", "on-policy")
+
+
+# Allowed ranges of the numeric fields, (low, high, low_inclusive); high is always inclusive. A field not
+# listed here is still type-checked (see :func:`field_problems`). Chosen so that nothing in range can make
+# a step non-finite by itself: lr above 1 ruins AdamW training, a non-positive grad_clip reverses it.
+NUMERIC_RANGES: dict[str, tuple[float, float, bool]] = {
+    "random_units_seed": (0, 2**32 - 1, True), "seed": (0, 2**32 - 1, True),
+    "n_train_problems": (1, 10**7, True), "n_eval_problems": (0, 10**7, True), "n_exact_problems": (0, 10**7, True),
+    "max_length": (8, 10**6, True), "last_k": (1, 10**4, True), "steps": (1, 10**8, True),
+    "batch_pairs": (1, 10**6, True), "warmup_steps": (0, 10**8, True), "eval_every": (0, 10**8, True),
+    "exact_every": (0, 10**8, True), "checkpoint_every": (0, 10**8, True),
+    "beta": (0.0, 1e3, False), "lam": (0.0, 1e6, True), "gamma": (0.0, 1e6, False), "lr": (0.0, 1.0, False),
+    "weight_decay": (0.0, 10.0, True), "grad_clip": (0.0, 1e6, False),
+    "eval_seed": (0, 2**32 - 1, True), "n_train_templates": (1, 99, True), "target_share": (0.0, 1.0, True),
+}
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:[0-9]{1,2})?|mps")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_field(name: str, kind: str, value: Any) -> tuple[Any, str | None]:
+    """(the value, converted where harmless, and ``None``) or (the value, what is wrong with it).
+
+    ``kind`` is the field's annotation as written (``"int"``, ``"float"``, ``"str | None"``, ``"bool"``)."""
+    optional = kind.endswith("| None")
+    base = kind.removesuffix("| None").strip()
+    if value is None:
+        return value, None if optional else f"{name} must be set (got null)"
+    if base == "bool":
+        return value, None if isinstance(value, bool) else f"{name} must be true or false, got {_shown(value)}"
+    if base == "str":
+        return value, None if isinstance(value, str) else f"{name} must be text, got {_shown(value)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        what = "a whole number" if base == "int" else "a number"
+        return value, f"{name} must be {what}, got {_shown(value)} ({type(value).__name__})"
+    if not math.isfinite(value):
+        return value, f"{name} must be a finite number, got {value}"
+    if base == "int":
+        if isinstance(value, float):
+            if not value.is_integer():
+                return value, f"{name} must be a whole number, got {value}"
+            value = int(value)  # 10.0 from a JSON writer is 10
+    elif base == "float":
+        value = float(value)
+    low, high, low_inclusive = NUMERIC_RANGES.get(name, (-math.inf, math.inf, True))
+    if value < low or (value == low and not low_inclusive) or value > high:
+        lower = f">= {low:g}" if low_inclusive else f"> {low:g}"
+        return value, f"{name} must be {lower} and <= {high:g}, got {_shown(value)}"
+    return value, None
+
+
+def field_problems(config: Any) -> list[str]:
+    """Type and range problems of every field of ``config`` (converting whole floats to ints in place)."""
+    problems = []
+    for f in fields(config):
+        value, problem = _check_field(f.name, str(f.type), getattr(config, f.name))
+        if problem:
+            problems.append(problem)
+        else:
+            setattr(config, f.name, value)
+    return problems
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -77,7 +143,11 @@ class YFPOConfig:
     device: str = _f("cpu", "cpu or cuda")
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = field_problems(self)
+        if problems:  # the checks below compare values, which needs the right types
+            from yfpo_core.errors import YfpoError
+
+            raise YfpoError("invalid training config: " + "; ".join(problems))
         if self.trainable not in TRAINABLE_SCOPES:
             problems.append(f"trainable must be one of {', '.join(TRAINABLE_SCOPES)}")
         if self.variant not in ("A", "C", "D"):
@@ -100,11 +170,8 @@ class YFPOConfig:
             problems.append("lam > 0 needs a neuron_set (or set lam = 0 for plain DPO)")
         if self.trainable.startswith("units") and not self.neuron_set:
             problems.append(f"trainable={self.trainable} needs a neuron_set")
-        for name in ("steps", "batch_pairs", "max_length", "last_k"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1")
-        if self.beta <= 0 or self.lr <= 0:
-            problems.append("beta and lr must be > 0")
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            problems.append(f"device must be cpu, cuda, cuda:<n> or mps, got {_shown(self.device)}")
         if problems:
             from yfpo_core.errors import YfpoError
 
@@ -123,14 +190,21 @@ class YFPOConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> YFPOConfig:
+        """A config from a JSON object; every value is checked (type, finiteness, range) with the field named.
+
+        Keys missing from ``data`` take their defaults, so config files written by earlier versions load."""
+        from yfpo_core.errors import YfpoError
+
+        if not isinstance(data, dict):
+            raise YfpoError(f"a training config must be a JSON object of YFPOConfig fields, got a "
+                            f"{type(data).__name__}; write it like {{\"steps\": 40, \"lam\": 0.1}}")
         data = dict(data)
         if "signed" in data and "sign" not in data:  # configs written before the sign option
-            data["sign"] = "score" if data.pop("signed") else "none"
+            data["sign"] = "score" if data.pop("signed") is True else "none"
         data.pop("signed", None)
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
-            from yfpo_core.errors import YfpoError
-
-            raise YfpoError(f"unknown training config keys {unknown}; valid keys: {', '.join(sorted(known))}")
+            shown = ", ".join(_shown(k) for k in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise YfpoError(f"unknown training config keys {shown}; valid keys: {', '.join(sorted(known))}")
         return cls(**data)

@@ -38,6 +38,7 @@ import torch
 
 from yfpo_core.answers import NumberMatch, answers_match, extract_answer, find_numbers, format_number
 from yfpo_core.atomic import atomic_write_text
+from yfpo_core.jsonio import JsonInputError, parse_json, split_json_lines
 from yfpo_core.errors import YfpoError
 from yfpo_core.evaluate import render_like, build_ranking_item, distractor_answers
 from yfpo_core.generation import finish_generation, find_stop
@@ -432,23 +433,31 @@ def _problem_pairs(prompt_format: PromptFormat, problem: Problem, texts: Sequenc
 
 # -- files -------------------------------------------------------------------------------------------------
 def _read_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; errors name the line."""
+    """(line number, object) for each non-blank line; errors name the line. Lines are split on ``\n`` only
+    (U+2028 may sit inside a JSON string) and a UTF-8 byte-order mark is ignored."""
     if not path.is_file():
-        raise PairDataError(f"Pairs file {path} does not exist; give {PAIR_FILE_HELP}.")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise PairDataError(f"Pairs file {path} {what}; give {PAIR_FILE_HELP}.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PairDataError(f"Pairs file {path} is not UTF-8 text (bad byte at offset {exc.start}); save it as "
+                            "UTF-8.") from None
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PairDataError(f"{path}, line {number}: not valid JSON ({exc.msg}); each line must be one "
-                                    "JSON object.") from exc
-            if not isinstance(row, dict):
-                raise PairDataError(f"{path}, line {number}: expected a JSON object with 'question', 'chosen' "
-                                    f"and 'rejected', got {type(row).__name__}.")
-            rows.append((number, row))
+    for number, line in split_json_lines(text):
+        if not line.strip():
+            continue
+        try:
+            row = parse_json(line)
+        except json.JSONDecodeError as exc:
+            raise PairDataError(f"{path}, line {number}: not valid JSON ({exc.msg}); each line must be one "
+                                "JSON object.") from exc
+        except JsonInputError as exc:
+            raise PairDataError(f"{path}, line {number}: {exc}.") from None
+        if not isinstance(row, dict):
+            raise PairDataError(f"{path}, line {number}: expected a JSON object with 'question', 'chosen' "
+                                f"and 'rejected', got {type(row).__name__}.")
+        rows.append((number, row))
     if not rows:
         raise PairDataError(f"Pairs file {path} is empty; give {PAIR_FILE_HELP}.")
     return rows
@@ -463,7 +472,8 @@ def _text_field(path: Path, number: int, row: Mapping[str, Any], names: Sequence
                             "'prompt'), 'chosen' and 'rejected'.")
     value = row[present[0]]
     if not isinstance(value, str) or not value.strip():
-        raise PairDataError(f"{path}, line {number}: field {present[0]!r} must be non-empty text, got {value!r}.")
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise PairDataError(f"{path}, line {number}: field {present[0]!r} must be non-empty text, got {shown}.")
     return value
 
 

@@ -40,6 +40,7 @@ from yfpo_core.problems.base import Problem
 from yfpo_core.training.batching import PairBatch, divergent_mask, make_batches
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig
+from yfpo_core.training.guard import guarded_step
 from yfpo_core.training.heldout import HeldOutEval
 from yfpo_core.training.losses import LossOutput, dpo_loss, yfpo_loss
 from yfpo_core.training.readout import (
@@ -597,7 +598,10 @@ class YFPOTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(f"step {step}: the gradient norm is {grad_norm.item()}; the step was not "
                                      "applied (try a lower lr)")
-        self.optimizer.step()
+        bad = guarded_step(self.optimizer.step, [(name, p) for name, p, _ in self.params])
+        if bad:
+            raise NonFiniteLossError(f"step {step}: the update made {len(bad)} parameter(s) non-finite "
+                                     f"({', '.join(bad[:3])}); the step was rolled back (try a lower lr)")
         self.steps_taken += 1
         metrics = {**out.metrics, M.GRAD_NORM: float(grad_norm), M.LR: self.learning_rate(step)}
         if split:
