@@ -27,6 +27,7 @@ def _private_cache(request, tmp_path_factory, monkeypatch):
     threads = torch.get_num_threads()
     if request.node.get_closest_marker("slow") is None:
         monkeypatch.setenv("YFPO_CACHE_DIR", str(tmp_path_factory.mktemp("yfpo-cache")))
+        monkeypatch.setenv("YFPO_RUNS_DIR", str(tmp_path_factory.mktemp("yfpo-runs")))  # never the user's runs
         # Tiny models run ops of microseconds, where a second thread only adds contention (up to 50x slower
         # on a busy 2-core machine); the real model in slow tests keeps both threads.
         torch.set_num_threads(1)

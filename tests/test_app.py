@@ -593,12 +593,16 @@ def test_train_starts_a_run_whose_snapshot_gains_points_and_runs_lists_it(tiny_m
     at.run()
     assert not at.exception, at.exception
     assert "31 points" in texts(at, "caption")
-    assert {m.label for m in at.metric} >= {"rewards/margins", "yfpo/neuron_margin", "eval/ranking_accuracy"}
+    assert {m.label for m in at.metric} >= {"rewards/margins", "yfpo/neuron_margin", "eval/ranking_accuracy",
+                                            "yfpo/aux_share", "eval/neuron_margin"}  # the lever, live
+    shares = [row["yfpo/aux_share"] for row in run.snapshot()["metrics"] if "yfpo/aux_share" in row]
+    assert shares and all(0 < s < 1 for s in shares)
     # The run folder holds the set that was current, and the config points at it.
     folder = run.run_dir
     assert folder.parent == runs_dir and folder.name.endswith("app-test")
     config = json.loads((folder / "config.json").read_text())
-    assert config["neuron_set"] == str(folder / "neuron_set.json") and config["lam"] == pytest.approx(0.1)
+    # lambda defaults to the config's default (1.0, chosen by the training-split sweep in the README)
+    assert config["neuron_set"] == str(folder / "neuron_set.json") and config["lam"] == pytest.approx(1.0)
     assert len(NeuronSet.load(folder / "neuron_set.json", tiny_model)) == 3
 
     runs = settle(run_app("runs", **with_set(tiny_model)))

@@ -72,7 +72,7 @@ def _manual_grads(trainer, i):
 @pytest.mark.parametrize("trainable", ["mlp_last_k", "units"])
 def test_gradient_share_metrics_match_autograd(setup, trainable):  # noqa: F811
     _, tmp = setup
-    cfg = config(tmp, lam=3.0, trainable=trainable, last_k=1, grad_clip=1e9, batch_pairs=8)
+    cfg = config(tmp, lam=3.0, trainable=trainable, last_k=1, grad_clip=1e6, batch_pairs=8)
     trainer = trainer_for(cfg)
     g_dpo, g_aux = _manual_grads(trainer, trainer.batch_index(1))
     if trainable == "units":  # the unit-scope mask applies to both parts
@@ -102,7 +102,7 @@ def test_dpo_runs_report_no_neuron_share(setup):  # noqa: F811
 @pytest.mark.parametrize("share", [0.2, 0.5])
 def test_target_share_sets_lambda_so_the_term_supplies_that_share(setup, share):  # noqa: F811
     _, tmp = setup
-    trainer = trainer_for(config(tmp, lam=0.0, target_share=share, grad_clip=1e9, batch_pairs=8))
+    trainer = trainer_for(config(tmp, lam=0.0, target_share=share, grad_clip=1e6, batch_pairs=8))
     metrics = trainer.train_step(1)
     assert metrics[M.AUX_SHARE] == pytest.approx(share, rel=1e-4)
     assert metrics[M.LAM] > 0
@@ -124,3 +124,38 @@ def test_probe_margin_is_measured_on_the_users_set_in_every_arm(setup):  # noqa:
         assert [u.label for u in trainer.probe_layout.units] == [f"blocks.1.mlp.hook_post:{i}" for i in range(5)]
         values[name] = trainer.evaluate()[M.EVAL_NEURON_MARGIN]
     assert values["dpo"] == pytest.approx(values["random"]) == pytest.approx(values["set"])
+
+
+def test_sign_set_reads_the_sets_directions_and_falls_back_with_a_warning(setup):  # noqa: F811
+    import warnings
+
+    from yfpo_core.neuron_set import NeuronSet
+    from yfpo_core.units import Unit
+
+    model, tmp = setup
+    units = [Unit.neuron(1, i) for i in range(5)]
+    directions = [1, -1, -1, 1, -1]
+    path = NeuronSet.create(units, model, scores=[1.0] * 5).save(tmp / "plain.json")
+    data = __import__("json").loads(path.read_text())
+    for entry, d in zip(data["units"], directions, strict=True):
+        entry["direction"] = d
+    (tmp / "directed.json").write_text(__import__("json").dumps(data))
+    assert [su.direction for su in NeuronSet.load(str(tmp / "directed.json"), model).units] == directions
+
+    trainer = trainer_for(config(tmp, neuron_set=str(tmp / "directed.json"), sign="set"))
+    assert trainer.readout.signs.tolist() == [float(d) for d in directions]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fallback = trainer_for(config(tmp, neuron_set=str(tmp / "plain.json"), sign="set"))
+    assert any("stores no direction" in str(w.message) for w in caught)
+    pairs = trainer_for(config(tmp, neuron_set=str(tmp / "plain.json"), sign="pairs"))
+    assert fallback.readout.signs.tolist() == pairs.readout.signs.tolist()
+    assert set(pairs.readout.signs.tolist()) <= {1.0, -1.0}
+    # the signs are the gradient signs the run records
+    assert pairs.readout.signs.tolist() == [-1.0 if g < 0 else 1.0 for g in pairs.direction_gradient.tolist()]
+    bad = dict(data, units=[dict(data["units"][0], direction=2)] + data["units"][1:])
+    (tmp / "bad.json").write_text(__import__("json").dumps(bad))
+    from yfpo_core.errors import YfpoError
+
+    with pytest.raises(YfpoError):
+        NeuronSet.load(str(tmp / "bad.json"), model)

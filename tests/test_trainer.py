@@ -51,7 +51,8 @@ def config(tmp_path, **overrides) -> YFPOConfig:
 def trainer_for(cfg: YFPOConfig) -> YFPOTrainer:
     inputs = resolve_inputs(cfg)
     return YFPOTrainer(cfg, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
-                       saes=inputs.saes)
+                       saes=inputs.saes, directions=inputs.directions, probe_units=inputs.probe_units,
+                       probe_scores=inputs.probe_scores, probe_directions=inputs.probe_directions)
 
 
 def test_neuron_term_gradient_reaches_only_the_units_weights(setup):

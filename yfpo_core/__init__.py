@@ -38,6 +38,7 @@ _LAZY = {
     "TrainingRun": "yfpo_core.runs",
     "read_metrics": "yfpo_core.runs",
     "list_runs": "yfpo_core.runs",
+    "default_runs_dir": "yfpo_core.runs",
     "load_sae": "yfpo_core.saes",
     "profile_unit": "yfpo_core.inspection",
     "METHODS": "yfpo_core.attribution",

@@ -38,7 +38,8 @@ METRICS = (M.EVAL_RANKING_ACCURACY, M.EVAL_GOLD_LOGPROB, M.EVAL_MEAN_MARGIN, M.E
            M.EVAL_EXACT_MATCH, M.NEURON_MARGIN, M.AUX_SHARE)
 # held-out metric -> (rows file section, per-row field) for the problem-level paired bootstrap
 PAIRED = {M.EVAL_RANKING_ACCURACY: ("ranking", "correct"), M.EVAL_GOLD_LOGPROB: ("ranking", "gold_logprob"),
-          M.EVAL_MEAN_MARGIN: ("ranking", "margin"), M.EVAL_NEURON_MARGIN: ("neuron_margin", "neuron_margin")}
+          M.EVAL_MEAN_MARGIN: ("ranking", "margin"), M.EVAL_NEURON_MARGIN: ("neuron_margin", "neuron_margin"),
+          M.EVAL_EXACT_MATCH: ("exact", "correct")}
 
 
 @dataclass
@@ -93,8 +94,10 @@ def paired_rows(run_dirs: dict[tuple[str, int], Path], arm: str, baseline: str, 
     for (name, seed), run_dir in run_dirs.items():
         if name != arm or (baseline, seed) not in run_dirs:
             continue
-        rows = [json.loads((d / EVAL_ROWS_FILE).read_text()).get(section, [])
-                for d in (run_dir, run_dirs[(baseline, seed)])]
+        files = [d / EVAL_ROWS_FILE for d in (run_dir, run_dirs[(baseline, seed)])]
+        if not all(f.exists() for f in files):  # no held-out evaluation in this run (n_eval_problems = 0)
+            continue
+        rows = [json.loads(f.read_text()).get(section, []) for f in files]
         base_by_id = {r["id"]: float(r[field_name]) for r in rows[1]}
         diffs = [float(r[field_name]) - base_by_id[r["id"]] for r in rows[0] if r["id"] in base_by_id]
         if diffs:
@@ -207,22 +210,11 @@ def write_experiment(out_dir: Path, shared: YFPOConfig, seeds: Sequence[int], ru
               f"{shared.n_train_problems} training problems ({shared.problems}, {shared.pair_source}); "
               f"{shared.n_eval_problems} held-out problems ({shared.eval_problems}, eval seed {shared.eval_seed}); "
               f"seeds {list(seeds)}. Wall time {wall_seconds / 60:.1f} min.")
-    markdown = (f"{design}
-
-Held-out metrics at the end of training (mean ± std over seeds; Δ = change from step "
-                "0; yfpo/neuron_margin and yfpo/aux_share are means over the training steps).
-
-"
-                + "
-".join(lines) + "
-
-Paired differences to DPO at the end of training (mean over seeds and "
+    markdown = (f"{design}\n\nHeld-out metrics at the end of training (mean ± std over seeds; Δ = change from step "
+                "0; yfpo/neuron_margin and yfpo/aux_share are means over the training steps).\n\n"
+                + "\n".join(lines) + "\n\nPaired differences to DPO at the end of training (mean over seeds and "
                 "problems; 95% two-level bootstrap over seeds and problems, * = excludes 0; 95% t-interval over "
-                "the per-seed means).
-
-" + "
-".join(paired_lines) + "
-")
+                "the per-seed means).\n\n" + "\n".join(paired_lines) + "\n")
     atomic_write_text(out_dir / "experiment.md", markdown)
     atomic_write_text(out_dir / "experiment.json", json.dumps(
         {"config": shared.to_dict(), "seeds": list(seeds), "extra_lams": list(extra_lams),

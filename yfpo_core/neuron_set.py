@@ -87,16 +87,22 @@ class SetUnit:
         label: A short name a person gave it (``"carry digit"``); shown in tables and exported to
             Neuronpedia as the description.
         note: Free text (why it was picked, what was seen in the browser).
+        direction: +1 or -1, the sign of the unit's effect on the target (for example the sign of the gradient
+            of the gold answer's log-prob with respect to it); the YFPO neuron term counts the unit with it
+            when ``sign = set``. ``None``: not recorded.
     """
 
     unit: Unit
     score: float | None = None
     label: str = ""
     note: str = ""
+    direction: int | None = None  # +1/-1: the sign of the unit's effect on the target (YFPO's sign = set)
 
     def __post_init__(self) -> None:
         if self.score is not None and not isinstance(self.score, float):
             object.__setattr__(self, "score", float(self.score))
+        if self.direction is not None:
+            object.__setattr__(self, "direction", -1 if self.direction < 0 else 1)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -417,7 +423,8 @@ class NeuronSet:
                     f"units[{i}] ({unit.label}): \"layer\" is {item['layer']} but its hook_name "
                     f"{unit.hook_name!r} is in layer {hook_layer}. Make them agree (the hook name is "
                     "what the workbench uses).", source)
-            units.append(SetUnit(unit, item.get("score"), item.get("label", ""), item.get("note", "")))
+            units.append(SetUnit(unit, item.get("score"), item.get("label", ""), item.get("note", ""),
+                                 item.get("direction")))
         created = data.get("created", "")
         if created:
             try:
@@ -748,7 +755,7 @@ def _raise_schema_errors(errors: list[Any], source: str) -> None:
                          f"{more}. Fix that field; the format is described in docs/neuron-set-format.md.", source)
 
 
-_UNIT_KEYS = frozenset({"kind", "hook_name", "layer", "index", "sae_id", "score", "label", "note"})
+_UNIT_KEYS = frozenset({"kind", "hook_name", "layer", "index", "sae_id", "score", "label", "note", "direction"})
 
 
 def _plain_unit_ok(item: Any) -> bool:
@@ -767,6 +774,7 @@ def _plain_unit_ok(item: Any) -> bool:
         return False
     return (all(type(item.get(k)) is int and item[k] >= 0 for k in ("layer", "index"))
             and (score is None or type(score) in (int, float))
+            and item.get("direction") in (None, 1, -1) and type(item.get("direction", 1)) is int
             and all(type(item.get(k, "")) is str for k in ("label", "note")))
 
 
@@ -873,6 +881,8 @@ def _unit_to_dict(su: SetUnit) -> dict[str, Any]:
         out["label"] = su.label
     if su.note:
         out["note"] = su.note
+    if su.direction is not None:
+        out["direction"] = su.direction
     return out
 
 

@@ -1,7 +1,9 @@
 """Where the workbench keeps files that are not in git: converted models, generated problems, runs.
 
-Everything lives under one user cache directory so that a user can see (and delete) it in one place.
-``YFPO_CACHE_DIR`` overrides it, which tests use to get a private, empty cache.
+Rebuildable files (converted models, generated problems) live under one user cache directory so that a user
+can see (and delete) them in one place; ``YFPO_CACHE_DIR`` overrides it, which tests use to get a private,
+empty cache. Training runs are the user's data, not a cache: they live under the user data directory
+(``YFPO_RUNS_DIR`` overrides it). Nothing is written into the repository.
 """
 
 from __future__ import annotations
@@ -20,6 +22,19 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "yfpo"
+
+
+RUNS_ENV_VAR = "YFPO_RUNS_DIR"
+
+
+def runs_dir() -> Path:
+    """Training runs: ``$YFPO_RUNS_DIR``, else ``$XDG_DATA_HOME/yfpo/runs``, else ``~/.local/share/yfpo/runs``."""
+    override = os.environ.get(RUNS_ENV_VAR)
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "yfpo" / "runs"
 
 
 def models_cache_dir() -> Path:

@@ -51,7 +51,10 @@ EVAL_ROWS_FILE = "eval_final.json"  # per-problem held-out rows of the last eval
 
 
 def default_runs_dir() -> Path:
-    return Path(os.environ.get(RUNS_DIR_ENV, "runs"))
+    """Where new runs go and where ``runs list`` and the Runs page look (:func:`yfpo_core.paths.runs_dir`)."""
+    from yfpo_core.paths import runs_dir
+
+    return runs_dir()
 
 
 def new_run_dir(name: str = "", root: Path | None = None) -> Path:
@@ -153,6 +156,8 @@ class RunInputs:
     saes: dict[str, Any] = field(default_factory=dict)  # sae_id -> LoadedSAE, for the features in ``units``
     probe_units: list[Unit] | None = None  # the user's set (before any random control), for eval/neuron_margin
     probe_scores: list[float | None] | None = None
+    directions: list[int | None] | None = None  # the set's stored unit directions (sign = set), aligned with units
+    probe_directions: list[int | None] | None = None
 
 
 def _split_by_template(problems: Sequence[Problem]) -> dict[str, list[Problem]]:
@@ -222,13 +227,16 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
         units = neuron_set.units_only()
         scores = [su.score for su in neuron_set.units]
         saes = load_set_saes(neuron_set, units, base, config.device, where=config.neuron_set)
-        probe_units, probe_scores = list(units), list(scores)
+        directions = [su.direction for su in neuron_set.units]
+        probe_units, probe_scores, probe_directions = list(units), list(scores), list(directions)
         if config.random_units_seed is not None:
             units = random_control_units(units, base, saes, config.random_units_seed)
-            scores = None
+            scores, directions = None, None
     report(progress, 4, 4, "ready")
-    return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes,
-                     probe_units if config.neuron_set else None, probe_scores if config.neuron_set else None)
+    if not config.neuron_set:
+        return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes)
+    return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes, probe_units, probe_scores,
+                     directions, probe_directions)
 
 
 def load_set_saes(neuron_set: Any, units: Sequence[Unit], base: LoadedModel, device: str = "cpu",
@@ -492,7 +500,8 @@ def _run(writer: RunWriter, config: YFPOConfig, *, base: LoadedModel | None, res
     inputs = resolve_inputs(config, base)
     trainer = YFPOTrainer(config, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
                           accelerator=accelerator, exact_problems=inputs.exact_problems, saes=inputs.saes,
-                          probe_units=inputs.probe_units, probe_scores=inputs.probe_scores)
+                          probe_units=inputs.probe_units, probe_scores=inputs.probe_scores,
+                          directions=inputs.directions, probe_directions=inputs.probe_directions)
     start_step = 0
     if resume:
         checkpoint = latest_checkpoint(run_dir)

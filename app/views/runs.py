@@ -1,6 +1,6 @@
 """Runs page: every run on disk (any tab, any session, the CLI), compared.
 
-Lists the run folders under the runs directory (``YFPO_RUNS_DIR``, default ``runs/``) and inside experiment
+Lists the run folders under the runs directory (``YFPO_RUNS_DIR``, default ``~/.local/share/yfpo/runs``) and inside experiment
 folders (``yfpo experiment`` writes ``experiment.md``/``.csv`` beside its arms), overlays chosen metrics,
 tabulates final values, shows experiment tables where present, and compares the chosen units'
 activations under the base model and a checkpoint (did training move the units it rewarded?).

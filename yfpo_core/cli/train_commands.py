@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train with YFPO (lam > 0) or DPO (lam = 0); metrics and checkpoints on disk")
     p.add_argument("--config", type=Path, help="JSON file with YFPOConfig fields; flags override it")
-    p.add_argument("--out-dir", type=Path, help="run directory (default: runs/<time>-yfpo or -dpo)")
+    p.add_argument("--out-dir", type=Path, help="run directory (default: <runs dir>/<time>-yfpo or -dpo, see yfpo runs list)")
     p.add_argument("--resume", type=Path, help="continue this run directory from its last checkpoint")
     p.add_argument("--distributed", action="store_true", help="train through accelerate even in one process")
     _add_config_flags(p)
@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     runs = sub.add_parser("runs", help="list and compare training runs")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
-    p = runs_sub.add_parser("list", help="runs under runs/ (or $YFPO_RUNS_DIR)")
+    p = runs_sub.add_parser("list", help="runs under ~/.local/share/yfpo/runs (or $YFPO_RUNS_DIR)")
     p.add_argument("--root", type=Path, default=None)
     p.set_defaults(handler=cmd_runs_list)
     p = runs_sub.add_parser("compare", help="final metrics side by side and overlaid curves (plotly HTML)")
@@ -86,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--activation-set", type=Path, help="an activation-selected set as a fourth arm")
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--extra-lams", default="", help="more lam values for the located set (dose-response), e.g. 1,10")
-    p.add_argument("--out-dir", type=Path, default=None, help="default: runs/<time>-experiment")
+    p.add_argument("--out-dir", type=Path, default=None, help="default: <runs dir>/<time>-experiment")
     p.add_argument("--config", type=Path, help="JSON with shared YFPOConfig fields; flags override it")
     _add_config_flags(p)
     p.set_defaults(handler=cmd_experiment)

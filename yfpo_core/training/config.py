@@ -109,7 +109,7 @@ class YFPOConfig:
     max_length: int = _f(320, "tokens per sequence (prompt + response), longer ones are cut")
     # -- objective -------------------------------------------------------------------------------------
     beta: float = _f(0.1, "DPO beta")
-    lam: float = _f(0.1, "weight of the neuron-margin term; 0 = plain DPO")
+    lam: float = _f(1.0, "weight of the neuron-margin term; 0 = plain DPO (1.0: chosen by the training-split sweep, README)")
     gamma: float = _f(1.0, "slope inside the neuron term's log-sigmoid (variant A)")
     variant: str = _f("A", "A: L_DPO - lam log sigmoid(gamma m); C: -log sigmoid(beta h + lam m); "
                            "D: -log sigmoid(beta h - lam m0) with m0 from the frozen model")

@@ -560,7 +560,7 @@ class YFPOTrainer:
         The gradient is assembled from its two parts, so that every step reports how much of the update
         the neuron term supplies (``yfpo/grad_norm_aux``, ``yfpo/grad_norm_dpo``, ``yfpo/aux_share`` =
         |g_aux| / (|g_aux| + |g_dpo|), ``yfpo/grad_cos``): one extra backward pass from the units' margin,
-        which stops at the lowest unit's block and never crosses the unembedding. With ``target_share`` the
+        which (variant A) stops at the lowest unit's block and never crosses the unembedding. With ``target_share`` the
         neuron term's weight is set at each step so that it supplies that share (``yfpo/lam``).
         """
         started = time.perf_counter()
@@ -662,7 +662,10 @@ class YFPOTrainer:
         if self.held_out is not None:
             out.update(self.held_out.metrics())
         if exact and self.exact_problems:
-            out[M.EVAL_EXACT_MATCH] = exact_match(self.policy, self.exact_problems).accuracy
+            result = exact_match(self.policy, self.exact_problems)
+            out[M.EVAL_EXACT_MATCH] = result.accuracy
+            if self.held_out is not None:
+                self.held_out.last["exact"] = [{"id": r["id"], "correct": r["correct"]} for r in result.rows]
         return out
 
     @torch.no_grad()
