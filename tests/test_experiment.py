@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from tests.test_trainer import TINY, config, setup  # noqa: F401 - fixture
-from yfpo_core.experiment import paired_rows, run_experiment
+from yfpo_core.experiment import paired_rows, rebuild_experiment, run_experiment
 from yfpo_core.runs import EVAL_ROWS_FILE
 from yfpo_core.training import metric_names as M
 
@@ -45,3 +45,9 @@ def test_experiment_runs_every_arm_and_pairs_them_by_problem(setup):  # noqa: F8
     starts = {r[f"{M.EVAL_NEURON_MARGIN} start"] for r in table.runs if r["seed"] == 0 and r["arm"] != "yfpo-activation"}
     assert len(starts) == 1
     assert "95% bootstrap" in table.markdown
+    # the tables can be rebuilt from the run folders alone, with the same numbers
+    (out / "experiment.md").unlink()
+    rebuilt = rebuild_experiment(out)
+    assert [(p["arm"], p["metric"], p["difference"], p["boot_low"]) for p in rebuilt.paired] == \
+        [(p["arm"], p["metric"], p["difference"], p["boot_low"]) for p in table.paired]
+    assert (out / "experiment.md").read_text() == table.markdown

@@ -177,30 +177,32 @@ def test_runs_list_survives_a_damaged_config(setup, tmp_path, capsys):  # noqa: 
 
 
 # -- items 8 and 9: resume repairs preparation and keeps one line per step -----------------------------------
-def test_resume_after_a_kill_during_preparation_rebuilds_the_files(setup):  # noqa: F811
-    model, tmp = setup
-    run = tmp / "prep-killed"
+def _resumed_after_a_kill(model, tmp, name: str, files: dict[str, str]):
+    """A 2-step run folder holding ``config.json`` and ``files`` as a kill left them, resumed to the end."""
+    run = tmp / name
     run.mkdir()
     cfg = config(tmp, steps=2, eval_every=0, checkpoint_every=0)
     (run / "config.json").write_text(json.dumps(cfg.to_dict()))
-    (run / "pairs.jsonl").write_text('{"question": "Q", "chosen": "a", "rej')  # torn by the kill
-    run_ = resume_run(run, base=model)
-    run_._work()
-    assert run_.state == "finished", run_.error
+    for file_name, text in files.items():
+        (run / file_name).write_text(text)
+    resumed = resume_run(run, base=model).start()
+    resumed.join()
+    assert resumed.state == "finished", resumed.error
+    return run
+
+
+def test_resume_after_a_kill_during_preparation_rebuilds_the_files(setup):  # noqa: F811
+    model, tmp = setup
+    run = _resumed_after_a_kill(model, tmp, "prep-killed",
+                                {"pairs.jsonl": '{"question": "Q", "chosen": "a", "rej'})  # torn by the kill
     assert len(load_pairs(run / "pairs.jsonl")) > 0
     assert isinstance(json.loads((run / "units.json").read_text())["units"], list)
 
 
 def test_resume_before_the_first_checkpoint_logs_step_0_once(setup):  # noqa: F811
     model, tmp = setup
-    run = tmp / "early-kill"
-    run.mkdir()
-    cfg = config(tmp, steps=2, eval_every=0, checkpoint_every=0)
-    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
-    (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "eval/ranking_accuracy": 0.5}) + "\n")
-    run_ = resume_run(run, base=model)
-    run_._work()
-    assert run_.state == "finished", run_.error
+    run = _resumed_after_a_kill(model, tmp, "early-kill",
+                                {"metrics.jsonl": json.dumps({"step": 0, "eval/ranking_accuracy": 0.5}) + "\n"})
     assert [r["step"] for r in read_metrics(run)] == [0, 1, 2]  # was [0, 0, 1, 2]
 
 

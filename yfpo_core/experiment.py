@@ -19,6 +19,7 @@ t-interval over seeds.
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import statistics
 import time
@@ -62,7 +63,7 @@ def experiment_arms(shared: YFPOConfig, seed: int, located_set: Path, activation
     ]
     if activation_set:
         arms.append(("yfpo-activation", replace(shared, seed=seed, lam=lam, neuron_set=str(activation_set),
-                                                random_units_seed=None)))
+                                                random_units_seed=None, probe_set=located)))
     for extra in extra_lams:
         if extra > 0 and extra != lam:
             arms.append((f"yfpo-located-lam{extra:g}", replace(shared, seed=seed, lam=extra, neuron_set=located,
@@ -97,12 +98,20 @@ def paired_rows(run_dirs: dict[tuple[str, int], Path], arm: str, baseline: str, 
         files = [d / EVAL_ROWS_FILE for d in (run_dir, run_dirs[(baseline, seed)])]
         if not all(f.exists() for f in files):  # no held-out evaluation in this run (n_eval_problems = 0)
             continue
+        if metric == M.EVAL_NEURON_MARGIN and len({_probe_of(d) for d in (run_dir, run_dirs[(baseline, seed)])}) > 1:
+            continue  # margins of different unit sets are not comparable
         rows = [json.loads(f.read_text()).get(section, []) for f in files]
         base_by_id = {r["id"]: float(r[field_name]) for r in rows[1]}
         diffs = [float(r[field_name]) - base_by_id[r["id"]] for r in rows[0] if r["id"] in base_by_id]
         if diffs:
             out[seed] = diffs
     return out
+
+
+def _probe_of(run_dir: Path) -> str | None:
+    """The neuron set whose margin a run's eval/neuron_margin reports (its probe_set, else its neuron_set)."""
+    config = json.loads((run_dir / "config.json").read_text())
+    return config.get("probe_set") or config.get("neuron_set")
 
 
 def paired_table(run_dirs: dict[tuple[str, int], Path], arms: Sequence[str], baseline: str = "dpo",
@@ -147,13 +156,48 @@ def run_experiment(shared: YFPOConfig, out_dir: Path, seeds: Sequence[int], *, l
         run_dir = out_dir / f"{name}-s{seed}"
         run_dir.mkdir(exist_ok=True)
         summary = execute(run_dir, cfg, base=base)
+        gc.collect()  # the finished run's model copy and optimizer state go now, not whenever Python gets to them
         runs.append(_run_record(run_dir, name, seed, summary))
         run_dirs[(name, seed)] = run_dir
         report(progress, i + 1, len(plan), f"{name} seed {seed}")
     arm_names = list(dict.fromkeys(r["arm"] for r in runs))
     paired = paired_table(run_dirs, arm_names)
-    wall = time.perf_counter() - started
+    wall = round(time.perf_counter() - started, 1)  # as recorded in experiment.json
     return write_experiment(out_dir, shared, seeds, runs, paired, wall, extra_lams)
+
+
+ARM_ORDER = ("dpo", "yfpo-located", "yfpo-random", "yfpo-activation")
+
+
+def rebuild_experiment(out_dir: Path) -> ExperimentTable:
+    """Re-read an experiment folder's finished runs and rewrite its tables: after the statistics changed, or
+    when the experiment's process ended before writing them. The wall time is the recorded one, if any."""
+    from yfpo_core.runs import read_status
+
+    meta_path = out_dir / "experiment.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    found = []
+    for config_path in out_dir.glob("*-s*/config.json"):
+        name, _, seed = config_path.parent.name.rpartition("-s")
+        summary_path = config_path.parent / "summary.json"
+        if seed.isdigit() and summary_path.exists():
+            found.append((int(seed), name, config_path.parent, json.loads(summary_path.read_text())))
+    if not found:
+        raise YfpoError(f"{out_dir} holds no finished experiment runs (<arm>-s<seed>/summary.json)")
+    rank = {name: i for i, name in enumerate(ARM_ORDER)}
+    found.sort(key=lambda f: (f[0], rank.get(f[1], len(rank)), f[1]))
+    runs = [_run_record(d, name, seed, {**summary, "state": read_status(d).get("state", summary.get("state"))})
+            for seed, name, d, summary in found]
+    run_dirs = {(name, seed): d for seed, name, d, _ in found}
+    seeds = list(dict.fromkeys(seed for seed, *_ in found))
+    if meta.get("config"):
+        shared = YFPOConfig.from_dict(meta["config"])
+    else:
+        located = next((d for seed, name, d, _ in found if name == "yfpo-located"), found[0][2])
+        shared = YFPOConfig.from_dict(json.loads((located / "config.json").read_text()))
+    paired = paired_table(run_dirs, list(dict.fromkeys(r["arm"] for r in runs)))
+    return write_experiment(out_dir, shared, seeds, runs, paired, float(meta.get("wall_seconds", float("nan"))),
+                            meta.get("extra_lams", []))
 
 
 def _run_record(run_dir: Path, name: str, seed: int, summary: dict[str, Any]) -> dict[str, Any]:

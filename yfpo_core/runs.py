@@ -232,6 +232,12 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
         if config.random_units_seed is not None:
             units = random_control_units(units, base, saes, config.random_units_seed)
             scores, directions = None, None
+        if config.probe_set and config.probe_set != config.neuron_set:
+            probe = NeuronSet.load(config.probe_set, base)
+            probe_units = probe.units_only()
+            probe_scores = [su.score for su in probe.units]
+            probe_directions = [su.direction for su in probe.units]
+            saes.update(load_set_saes(probe, probe_units, base, config.device, where=config.probe_set))
     report(progress, 4, 4, "ready")
     if not config.neuron_set:
         return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes)

@@ -38,8 +38,8 @@ GROUPS: dict[str, list[str]] = {
 }
 # Set elsewhere: the model and device from the sidebar, the units from the current set, lambda and the
 # random-set control by the widgets above the form.
-# eval_seed (default seed + 1) is a CLI/API option for experiments.
-SPECIAL = {"model", "device", "neuron_set", "lam", "random_units_seed", "eval_seed"}
+# eval_seed (default seed + 1) and probe_set (default: the current set) are CLI/API options for experiments.
+SPECIAL = {"model", "device", "neuron_set", "lam", "random_units_seed", "eval_seed", "probe_set"}
 # The lever (neuron margin next to the neuron term's share of the update) first, then DPO's and held-out curves.
 CHART_KEYS = [M.NEURON_MARGIN, M.AUX_SHARE, M.EVAL_NEURON_MARGIN, M.REWARDS_MARGINS, M.REWARDS_ACCURACIES, M.LOSS,
               M.EVAL_RANKING_ACCURACY, M.EVAL_GOLD_LOGPROB]

@@ -82,7 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_runs_compare)
 
     p = sub.add_parser("experiment", help="DPO vs YFPO (located set) vs YFPO (random set), several seeds")
-    p.add_argument("--set", dest="located_set", type=Path, required=True, help="the located (e.g. AttnLRP) set")
+    p.add_argument("--set", dest="located_set", type=Path, help="the located (e.g. AttnLRP) set (required unless "
+                                                                  "--rebuild)")
+    p.add_argument("--rebuild", type=Path, metavar="DIR", help="re-read the finished runs of an experiment folder and "
+                                                               "rewrite its tables; trains nothing")
     p.add_argument("--activation-set", type=Path, help="an activation-selected set as a fourth arm")
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--extra-lams", default="", help="more lam values for the located set (dose-response), e.g. 1,10")
@@ -212,7 +215,16 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from yfpo_core.experiment import run_experiment
+    from yfpo_core.experiment import rebuild_experiment, run_experiment
+
+    if args.rebuild:
+        table = rebuild_experiment(Path(args.rebuild))
+        print(table.markdown)
+        print(f"\nrewrote {Path(args.rebuild) / 'experiment.md'}, experiment.csv, paired.csv, experiment.json and "
+              "experiment.html")
+        return 0
+    if args.located_set is None:
+        raise YfpoError("yfpo experiment needs --set (the located neuron set), or --rebuild DIR")
     from yfpo_core.progress import tqdm_progress
     from yfpo_core.runs import new_run_dir
 

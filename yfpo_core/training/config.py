@@ -93,6 +93,8 @@ class YFPOConfig:
     # -- what to train -----------------------------------------------------------------------------
     model: str = _f("smollm2-135m-instruct", "model name or folder")
     neuron_set: str | None = _f(None, "neuron-set JSON whose units give the neuron reward (needed when lam > 0)")
+    probe_set: str | None = _f(None, "neuron-set JSON whose held-out margin eval/neuron_margin reports (default: "
+                                     "neuron_set); the experiment measures every arm on the located set")
     random_units_seed: int | None = _f(None, "replace the set's units by a random set of the same size and "
                                              "layers drawn with this seed (the random-set control)")
     # -- data ----------------------------------------------------------------------------------------

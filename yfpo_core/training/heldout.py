@@ -15,6 +15,7 @@ evaluation of each step costs what those blocks cost:
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -30,7 +31,9 @@ class HeldOutEval:
     """Held-out ranking and probe margin for one trainer (see the module docstring)."""
 
     def __init__(self, trainer: Any) -> None:
-        self.trainer = trainer
+        # A weak reference: the trainer owns this object, and a cycle would keep the trainer's model copy
+        # (hundreds of MB) alive until Python's cycle collector happens to run.
+        self.trainer = weakref.proxy(trainer)
         self._states: list | None = None
         self._probe_batches: list | None = None
         self.last: dict[str, list] = {}  # per-problem rows of the latest evaluation (for paired statistics)
