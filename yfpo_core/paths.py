@@ -14,14 +14,18 @@ from pathlib import Path
 CACHE_ENV_VAR = "YFPO_CACHE_DIR"
 
 
-def cache_dir() -> Path:
-    """The root cache directory: ``$YFPO_CACHE_DIR``, else ``$XDG_CACHE_HOME/yfpo``, else ``~/.cache/yfpo``."""
-    override = os.environ.get(CACHE_ENV_VAR)
+def _user_dir(override_var: str, xdg_var: str, default_base: Path, *parts: str) -> Path:
+    """``$override_var`` if set, else ``$xdg_var/<parts>``, else ``default_base/<parts>`` (XDG base dirs)."""
+    override = os.environ.get(override_var)
     if override:
         return Path(override).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "yfpo"
+    xdg = os.environ.get(xdg_var)
+    return (Path(xdg).expanduser() if xdg else default_base).joinpath(*parts)
+
+
+def cache_dir() -> Path:
+    """The root cache directory: ``$YFPO_CACHE_DIR``, else ``$XDG_CACHE_HOME/yfpo``, else ``~/.cache/yfpo``."""
+    return _user_dir(CACHE_ENV_VAR, "XDG_CACHE_HOME", Path.home() / ".cache", "yfpo")
 
 
 RUNS_ENV_VAR = "YFPO_RUNS_DIR"
@@ -29,12 +33,7 @@ RUNS_ENV_VAR = "YFPO_RUNS_DIR"
 
 def runs_dir() -> Path:
     """Training runs: ``$YFPO_RUNS_DIR``, else ``$XDG_DATA_HOME/yfpo/runs``, else ``~/.local/share/yfpo/runs``."""
-    override = os.environ.get(RUNS_ENV_VAR)
-    if override:
-        return Path(override).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "yfpo" / "runs"
+    return _user_dir(RUNS_ENV_VAR, "XDG_DATA_HOME", Path.home() / ".local" / "share", "yfpo", "runs")
 
 
 def models_cache_dir() -> Path:
