@@ -199,10 +199,11 @@ def _panel(run: TrainingRun) -> None:
     metrics = snap["metrics"]
     latest = {k: v for row in metrics for k, v in row.items()}
     shown = [k for k in CHART_KEYS if any(k in row for row in metrics)] or CHART_KEYS
-    cols = st.columns(len(shown))
-    for col, key in zip(cols, shown, strict=True):
-        value = latest.get(key)
-        col.metric(key, f"{value:.4g}" if isinstance(value, float | int) else "–")
+    for start in range(0, len(shown), 4):  # rows of 4 tiles, so labels and values are not cut
+        row = shown[start: start + 4]
+        for col, key in zip(st.columns(4), row, strict=False):
+            value = latest.get(key)
+            col.metric(key, f"{value:.4g}" if isinstance(value, float | int) else "–")
     st.plotly_chart(training_chart(metrics, shown), key="train_chart")
     st.caption(f"{len(metrics)} points · run folder `{snap['run_dir']}`")
     if not run.alive and run.base is not None:
