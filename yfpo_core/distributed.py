@@ -97,7 +97,7 @@ class Distributed:
         """``work`` on this process's share of ``items`` (a list in, one result per item out), gathered in
         item order on rank 0 (``None`` elsewhere)."""
         mine = self.shard(len(items))
-        results = work([items[i] for i in mine])
+        results = work([items[i] for i in mine]) if mine else []  # more processes than items: nothing to do
         return self.gather(mine, results)
 
     def _round(self, payload: tuple[str | None, Any]) -> list[tuple[str | None, Any]]:
@@ -140,12 +140,16 @@ def describe(exc: BaseException) -> str:
 
 
 @contextmanager
-def launched(device: str = "cpu", timeout_minutes: float = 30.0) -> Iterator[Distributed]:
+def launched(device: str = "cpu", announce: Callable[[str], None] | None = None,
+             timeout_minutes: float = 30.0) -> Iterator[Distributed]:
     """Join the launcher's process group for the duration of a command (one process: no group at all).
 
     On leaving, every process reports success or its error in one last status round, so a process that
     failed after the other ones finished their collectives still stops them, and all of them raise the
-    same :class:`RankFailure`. The group is destroyed on the way out.
+    same :class:`RankFailure`. Rank 0 passes its message to ``announce`` (the CLI prints its error line)
+    while the others wait at a barrier: a launcher stops the remaining processes as soon as one exits, so
+    without the wait rank 0 could be stopped before it has said anything. The group is destroyed on the
+    way out.
     """
     world = world_size()
     if world == 1:
@@ -164,14 +168,22 @@ def launched(device: str = "cpu", timeout_minutes: float = 30.0) -> Iterator[Dis
     state = Distributed(rank=rank, world=world, device=device, group=group)
     try:
         try:
-            yield state
-        except RankFailure:
-            raise  # every process already knows
-        except Exception as exc:  # noqa: BLE001 - reported to all processes, then raised as RankFailure
-            if user_message(exc) is None:
-                traceback.print_exc(file=sys.stderr)
-            state._round((f"{describe(exc)}", None))
-            raise AssertionError("unreachable: the status round raises") from exc  # pragma: no cover
-        state._round((None, None))  # the closing round: did anyone fail after the last gather?
+            try:
+                yield state
+            except RankFailure:
+                raise  # every process already knows
+            except Exception as exc:  # noqa: BLE001 - reported to all processes, then raised as RankFailure
+                if user_message(exc) is None:
+                    traceback.print_exc(file=sys.stderr)
+                state._round((f"{describe(exc)}", None))
+                raise AssertionError("unreachable: the status round raises") from exc  # pragma: no cover
+            state._round((None, None))  # the closing round: did anyone fail after the last gather?
+        except RankFailure as failure:
+            if state.is_main and announce is not None:
+                announce(user_message(failure) or str(failure))
+                sys.stderr.flush()
+            failure.quiet = announce is not None or not state.is_main
+            dist.barrier(group=group)
+            raise
     finally:
         dist.destroy_process_group()

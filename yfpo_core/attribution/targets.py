@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float
 
 from yfpo_core.answers import find_numbers
+from yfpo_core.errors import ProblemDataError
 from yfpo_core.evaluate import build_ranking_item
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.names import ATTRIBUTION_TARGETS
@@ -26,6 +27,10 @@ from yfpo_core.problems.base import Problem
 
 TargetName = Literal["answer_logprob", "solution_logprob", "logit_diff"]
 TARGETS: tuple[str, ...] = ATTRIBUTION_TARGETS
+
+
+class ProblemTooLongError(ProblemDataError, ValueError):
+    """A problem does not fit the model's context: the user can drop it (a ``ValueError`` too, as before)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,8 @@ def prepare_problem(loaded: LoadedModel, problem: Problem, target: str) -> Prepa
     longest = max(len(gold), len(wrong), len(loaded.encode_prompt(fmt.prompt(problem.question))) +
                   len(loaded.encode(fmt.response(problem.solution) + fmt.end_of_response)))
     if longest > limit:
-        raise ValueError(f"problem {problem.id} needs {longest} tokens but {loaded.name} reads at most {limit}")
+        raise ProblemTooLongError(f"problem {problem.id} needs {longest} tokens but {loaded.name} reads at most "
+                                  f"{limit}; leave it out of the problem set or use a model with a longer context")
 
     if target == "solution_logprob":
         prompt = loaded.encode_prompt(fmt.prompt(problem.question))
