@@ -55,6 +55,17 @@ def test_cuda_means_each_process_its_own_gpu():
     assert resolve_device("cpu", local_rank=1, world=2) == "cpu"
 
 
+@pytest.mark.parametrize("command", [
+    ["locate", "--out", "x.json"], ["ablate", "--set", "s.json"], ["inspect", "--unit", "0:1"], ["eval"],
+    ["pairs", "--out", "p.jsonl"], ["train"], ["experiment", "--set", "s.json"], ["sae", "train", "--out", "d"],
+    ["sae", "eval"], ["toy", "train"]], ids=lambda c: " ".join(c[:2]) if c[0] in ("sae", "toy") else c[0])
+def test_every_command_that_runs_a_model_takes_device_cuda(command):
+    from yfpo_core.cli import build_parser
+
+    args = build_parser().parse_args([*command, "--device", "cuda"])
+    assert getattr(args, "device", None) == "cuda"
+
+
 def test_a_rank_failure_is_printed_by_rank_0_only(capsys, monkeypatch):
     """The CLI's error policy: a RankFailure marked quiet (ranks > 0) prints nothing but still exits 2."""
     from yfpo_core.cli import eval_command
