@@ -8,8 +8,12 @@ Both sides run in this process on the same token sequences, alternating, medians
 * baseline B: forward + backward with parameter gradients (what a training step's backward costs);
 * AttnLRP: :func:`yfpo_core.attribution.methods.gradient_relevance` with the rules, all MLP neurons.
 
+``--full-run`` also times the whole ``attribute`` over all problems (AttnLRP, every MLP neuron) once per
+batch size in ``--batch-sizes`` (problems per forward+backward pass), and checks that every batch size gives
+the scores of the first (largest difference relative to the largest score; same top-100 units).
+
 Usage: ``python bench/attribution.py [--model smollm2-135m-instruct] [--problems gsm8k-test-100]
-[--sample 5] [--repeats 3] [--full-run]`` (``--full-run`` also times ``attribute`` over all problems).
+[--sample 5] [--repeats 3] [--full-run] [--batch-sizes 1,4,8]``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--target", default="answer_logprob")
     parser.add_argument("--full-run", action="store_true")
+    parser.add_argument("--batch-sizes", default="1,4", help="comma-separated batch sizes for --full-run")
     args = parser.parse_args()
 
     from yfpo_core.attribution import attribute
@@ -87,12 +92,20 @@ def main() -> None:
     print(f"\nmedian AttnLRP / plain forward+backward: {ratio_a:.2f}x (frozen params), {ratio_b:.2f}x (param grads);"
           " goal <= 1.3x")
     if args.full_run:
-        start = time.perf_counter()
-        result = attribute(model, problems, "attnlrp", args.target)
-        elapsed = time.perf_counter() - start
-        print(f"\nfull AttnLRP run over {len(problems)} problems of {args.problems}: {elapsed:.1f} s "
-              f"({elapsed / len(problems):.2f} s per problem); mean relevance budget "
-              f"{result.params.get('relevance_budget_mean', float('nan')):.3f}")
+        print(f"\nfull AttnLRP run over {len(problems)} problems of {args.problems}, all {space.n_rows * space.width} "
+              "neurons:\n")
+        print("| batch size | seconds | s / problem | vs first: largest score difference | same top-100 |")
+        print("|---|---|---|---|---|")
+        reference = None
+        for size in [int(x) for x in args.batch_sizes.split(",")]:
+            start = time.perf_counter()
+            result = attribute(model, problems, "attnlrp", args.target, batch_size=size, keep_token_scores=False)
+            elapsed = time.perf_counter() - start
+            reference = reference or result
+            gap = float((result.scores - reference.scores).abs().max() / reference.scores.abs().max())
+            same = [s.unit for s in result.top(100)] == [s.unit for s in reference.top(100)]
+            print(f"| {size} | {elapsed:.1f} | {elapsed / len(problems):.2f} | {gap:.1e} | {'yes' if same else 'NO'} |")
+        print(f"\nmean relevance budget {result.params.get('relevance_budget_mean', float('nan')):.3f}")
 
 
 if __name__ == "__main__":
