@@ -107,6 +107,15 @@ def test_two_process_locate_ablate_and_eval_equal_one_process(tmp_path):
     assert set(r2.token_scores) == set(r1.token_scores) == set(r1.problem_ids)
     assert out.stdout.count("wrote ") == 1  # rank 0 alone prints and writes
 
+    # a method whose reduce is not a mean: the non-math texts are sharded too, the contrast made on rank 0
+    contrast = ["locate", *MODEL, "--method", "contrast_math_nonmath", "--top-k", "12"]
+    assert main([*contrast, "--out", str(tmp_path / "c1.json")]) == 0
+    out = torchrun(*contrast, "--out", str(tmp_path / "c2.json"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    c1, c2 = AttributionResult.load(tmp_path / "c1.scores"), AttributionResult.load(tmp_path / "c2.scores")
+    assert c2.params["n_contrast_texts"] == c1.params["n_contrast_texts"] == 7 and c2.params["processes"] == 2
+    assert relative_gap(c2.scores, c1.scores) < 1e-5 and [s.unit for s in c2.top(12)] == [s.unit for s in c1.top(12)]
+
     # ablate (mean ablation: the means are summed over both processes' problems)
     ablate = ["ablate", "--set", str(tmp_path / "one.json"), "--random", "3", "--kind", "mean"]
     assert main([*ablate, "--out", str(tmp_path / "ab1.json")]) == 0

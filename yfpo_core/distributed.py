@@ -141,7 +141,7 @@ def describe(exc: BaseException) -> str:
 
 @contextmanager
 def launched(device: str = "cpu", announce: Callable[[str], None] | None = None,
-             timeout_minutes: float = 30.0) -> Iterator[Distributed]:
+             timeout_minutes: float = 120.0) -> Iterator[Distributed]:
     """Join the launcher's process group for the duration of a command (one process: no group at all).
 
     On leaving, every process reports success or its error in one last status round, so a process that
@@ -149,7 +149,8 @@ def launched(device: str = "cpu", announce: Callable[[str], None] | None = None,
     same :class:`RankFailure`. Rank 0 passes its message to ``announce`` (the CLI prints its error line)
     while the others wait at a barrier: a launcher stops the remaining processes as soon as one exits, so
     without the wait rank 0 could be stopped before it has said anything. The group is destroyed on the
-    way out.
+    way out. ``timeout_minutes`` bounds a wait in a collective: long, because a process that finishes its
+    share early waits there for the slowest one (a process that dies is caught sooner, by the launcher).
     """
     world = world_size()
     if world == 1:
