@@ -79,10 +79,10 @@ def test_a_rank_failure_is_printed_by_rank_0_only(capsys, monkeypatch):
 
     def fail(quiet: bool):
         def handler(args):
-            raise RankFailure("process 1 of 2 failed: boom; no output was written", quiet=quiet)
+            raise RankFailure("rank 1 of 2 processes failed: boom; no output was written", quiet=quiet)
         return handler
 
-    for quiet, expected in ((True, ""), (False, "yfpo: error: process 1 of 2 failed: boom; no output was written\n")):
+    for quiet, expected in ((True, ""), (False, "yfpo: error: rank 1 of 2 processes failed: boom; no output was written\n")):
         monkeypatch.setattr(eval_command, "cmd_eval", fail(quiet))
         assert main(["eval", "--model", "toy-arith", "--problems", "toy"]) == 2
         assert capsys.readouterr().err == expected
@@ -166,7 +166,7 @@ def test_a_problem_that_fails_on_rank_1_stops_both_with_one_message_and_no_file(
     assert out.returncode != 0
     errors = [line for line in out.stderr.splitlines() if line.startswith("yfpo: error:")]
     assert len(errors) == 1, out.stderr[-3000:]
-    assert "process 1 of 2 failed" in errors[0] and "problem p1 needs" in errors[0] and "no output" in errors[0]
+    assert "rank 1 of 2 processes failed" in errors[0] and "problem p1 needs" in errors[0] and "no output" in errors[0]
     assert "Traceback" not in out.stderr.split("yfpo: error:")[0]  # a user error: no traceback from either rank
     assert sorted(p.name for p in tmp_path.iterdir()) == ["problems.jsonl"]  # no set, no scores, no temp files
 
@@ -188,7 +188,7 @@ def test_a_bug_on_rank_1_stops_both_with_its_traceback_and_one_message(tmp_path)
     assert out.returncode != 0
     errors = [line for line in out.stderr.splitlines() if line.startswith("yfpo: error:")]
     assert len(errors) == 1, out.stderr[-3000:]
-    assert "process 1 of 2 failed: ValueError" in errors[0] and "traceback is printed above" in errors[0]
+    assert "rank 1 of 2 processes failed: ValueError" in errors[0] and "traceback is printed above" in errors[0]
     assert "Traceback" in out.stderr.split("yfpo: error:")[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["problems.jsonl"]
 

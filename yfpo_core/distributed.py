@@ -108,8 +108,8 @@ class Distributed:
         failed = [(rank, error) for rank, (error, _) in enumerate(received) if error is not None]
         if failed:
             rank, error = failed[0]
-            others = f" (and {len(failed) - 1} more process(es))" if len(failed) > 1 else ""
-            raise RankFailure(f"process {rank} of {self.world} failed{others}: {error}; no output was written",
+            others = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            raise RankFailure(f"rank {rank} of {self.world} processes failed{others}: {error}; no output was written",
                               quiet=not self.is_main)
         return received
 
