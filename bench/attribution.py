@@ -4,8 +4,11 @@ problem (goal: at most 1.3x), and the whole run over a problem set, printed side
 Both sides run in this process on the same token sequences, alternating, medians over repeats:
 
 * baseline A: forward + backward of the same target to the input embeddings with frozen parameters
-  (exactly the work attribution needs, without AttnLRP's rules and without reading unit relevance);
-* baseline B: forward + backward with parameter gradients (what a training step's backward costs);
+  (exactly the work attribution needs, without AttnLRP's rules and without reading unit relevance; with
+  attribution's own savings: tokens after the last target position dropped, logits only where the target
+  reads them);
+* baseline B: forward + backward with parameter gradients, the whole sequence and every logit (what a
+  training step's backward costs);
 * AttnLRP: :func:`yfpo_core.attribution.methods.gradient_relevance` with the rules, all MLP neurons.
 
 ``--full-run`` also times the whole ``attribute`` over all problems (AttnLRP, every MLP neuron) once per
@@ -48,9 +51,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from yfpo_core.attribution import attribute
-    from yfpo_core.attribution.methods import frozen_parameters, gradient_relevance
+    from yfpo_core.attribution.methods import _final_logits, frozen_parameters, gradient_relevance
     from yfpo_core.attribution.space import neuron_space
-    from yfpo_core.attribution.targets import prepare_problem, target_value
+    from yfpo_core.attribution.targets import prepare_problem, target_from_rows, target_value
     from yfpo_core.models import load_model
     from yfpo_core.problems import load_problems
 
@@ -72,9 +75,12 @@ def main() -> None:
             if with_params:
                 target_value(model.model(tokens)[0], prepared).backward()
                 model.model.zero_grad(set_to_none=True)
-            else:
+            else:  # the same savings as attribution: stop after the last target position, unembed only there
+                cut = tokens[:, : prepared.positions[-1] + 1]
                 with frozen_parameters(model.model), model.model.hooks(fwd_hooks=[("hook_embed", leaf)]):
-                    target_value(model.model(tokens)[0], prepared).backward()
+                    residual = model.model(cut, stop_at_layer=model.model.cfg.n_layers)[0]
+                    logits = _final_logits(model.model, residual[list(prepared.positions)])
+                    target_from_rows(logits, prepared).backward()
 
     rows = []
     for problem in problems[: args.sample]:
