@@ -100,8 +100,10 @@ def main() -> None:
     if args.full_run:
         print(f"\nfull AttnLRP run over {len(problems)} problems of {args.problems}, all {space.n_rows * space.width} "
               "neurons:\n")
-        print("| batch size | seconds | s / problem | vs first: largest score difference | same top-100 |")
-        print("|---|---|---|---|---|")
+        tokens = sum(prepare_problem(model, p, args.target).positions[-1] + 1 for p in problems)
+        print(f"{tokens} tokens read (each problem up to its last target position)\n")
+        print("| batch size | seconds | s / problem | tokens / s | vs first: largest score difference | same top-100 |")
+        print("|---|---|---|---|---|---|")
         reference = None
         for size in [int(x) for x in args.batch_sizes.split(",")]:
             start = time.perf_counter()
@@ -110,7 +112,8 @@ def main() -> None:
             reference = reference or result
             gap = float((result.scores - reference.scores).abs().max() / reference.scores.abs().max())
             same = [s.unit for s in result.top(100)] == [s.unit for s in reference.top(100)]
-            print(f"| {size} | {elapsed:.1f} | {elapsed / len(problems):.2f} | {gap:.1e} | {'yes' if same else 'NO'} |")
+            print(f"| {size} | {elapsed:.1f} | {elapsed / len(problems):.2f} | {tokens / elapsed:.0f} | {gap:.1e} | "
+                  f"{'yes' if same else 'NO'} |", flush=True)
         print(f"\nmean relevance budget {result.params.get('relevance_budget_mean', float('nan')):.3f}")
 
 
