@@ -4,12 +4,19 @@ problem (goal: at most 1.3x), and the whole run over a problem set, printed side
 Both sides run in this process on the same token sequences, alternating, medians over repeats:
 
 * baseline A: forward + backward of the same target to the input embeddings with frozen parameters
-  (exactly the work attribution needs, without AttnLRP's rules and without reading unit relevance);
-* baseline B: forward + backward with parameter gradients (what a training step's backward costs);
+  (exactly the work attribution needs, without AttnLRP's rules and without reading unit relevance; with
+  attribution's own savings: tokens after the last target position dropped, logits only where the target
+  reads them);
+* baseline B: forward + backward with parameter gradients, the whole sequence and every logit (what a
+  training step's backward costs);
 * AttnLRP: :func:`yfpo_core.attribution.methods.gradient_relevance` with the rules, all MLP neurons.
 
+``--full-run`` also times the whole ``attribute`` over all problems (AttnLRP, every MLP neuron) once per
+batch size in ``--batch-sizes`` (problems per forward+backward pass), and checks that every batch size gives
+the scores of the first (largest difference relative to the largest score; same top-100 units).
+
 Usage: ``python bench/attribution.py [--model smollm2-135m-instruct] [--problems gsm8k-test-100]
-[--sample 5] [--repeats 3] [--full-run]`` (``--full-run`` also times ``attribute`` over all problems).
+[--sample 5] [--repeats 3] [--full-run] [--batch-sizes 1,4,8]``.
 """
 
 from __future__ import annotations
@@ -40,12 +47,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--target", default="answer_logprob")
     parser.add_argument("--full-run", action="store_true")
+    parser.add_argument("--batch-sizes", default="1,4", help="comma-separated batch sizes for --full-run")
     args = parser.parse_args()
 
     from yfpo_core.attribution import attribute
-    from yfpo_core.attribution.methods import frozen_parameters, gradient_relevance
+    from yfpo_core.attribution.methods import _final_logits, frozen_parameters, gradient_relevance
     from yfpo_core.attribution.space import neuron_space
-    from yfpo_core.attribution.targets import prepare_problem, target_value
+    from yfpo_core.attribution.targets import prepare_problem, target_from_rows, target_value
     from yfpo_core.models import load_model
     from yfpo_core.problems import load_problems
 
@@ -67,9 +75,12 @@ def main() -> None:
             if with_params:
                 target_value(model.model(tokens)[0], prepared).backward()
                 model.model.zero_grad(set_to_none=True)
-            else:
+            else:  # the same savings as attribution: stop after the last target position, unembed only there
+                cut = tokens[:, : prepared.positions[-1] + 1]
                 with frozen_parameters(model.model), model.model.hooks(fwd_hooks=[("hook_embed", leaf)]):
-                    target_value(model.model(tokens)[0], prepared).backward()
+                    residual = model.model(cut, stop_at_layer=model.model.cfg.n_layers)[0]
+                    logits = _final_logits(model.model, residual[list(prepared.positions)])
+                    target_from_rows(logits, prepared).backward()
 
     rows = []
     for problem in problems[: args.sample]:
@@ -87,12 +98,23 @@ def main() -> None:
     print(f"\nmedian AttnLRP / plain forward+backward: {ratio_a:.2f}x (frozen params), {ratio_b:.2f}x (param grads);"
           " goal <= 1.3x")
     if args.full_run:
-        start = time.perf_counter()
-        result = attribute(model, problems, "attnlrp", args.target)
-        elapsed = time.perf_counter() - start
-        print(f"\nfull AttnLRP run over {len(problems)} problems of {args.problems}: {elapsed:.1f} s "
-              f"({elapsed / len(problems):.2f} s per problem); mean relevance budget "
-              f"{result.params.get('relevance_budget_mean', float('nan')):.3f}")
+        print(f"\nfull AttnLRP run over {len(problems)} problems of {args.problems}, all {space.n_rows * space.width} "
+              "neurons:\n")
+        tokens = sum(prepare_problem(model, p, args.target).positions[-1] + 1 for p in problems)
+        print(f"{tokens} tokens read (each problem up to its last target position)\n")
+        print("| batch size | seconds | s / problem | tokens / s | vs first: largest score difference | same top-100 |")
+        print("|---|---|---|---|---|---|")
+        reference = None
+        for size in [int(x) for x in args.batch_sizes.split(",")]:
+            start = time.perf_counter()
+            result = attribute(model, problems, "attnlrp", args.target, batch_size=size, keep_token_scores=False)
+            elapsed = time.perf_counter() - start
+            reference = reference or result
+            gap = float((result.scores - reference.scores).abs().max() / reference.scores.abs().max())
+            same = [s.unit for s in result.top(100)] == [s.unit for s in reference.top(100)]
+            print(f"| {size} | {elapsed:.1f} | {elapsed / len(problems):.2f} | {tokens / elapsed:.0f} | {gap:.1e} | "
+                  f"{'yes' if same else 'NO'} |", flush=True)
+        print(f"\nmean relevance budget {result.params.get('relevance_budget_mean', float('nan')):.3f}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import torch
 
-from yfpo_core.evaluate import answer_ranking, build_ranking_item
+from yfpo_core.distributed import Distributed
+from yfpo_core.evaluate import RankingReport, answer_ranking, build_ranking_item
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
@@ -114,17 +115,25 @@ def intervention_hooks(units: Sequence[Unit], intervention: Intervention) -> lis
 
 
 @torch.no_grad()
-def unit_means(model: LoadedModel, problems: Sequence[Problem], space: Any) -> dict[str, torch.Tensor]:
+def unit_means(model: LoadedModel, problems: Sequence[Problem], space: Any, dist: Distributed | None = None
+               ) -> dict[str, torch.Tensor]:
     """Mean activation of every unit of ``space`` (a :class:`UnitSpace`) over all tokens of the problems'
-    ranking contexts (question and gold solution up to the answer): the reference for mean ablation."""
+    ranking contexts (question and gold solution up to the answer): the reference for mean ablation.
+
+    With ``dist``, each process sums its share of the problems and every process gets the same means
+    (the sums are added in rank order: equal to one process's to float rounding)."""
     from yfpo_core.attribution.methods import activations
 
-    sums, count = 0, 0
-    for problem in problems:
-        item = build_ranking_item(problem, model.prompt_format)
+    dist = dist or Distributed()
+    sums, count = torch.zeros(space.n_rows, space.width), 0
+    for i in dist.shard(len(problems)):
+        item = build_ranking_item(problems[i], model.prompt_format)
         acts = activations(model, space, tuple(model.encode_prompt(item.context)))  # [pos, rows, width]
         sums = sums + acts.sum(0).float().cpu()
         count += acts.shape[0]
+    if dist.world > 1:
+        parts = dist.exchange((sums, count))
+        sums, count = sum((part[0] for part in parts[1:]), parts[0][0]), sum(part[1] for part in parts)
     mean = sums / max(count, 1)
     return {name: mean[row] for row, name in enumerate(space.hook_names)}
 
@@ -160,6 +169,7 @@ class AblationReport:
     baseline: dict[str, float]
     tested: dict[str, float]
     random: list[dict[str, float]]
+    processes: int = 1  # how many processes of a data-parallel run computed it
 
     def effect(self, metric: str) -> float:
         return self.tested[metric] - self.baseline[metric]
@@ -193,16 +203,20 @@ class AblationReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"n_units": self.n_units, "intervention": self.intervention, "baseline": self.baseline,
-                "tested": self.tested, "random": self.random, "rows": self.rows()}
+                "tested": self.tested, "random": self.random, "rows": self.rows(), "processes": self.processes}
 
 
-def _metrics(model: LoadedModel, problems: Sequence[Problem], units: Sequence[Unit] | None,
-             intervention: Intervention | None, sae: Any) -> dict[str, float]:
-    context = intervened(model, units, intervention, sae) if units else nullcontext()
-    with context:
-        summary = answer_ranking(model, problems).summary()
+def _metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    summary = RankingReport(rows=list(rows)).summary()
     return {"ranking_accuracy": summary["ranking_accuracy"], "gold_logprob": summary["gold_logprob"],
             "mean_margin": summary["mean_margin"]}
+
+
+def _ranking_rows(model: LoadedModel, problems: Sequence[Problem], units: Sequence[Unit] | None,
+                  intervention: Intervention | None, sae: Any) -> list[dict[str, Any]]:
+    context = intervened(model, units, intervention, sae) if units else nullcontext()
+    with context:
+        return answer_ranking(model, problems).rows
 
 
 def ablation_test(model: LoadedModel, problems: Sequence[Problem], units: Sequence[Unit], *,
@@ -211,6 +225,19 @@ def ablation_test(model: LoadedModel, problems: Sequence[Problem], units: Sequen
     """Ablate ``units`` and ``n_random`` random same-size, same-layer sets; compare ranking metrics.
 
     Neurons and SAE features (with ``sae``, a :class:`yfpo_core.saes.LoadedSAE`) are both supported."""
+    report_ = ablation_test_sharded(Distributed(), model, problems, units, intervention=intervention,
+                                    n_random=n_random, seed=seed, sae=sae, progress=progress)
+    assert report_ is not None  # a single process is rank 0
+    return report_
+
+
+def ablation_test_sharded(dist: Distributed, model: LoadedModel, problems: Sequence[Problem], units: Sequence[Unit],
+                          *, intervention: Intervention | None = None, n_random: int = 5, seed: int = 0,
+                          sae: Any = None, progress: ProgressCallback | None = None) -> AblationReport | None:
+    """:func:`ablation_test` as one process of a data-parallel run: the random sets are drawn from the seed
+    on every process (the same sets), each process scores its share of the problems under every
+    condition, and rank 0 computes the metrics from all problems' rows in problem order, as one process
+    would. Returns the report on rank 0 and ``None`` elsewhere; ``progress`` counts this process's share."""
     if not units:
         raise ValueError("the ablation test needs at least one unit")
     intervention = intervention or Intervention("zero")
@@ -221,24 +248,27 @@ def ablation_test(model: LoadedModel, problems: Sequence[Problem], units: Sequen
             from yfpo_core.attribution.space import UnitSpace
 
             hooks = tuple(sorted({u.hook_name for u in units if u.kind == "neuron"}))
-            means |= unit_means(model, problems, UnitSpace("neuron", hooks, int(model.model.cfg.d_mlp)))
+            means |= unit_means(model, problems, UnitSpace("neuron", hooks, int(model.model.cfg.d_mlp)), dist)
         if any(u.kind == "sae_feature" for u in units):
             from yfpo_core.saes import SAESpace
 
-            means |= unit_means(model, problems, SAESpace(sae))
+            means |= unit_means(model, problems, SAESpace(sae), dist)
         intervention = Intervention("mean", means=means)
     random_sets = random_unit_sets(units, widths, n_random, seed=seed, exclude=units)
-    total = 2 + n_random
-    baseline = _metrics(model, problems, None, None, sae)
-    report(progress, 1, total, "baseline")
-    tested = _metrics(model, problems, units, intervention, sae)
-    report(progress, 2, total, "tested set")
-    randoms = []
-    for i, random_set in enumerate(random_sets):
-        randoms.append(_metrics(model, problems, random_set, intervention, sae))
-        report(progress, 3 + i, total, f"random set {i + 1}/{n_random}")
-    return AblationReport(n_units=len(units), intervention=intervention.kind, baseline=baseline, tested=tested,
-                          random=randoms)
+    mine = dist.shard(len(problems))
+    shard = [problems[i] for i in mine]
+    conditions: list[tuple[str, Sequence[Unit] | None]] = [("baseline", None), ("tested set", units)]
+    conditions += [(f"random set {k + 1}/{n_random}", s) for k, s in enumerate(random_sets)]
+    columns = []  # one list of rows (one per problem of the shard) per condition
+    for k, (label, chosen) in enumerate(conditions):
+        columns.append(_ranking_rows(model, shard, chosen, intervention if chosen else None, sae))
+        report(progress, k + 1, len(conditions), label)
+    gathered = dist.gather(mine, [tuple(column[j] for column in columns) for j in range(len(shard))])
+    if gathered is None:
+        return None
+    metrics = [_metrics([per_problem[k] for per_problem in gathered]) for k in range(len(conditions))]
+    return AblationReport(n_units=len(units), intervention=intervention.kind, baseline=metrics[0],
+                          tested=metrics[1], random=metrics[2:], processes=dist.world)
 
 
 def _width(model: LoadedModel, unit: Unit, sae: Any) -> int:

@@ -19,7 +19,7 @@ over token positions (relevance is additive); activation methods average over th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +29,7 @@ from jaxtyping import Float
 
 from yfpo_core.attribution.rules import attnlrp_rules
 from yfpo_core.attribution.space import UnitSpace
-from yfpo_core.attribution.targets import PreparedProblem, target_value
+from yfpo_core.attribution.targets import PreparedProblem, target_from_rows, target_value
 from yfpo_core.models.base import LoadedModel
 
 GRADIENT_METHODS = ("attnlrp", "grad_x_act", "integrated_gradients")
@@ -71,7 +71,29 @@ def _input_hooks(model: Any, store: dict[str, torch.Tensor]) -> list:
 def gradient_relevance(loaded: LoadedModel, space: UnitSpace, prepared: PreparedProblem,
                        lrp: bool) -> ProblemScores:
     """``a * da`` at every unit and token, with AttnLRP's backward rules (``lrp``) or the plain gradient."""
+    return gradient_relevance_batch(loaded, space, [prepared], lrp)[0]
+
+
+def gradient_relevance_batch(loaded: LoadedModel, space: UnitSpace, batch: Sequence[PreparedProblem],
+                             lrp: bool) -> list[ProblemScores]:
+    """:func:`gradient_relevance` of several problems in one forward and one backward pass.
+
+    Why it gives each problem's own scores: the rows are padded on the right, and in a causal model a real
+    token never attends to a later one, so padding changes nothing before it; every rule is applied per
+    position; and the summed target's gradient at row ``b`` is row ``b``'s own target's gradient. Two
+    savings on top of batching: each row stops after the last position its target reads (later tokens
+    cannot change it, their relevance is exactly zero and is filled in as zeros), and the final norm and
+    unembedding run only at the target positions instead of over every position and the whole vocabulary.
+    """
     model = loaded.model
+    if not batch:
+        return []
+    lengths = [p.positions[-1] + 1 for p in batch]  # tokens up to the last position the target reads
+    width = max(lengths)
+    ids = torch.full((len(batch), width), loaded.pad_token_id, dtype=torch.long)
+    for row, (item, length) in enumerate(zip(batch, lengths, strict=True)):
+        ids[row, :length] = torch.tensor(item.tokens[:length], dtype=torch.long)
+    ids = ids.to(model.cfg.device)
     inputs: dict[str, torch.Tensor] = {}
     acts: dict[str, torch.Tensor] = {}
 
@@ -79,20 +101,40 @@ def gradient_relevance(loaded: LoadedModel, space: UnitSpace, prepared: Prepared
         x.retain_grad()
         acts[name] = x
 
-    tokens = torch.tensor([prepared.tokens], device=model.cfg.device)
     rules = attnlrp_rules(model) if lrp else _nothing()
     with torch.enable_grad(), frozen_parameters(model), rules, space.reading(model, capture), \
             model.hooks(fwd_hooks=_input_hooks(model, inputs)):
-        logits = model(tokens, return_type="logits")[0]
+        residual = model(ids, stop_at_layer=model.cfg.n_layers)  # [batch, pos, d_model], before the final norm
+        picked = [residual[row, list(item.positions)] for row, item in enumerate(batch)]
+        logits = _final_logits(model, torch.cat(picked))  # [all target positions, vocab]
         logits.retain_grad()
-        value = target_value(logits, prepared)
-        value.backward()
-    per_token = torch.stack([(acts[h] * acts[h].grad)[0] for h in space.hook_names], dim=1).detach()
-    input_relevance = sum(float((x.detach() * x.grad).sum()) for x in inputs.values())
-    logit_relevance = float((logits.detach() * logits.grad).sum())
-    extras = {"target": float(value.detach()), "input_relevance": input_relevance, "logit_relevance": logit_relevance,
-              "relevance_budget": input_relevance / logit_relevance if logit_relevance else float("nan")}
-    return ProblemScores(per_token.sum(0), per_token, prepared.tokens, extras)
+        splits = torch.split(logits, [len(item.positions) for item in batch])
+        values = [target_from_rows(rows, item) for rows, item in zip(splits, batch, strict=True)]
+        torch.stack(values).sum().backward()
+    relevance = torch.stack([(acts[h] * acts[h].grad).detach() for h in space.hook_names], dim=2)  # [b, pos, rows, w]
+    input_relevance = sum((x.detach() * x.grad).flatten(1).sum(1) for x in inputs.values())
+    logit_relevance = (logits.detach() * logits.grad).sum(-1)
+    out = []
+    for row, (item, length) in enumerate(zip(batch, lengths, strict=True)):
+        per_token = relevance.new_zeros((len(item.tokens), *relevance.shape[2:]))
+        per_token[:length] = relevance[row, :length]
+        start = sum(len(other.positions) for other in batch[:row])
+        into_logits = float(logit_relevance[start: start + len(item.positions)].sum())
+        into_inputs = float(input_relevance[row]) if inputs else 0.0
+        extras = {"target": float(values[row].detach()), "input_relevance": into_inputs,
+                  "logit_relevance": into_logits,
+                  "relevance_budget": into_inputs / into_logits if into_logits else float("nan")}
+        out.append(ProblemScores(per_token.sum(0), per_token, item.tokens, extras))
+    return out
+
+
+def _final_logits(model: Any, residual: Float[torch.Tensor, "n d_model"]) -> Float[torch.Tensor, "n vocab"]:
+    """The model's own final norm, unembedding and soft cap, on chosen residual rows (hooks still fire)."""
+    from transformer_lens.utilities import apply_softcap
+
+    if model.cfg.normalization_type is not None:
+        residual = model.ln_final(residual[None])[0]
+    return apply_softcap(model.unembed(residual[None])[0], model.cfg.output_logits_soft_cap)
 
 
 @contextmanager

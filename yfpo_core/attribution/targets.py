@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float
 
 from yfpo_core.answers import find_numbers
+from yfpo_core.errors import ProblemDataError
 from yfpo_core.evaluate import build_ranking_item
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.names import ATTRIBUTION_TARGETS
@@ -26,6 +27,10 @@ from yfpo_core.problems.base import Problem
 
 TargetName = Literal["answer_logprob", "solution_logprob", "logit_diff"]
 TARGETS: tuple[str, ...] = ATTRIBUTION_TARGETS
+
+
+class ProblemTooLongError(ProblemDataError, ValueError):
+    """A problem does not fit the model's context: the user can drop it (a ``ValueError`` too, as before)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,8 @@ def prepare_problem(loaded: LoadedModel, problem: Problem, target: str) -> Prepa
     longest = max(len(gold), len(wrong), len(loaded.encode_prompt(fmt.prompt(problem.question))) +
                   len(loaded.encode(fmt.response(problem.solution) + fmt.end_of_response)))
     if longest > limit:
-        raise ValueError(f"problem {problem.id} needs {longest} tokens but {loaded.name} reads at most {limit}")
+        raise ProblemTooLongError(f"problem {problem.id} needs {longest} tokens but {loaded.name} reads at most "
+                                  f"{limit}; leave it out of the problem set or use a model with a longer context")
 
     if target == "solution_logprob":
         prompt = loaded.encode_prompt(fmt.prompt(problem.question))
@@ -99,9 +105,18 @@ def prepare_problem(loaded: LoadedModel, problem: Problem, target: str) -> Prepa
 def target_value(logits: Float[torch.Tensor, "pos vocab"], prepared: PreparedProblem) -> torch.Tensor:
     """The scalar target from one sequence's logits (differentiable)."""
     positions = torch.tensor(prepared.positions, device=logits.device)
-    chosen = torch.tensor(prepared.target_tokens, device=logits.device)
-    rows = logits[positions].float()
+    return target_from_rows(logits[positions], prepared)
+
+
+def target_from_rows(rows: Float[torch.Tensor, "n_positions vocab"], prepared: PreparedProblem) -> torch.Tensor:
+    """The scalar target from the logits at ``prepared.positions`` only (one row per position, in order).
+
+    Why: the target reads a handful of positions, so the unembedding (a fifth of a small model's work,
+    forward and backward) need only run there (see :func:`yfpo_core.attribution.methods.gradient_relevance_batch`).
+    """
+    chosen = torch.tensor(prepared.target_tokens, device=rows.device)
+    rows = rows.float()
     if prepared.contrast_tokens:
-        wrong = torch.tensor(prepared.contrast_tokens, device=logits.device)
+        wrong = torch.tensor(prepared.contrast_tokens, device=rows.device)
         return (rows.gather(-1, chosen[:, None]) - rows.gather(-1, wrong[:, None])).sum()
     return (rows.gather(-1, chosen[:, None]).squeeze(-1) - torch.logsumexp(rows, dim=-1)).sum()

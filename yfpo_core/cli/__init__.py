@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def print_error(message: str) -> None:
+    """The one error line every command ends with (also what rank 0 says for a data-parallel run)."""
+    print(f"yfpo: error: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("WANDB_MODE", "disabled")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -67,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = user_message(exc)
         if message is None:
             raise
-        print(f"yfpo: error: {message}", file=sys.stderr)
+        if not getattr(exc, "quiet", False):  # a data-parallel failure was already said by rank 0
+            print_error(message)
         return 2
 
 

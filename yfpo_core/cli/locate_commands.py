@@ -17,7 +17,8 @@ def _common(p: argparse.ArgumentParser, problems_default: str | None = "gsm8k-te
     p.add_argument("--problems", default=problems_default, help="problem set name or file")
     p.add_argument("--limit", type=count(1), default=None, help="use the first N problems")
     p.add_argument("--seed", type=int, default=0, help="seed for generated problem sets and random sets")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<n>; under torchrun / accelerate launch, "
+                                                   "cuda means each process's own GPU")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with --layers, --top-k and --rank-by to cut another set from the same run")
     p.add_argument("--steps", type=count(1), default=8, help="integrated-gradients path points")
     p.add_argument("--normalize", action="store_true", help="give every problem the same total weight")
+    p.add_argument("--batch-size", type=count(1), default=4, help="problems per forward+backward pass for attnlrp "
+                                                                  "and grad_x_act (same scores; default 4)")
     p.add_argument("--out", type=Path, required=True, help="neuron-set JSON to write; the full scores go "
                                                           "beside it as <out>.scores.json/.safetensors")
     p.set_defaults(handler=cmd_locate)
@@ -69,7 +72,12 @@ def _problems(args, fallback: str):
     return load_problems(args.problems or fallback, limit=args.limit, seed=args.seed)
 
 
-def _units_sae(args: argparse.Namespace, model):
+def _share(dist) -> str:
+    """What rank 0's progress bar counts when there are several processes."""
+    return f" (rank 0's share, {dist.world} processes)" if dist.world > 1 else ""
+
+
+def _units_sae(args: argparse.Namespace, model, device: str):
     """The SAE that ``--units sae:<ref>`` names (``None`` for ``--units neurons``)."""
     if args.units == "neurons":
         return None
@@ -77,21 +85,33 @@ def _units_sae(args: argparse.Namespace, model):
         raise YfpoError(f"--units must be 'neurons' or 'sae:<ref>', not {args.units!r}")
     from yfpo_core.saes import load_sae
 
-    return load_sae(args.units[4:], model, device=args.device)
+    return load_sae(args.units[4:], model, device=device)
 
 
 def cmd_locate(args: argparse.Namespace) -> int:
-    from yfpo_core.attribution import AttributionResult, attribute
+    """Under torchrun / accelerate launch every process scores its share of the problems; rank 0 alone
+    prints, ranks the units and writes the set and the scores (see :mod:`yfpo_core.distributed`)."""
+    from yfpo_core.cli import print_error
+    from yfpo_core.distributed import launched
+
+    check_output(args.out)
+    with launched(args.device, announce=print_error) as dist:
+        return _locate(args, dist)
+
+
+def _locate(args: argparse.Namespace, dist) -> int:
+    from yfpo_core.attribution import AttributionResult, attribute_sharded
     from yfpo_core.cli.output import print_table
     from yfpo_core.models import DEFAULT_MODEL, load_model
     from yfpo_core.neuron_set import NeuronSet
     from yfpo_core.progress import tqdm_progress
 
-    check_output(args.out)
     layers = parse_layers(args.layers)
+    if args.from_scores is not None and not dist.is_main:
+        return 0  # re-ranking is rank 0's alone
     if args.from_scores is not None:  # re-rank an earlier run: no model pass
         result = AttributionResult.load(args.from_scores)
-        model = load_model(args.model or result.model_name, device=args.device)
+        model = load_model(args.model or result.model_name, device=dist.device)
         parse_layers(args.layers, int(model.model.cfg.n_layers))
         if model.fingerprint != result.model_fingerprint:
             raise YfpoError(f"{args.from_scores} was computed on other weights of {result.model_name} "
@@ -101,7 +121,7 @@ def cmd_locate(args: argparse.Namespace) -> int:
             if not args.units.startswith("sae:"):
                 raise YfpoError(f"{args.from_scores} scores features of SAE {result.space.sae_id}: name it with "
                                 "--units sae:<ref> so the set can record where the SAE lives")
-            sae = _units_sae(args, model)
+            sae = _units_sae(args, model, dist.device)
             if sae.sae_id != result.space.sae_id:
                 raise YfpoError(f"--units names SAE {sae.sae_id}, but the scores are of SAE {result.space.sae_id}")
             sae_entries = {sae.sae_id: sae.neuron_set_entry()}
@@ -112,18 +132,22 @@ def cmd_locate(args: argparse.Namespace) -> int:
                                                               "n": len(result.problem_ids)})
         scores_base = Path(str(args.from_scores).removesuffix(".json").removesuffix(".safetensors"))
     else:
-        model = load_model(args.model or DEFAULT_MODEL, device=args.device)
+        model = load_model(args.model or DEFAULT_MODEL, device=dist.device)
         parse_layers(args.layers, int(model.model.cfg.n_layers))
         problems = _problems(args, "gsm8k-test-100")
         space, sae_entries = None, None
-        sae = _units_sae(args, model)
+        sae = _units_sae(args, model, dist.device)
         if sae is not None:
             from yfpo_core.saes import SAESpace
 
             space, sae_entries = SAESpace(sae), {sae.sae_id: sae.neuron_set_entry()}
-        with tqdm_progress(f"{args.method} on {model.name}", unit="problem") as progress:
-            result = attribute(model, problems, args.method, args.target, units=space, layers=layers,
-                               steps=args.steps, normalize=args.normalize, progress=progress)
+        with tqdm_progress(f"{args.method} on {model.name}{_share(dist)}", unit="problem",
+                           disable=not dist.is_main) as progress:
+            result = attribute_sharded(dist, model, problems, args.method, args.target, units=space, layers=layers,
+                                       steps=args.steps, normalize=args.normalize, batch_size=args.batch_size,
+                                       progress=progress)
+        if result is None:
+            return 0  # rank 0 has every problem's scores and writes the files
         problems_info = {"source": args.problems, "n": len(problems), "limit": args.limit, "seed": args.seed}
         result.params["problems"] = problems_info
         scores_base = Path(f"{args.out.with_suffix('') if args.out.suffix == '.json' else args.out}.scores")
@@ -138,12 +162,15 @@ def cmd_locate(args: argparse.Namespace) -> int:
     neuron_set = NeuronSet.create(
         [s.unit for s in top], model, scores=[s.score for s in top],
         selection={"method": result.method, "target": result.target, "top_k": args.top_k, "rank_by": args.rank_by,
-                   "params": result.params | {"layers": layers}, "scores_file": scores_base.name},
+                   "params": result.params | {"layers": layers}, "scores_file": scores_base.name,
+                   "processes": result.params.get("processes", 1)},
         problems=problems_info, name=f"{result.method} top {args.top_k}", sae=sae_entries)
     path = neuron_set.save(args.out)
     budget = result.params.get("relevance_budget_mean")
     if args.from_scores is None:
+        processes = result.params.get("processes", 1)
         print(f"\n{problems_info['n']} problems in {result.params['seconds']:.1f} s"
+              + (f" on {processes} processes" if processes > 1 else "")
               + (f"; mean relevance budget {budget:.3f} (1 - budget went to softmax and biases)" if budget else ""))
         print(f"wrote {path} ({len(top)} units) and {scores_base}.json/.safetensors (all scores)")
     else:
@@ -152,18 +179,28 @@ def cmd_locate(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
+    """Data-parallel like ``locate``: every process scores its share of the problems under every condition
+    (the same random sets, drawn from ``--seed``); rank 0 computes the metrics and writes the report."""
+    from yfpo_core.cli import print_error
+    from yfpo_core.distributed import launched
+
+    check_output(args.out)
+    with launched(args.device, announce=print_error) as dist:
+        return _ablate(args, dist)
+
+
+def _ablate(args: argparse.Namespace, dist) -> int:
     from yfpo_core.cli.output import print_table
-    from yfpo_core.interventions import Intervention, ablation_test
+    from yfpo_core.interventions import Intervention, ablation_test_sharded
     from yfpo_core.models import load_model
     from yfpo_core.neuron_set import NeuronSet
     from yfpo_core.progress import tqdm_progress
 
-    check_output(args.out)
     header = NeuronSet.load(args.set)  # validate the file before loading a model
     if not len(header):
         raise YfpoError(f"{args.set} has no units, so there is nothing to ablate; add units to the set (yfpo locate "
                         "or the app's Neuron set page)")
-    model = load_model(args.model or header.model_name, device=args.device)
+    model = load_model(args.model or header.model_name, device=dist.device)
     neuron_set = NeuronSet.load(args.set, model, allow_other_model=args.allow_other_model)
     source = args.problems or neuron_set.problems.get("source")
     if not source:
@@ -173,12 +210,15 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     problems = load_problems(source, limit=limit, seed=args.seed)
     units = neuron_set.units_only()
-    sae = _set_sae(neuron_set, model, args.device)
-    with tqdm_progress(f"ablating {len(units)} units", unit="eval") as progress:
-        report = ablation_test(model, problems, units, intervention=Intervention(args.kind), n_random=args.random,
-                               seed=args.seed, sae=sae, progress=progress)
+    sae = _set_sae(neuron_set, model, dist.device)
+    with tqdm_progress(f"ablating {len(units)} units{_share(dist)}", unit="eval", disable=not dist.is_main) as progress:
+        report = ablation_test_sharded(dist, model, problems, units, intervention=Intervention(args.kind),
+                                       n_random=args.random, seed=args.seed, sae=sae, progress=progress)
+    if report is None:
+        return 0  # rank 0 reports
     print(f"\n{args.kind} ablation of {len(units)} units from {args.set.name} vs {args.random} random sets of "
-          f"the same size and layers, on {len(problems)} problems of {source}:")
+          f"the same size and layers, on {len(problems)} problems of {source}"
+          + (f" ({dist.world} processes)" if dist.world > 1 else "") + ":")
     print_table(report.rows())
     if args.out:
         from yfpo_core.atomic import atomic_write_text

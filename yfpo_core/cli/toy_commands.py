@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "over the shipped weights)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<n>")
     p.set_defaults(handler=cmd_toy_train)
 
 
@@ -28,7 +29,7 @@ def cmd_toy_train(args: argparse.Namespace) -> int:
     config = ToyTrainConfig(**overrides)
     out = args.out or toy_cache_dir()
     with tqdm_progress("training toy-arith", unit="step") as progress:
-        result = train_toy_model(config, progress=progress, out=out)
+        result = train_toy_model(config, progress=progress, out=out, device=args.device)
     final = result.final
     summary = {"train_seconds": result.train_seconds, "exact_match": final.get("exact_match", float("nan")),
                **{f"exact_match/{k}": v for k, v in final.get("exact_match_by_kind", {}).items()},

@@ -60,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=count(1), default=4, help="samples per problem (on-policy)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="pairs JSONL to write")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<n>")
     p.set_defaults(handler=cmd_pairs)
 
     p = sub.add_parser("train", help="train with YFPO (lam > 0) or DPO (lam = 0); metrics and checkpoints on disk")
@@ -103,7 +104,7 @@ def cmd_pairs(args: argparse.Namespace) -> int:
 
     check_output(args.out)
     problems = load_problems(args.problems, limit=args.limit, seed=args.seed)
-    model = load_model(args.model)
+    model = load_model(args.model, device=args.device)
     if args.source == "on-policy":
         with tqdm_progress("sampling", unit="problem") as progress:
             pairs, stats = on_policy_pairs(model, problems, samples=args.samples, seed=args.seed, progress=progress)
