@@ -172,7 +172,7 @@ def continuation_logprobs_from_states(model: HookedTransformer, states: Continua
     cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size=1)
     final = model(states.context, start_at_layer=states.layer, stop_at_layer=model.cfg.n_layers,
                   past_kv_cache=cache)
-    first_logprobs = torch.log_softmax(_unembed(model, final[:, -1:])[0, 0].float(), dim=-1)
+    first_logprobs = torch.log_softmax(unembed(model, final[:, -1:])[0, 0].float(), dim=-1)
     for entry in cache.entries[states.layer:]:
         entry.past_keys = entry.past_keys.expand(n, -1, -1, -1)
         entry.past_values = entry.past_values.expand(n, -1, -1, -1)
@@ -181,14 +181,15 @@ def continuation_logprobs_from_states(model: HookedTransformer, states: Continua
         cache.freeze()
         hidden = model(states.continuations, start_at_layer=states.layer, stop_at_layer=model.cfg.n_layers,
                        past_kv_cache=cache)
-        logits = _unembed(model, hidden[:, :-1])
+        logits = unembed(model, hidden[:, :-1])
         step = token_logprobs(logits, states.ids[:, 1:]) * states.mask[:, 1:]
         totals = totals + step.sum(-1)
     return totals
 
 
-def _unembed(model: HookedTransformer, hidden: Float[torch.Tensor, "b p d"]) -> Float[torch.Tensor, "b p vocab"]:
-    """Final norm and unembedding (``hidden @ W_U`` directly: ``Unembed`` copies ``W_U.T`` on every call)."""
+def unembed(model: HookedTransformer, hidden: Float[torch.Tensor, "b p d"]) -> Float[torch.Tensor, "b p vocab"]:
+    """Final norm and unembedding of the given positions only. ``hidden @ W_U`` directly: TransformerLens's
+    ``Unembed`` makes a contiguous copy of ``W_U.T`` (113 MB for SmolLM2) on every call."""
     if model.cfg.normalization_type is not None:
         hidden = model.ln_final(hidden)
     return hidden @ model.unembed.W_U + model.unembed.b_U

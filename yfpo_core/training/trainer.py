@@ -34,10 +34,10 @@ from jaxtyping import Float, Int
 
 from yfpo_core.errors import YfpoError
 from yfpo_core.evaluate import exact_match
-from yfpo_core.logprobs import token_logprobs
+from yfpo_core.logprobs import token_logprobs, unembed
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
-from yfpo_core.training.batching import PairBatch, divergent_mask, make_batches
+from yfpo_core.training.batching import PairBatch, make_batches
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig
 from yfpo_core.training.guard import guarded_step
@@ -177,12 +177,7 @@ class PolicyForward(torch.nn.Module):
             return final.new_zeros(tokens.shape[0]), acts
         # Only the positions that predict a response token go through the final norm and unembedding.
         rows, cols = response_mask[:, 1:].nonzero(as_tuple=True)
-        hidden = final[rows, cols][None]  # [1, N, d]
-        if model.cfg.normalization_type is not None:
-            hidden = model.ln_final(hidden)
-        # hidden @ W_U directly: TransformerLens's Unembed makes a contiguous copy of W_U.T (113 MB for
-        # SmolLM2) on every call.
-        logits = hidden @ model.unembed.W_U + model.unembed.b_U  # [1, N, vocab]
+        logits = unembed(model, final[rows, cols][None])  # [1, N, vocab]
         per_token = token_logprobs(logits, tokens[rows, cols + 1][None])[0]  # [N]
         sequence_logps = torch.zeros(tokens.shape[0], device=per_token.device).index_add(0, rows, per_token)
         if captured:
