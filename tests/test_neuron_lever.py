@@ -91,6 +91,40 @@ def test_gradient_share_metrics_match_autograd(setup, trainable):  # noqa: F811
     assert metrics[M.GRAD_NORM] == pytest.approx(float((g_dpo + g_aux).norm()), rel=1e-4)
 
 
+def test_neuron_part_of_variant_a_has_its_own_graph(setup):  # noqa: F811
+    """The neuron term's gradient starts at the units: it equals ``loss - dpo`` in value but its graph does
+    not reach the policy's log-probs, so its backward never crosses the log-softmax or the unembedding."""
+    _, tmp = setup
+    trainer = trainer_for(config(tmp, lam=2.0, trainable="mlp_last_k", last_k=1))
+    i = trainer.batch_index(1)
+    captured = {}
+    original = trainer.forward_module.forward
+
+    def spy(*args, **kwargs):
+        logps, acts = original(*args, **kwargs)
+        captured["logps"] = logps
+        return logps, acts
+
+    trainer.forward_module.forward = spy
+    out = trainer.compute_loss(i)
+    assert float(out.losses["aux"]) == pytest.approx(float(out.loss - out.losses["dpo"]), rel=1e-6)
+    assert torch.autograd.grad(out.losses["aux"], captured["logps"], allow_unused=True)[0] is None
+    assert torch.autograd.grad(out.losses["dpo"], captured["logps"], allow_unused=True)[0] is not None
+
+
+def test_gradient_share_is_measured_on_its_schedule(setup):  # noqa: F811
+    """Step 1, every grad_share_every-th step and the last step carry the metrics; the others train with one
+    combined backward and log none of them."""
+    _, tmp = setup
+    trainer = trainer_for(config(tmp, lam=1.0, steps=7, grad_share_every=3))
+    measured = [step for step in range(1, 8) if M.AUX_SHARE in trainer.train_step(step)]
+    assert measured == [1, 3, 6, 7]
+    every = trainer_for(config(tmp, lam=1.0, steps=3, grad_share_every=1))
+    assert all(M.GRAD_NORM_AUX in every.train_step(step) for step in (1, 2, 3))
+    off = trainer_for(config(tmp, lam=1.0, steps=3, grad_share=False))
+    assert not any(M.AUX_SHARE in off.train_step(step) for step in (1, 2, 3))
+
+
 def test_dpo_runs_report_no_neuron_share(setup):  # noqa: F811
     _, tmp = setup
     trainer = trainer_for(config(tmp, lam=0.0))

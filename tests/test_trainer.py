@@ -246,22 +246,56 @@ def test_runs_from_the_same_base_share_reference_prefix_and_first_eval(setup):
     from yfpo_core.training import trainer as trainer_module
 
     _, tmp = setup
-    trainer_module._SHARED.clear()
+    trainer_module.clear_shared()
     cold = trainer_for(config(tmp, lam=0.0, trainable="mlp_last_k", last_k=1))
     cold_eval = cold.evaluate()
     warm = trainer_for(config(tmp, lam=1.0, trainable="mlp_last_k", last_k=1))
     assert warm.ref_logps is cold.ref_logps and warm._prefix_for(0)[0] is cold._prefix_for(0)[0]
     assert warm.evaluate() == cold_eval
-    trainer_module._SHARED.clear()
+    trainer_module.clear_shared()
     fresh = trainer_for(config(tmp, lam=1.0, trainable="mlp_last_k", last_k=1))
     assert all(torch.equal(a, b) for a, b in zip(fresh.ref_logps, warm.ref_logps, strict=True))
     assert fresh.evaluate() == cold_eval
     # After a step the policy differs from the base: its evaluation is computed, not reused.
     warm.train_step(1)
     assert warm.evaluate()["eval/gold_logprob"] != cold_eval["eval/gold_logprob"]
-    # Another seed makes other pairs: nothing is shared.
-    other = trainer_for(config(tmp, lam=1.0, trainable="mlp_last_k", last_k=1, seed=5))
+    # Another seed makes other pairs: the reference is not shared, nor the probe's readout (its statistics
+    # and signs come from the pairs), but the held-out ranking of the base model is (same problems).
+    other = trainer_for(config(tmp, lam=1.0, trainable="mlp_last_k", last_k=1, seed=5, eval_seed=fresh.config.seed + 1))
     assert other.ref_logps is not cold.ref_logps
+    calls = []
+    other.held_out.ranking = lambda: calls.append("ranking")  # would be called on a cache miss
+    other_eval = other.evaluate()
+    assert calls == []
+    ranking = ("eval/ranking_accuracy", "eval/gold_logprob", "eval/mean_margin")
+    assert {k: other_eval[k] for k in ranking} == {k: cold_eval[k] for k in ranking}
+    assert other.held_out.last["ranking"] == cold.held_out.last["ranking"]
+    assert other_eval["eval/neuron_margin"] != cold_eval["eval/neuron_margin"]
+
+
+def test_shared_cache_makes_each_key_once_across_threads():
+    import threading
+    import time
+
+    from yfpo_core.training import trainer as trainer_module
+
+    trainer_module.clear_shared()
+    made = []
+
+    def make():
+        made.append(threading.get_ident())
+        time.sleep(0.05)
+        return object()
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(trainer_module._shared(("test-key",), make)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and len({id(r) for r in results}) == 1
+    trainer_module.clear_shared()
 
 
 # -- SAE features as units -------------------------------------------------------------------------------------
@@ -419,7 +453,7 @@ def test_neurons_and_features_with_the_same_hook_and_indices_share_no_cache(setu
 
     model, tmp = setup  # the setup set: neurons 0..4 of blocks.1.mlp.hook_post
     path = save_feature_set(model, tmp, [feature(i) for i in range(5)])
-    trainer_module._SHARED.clear()
+    trainer_module.clear_shared()
     neurons = trainer_for(config(tmp, trainable="mlp_last_k", last_k=1))
     features = trainer_for(config(tmp, neuron_set=path, trainable="mlp_last_k", last_k=1))
     assert not torch.allclose(neurons.unit_mean, features.unit_mean)

@@ -160,6 +160,10 @@ class RunInputs:
     probe_directions: list[int | None] | None = None
 
 
+# Generated sources with an ``n`` option (default size) whose first problems do not depend on ``n``.
+GROWABLE_SOURCES = {"toy": 200}
+
+
 def _split_by_template(problems: Sequence[Problem]) -> dict[str, list[Problem]]:
     groups: dict[str, list[Problem]] = {}
     for p in problems:
@@ -200,8 +204,19 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
         train_problems += groups[key]
     train_problems = train_problems[: config.n_train_problems]
     used = set(train_keys)
-    eval_pool = [p for p in eval_pool if str(p.meta.get("template", p.id)) not in used
-                 and p.id not in {t.id for t in train_problems}]
+    train_ids = {t.id for t in train_problems}
+
+    def held_out(pool: Sequence[Problem]) -> list[Problem]:
+        return [p for p in pool if str(p.meta.get("template", p.id)) not in used and p.id not in train_ids]
+
+    eval_pool = held_out(eval_pool)
+    wanted = max(config.n_eval_problems, config.n_exact_problems)
+    size = GROWABLE_SOURCES.get(config.eval_problems)
+    while size and len(eval_pool) < wanted and size < 64 * GROWABLE_SOURCES[config.eval_problems]:
+        # A generated source whose first problems are the same for any n: ask for more, so that the
+        # template split leaves as many held-out problems as asked (the first ones do not change).
+        size *= 2
+        eval_pool = held_out(load_problems(config.eval_problems, seed=eval_seed, n=size))
     eval_problems = eval_pool[: config.n_eval_problems]
     exact_problems = eval_pool[: config.n_exact_problems]
     if config.n_eval_problems and not eval_problems:

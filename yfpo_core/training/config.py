@@ -30,6 +30,7 @@ NUMERIC_RANGES: dict[str, tuple[float, float, bool]] = {
     "beta": (0.0, 1e3, False), "lam": (0.0, 1e6, True), "gamma": (0.0, 1e6, False), "lr": (0.0, 1.0, False),
     "weight_decay": (0.0, 10.0, True), "grad_clip": (0.0, 1e6, False),
     "eval_seed": (0, 2**32 - 1, True), "n_train_templates": (1, 99, True), "target_share": (0.0, 1.0, True),
+    "grad_share_every": (1, 10**8, True),
 }
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:[0-9]{1,2})?|mps")
 
@@ -124,7 +125,9 @@ class YFPOConfig:
     target_share: float = _f(0.0, "if > 0 (variant A): set lambda at each step so that the neuron term supplies "
                                   "this share of the gradient norm (0 < share < 1); lam is then ignored")
     grad_share: bool = _f(True, "log the gradient norms of the DPO and neuron terms and the neuron term's share "
-                                "of the update every step (one extra backward from the units; target_share needs it)")
+                                "of the update (one extra backward from the units on the steps that measure it)")
+    grad_share_every: int = _f(4, "measure the gradient share at step 1, every N-th step and the last step (1 = every "
+                                  "step, about 1.4x the step time on CPU; target_share measures every step)")
     subtract_ref_margin: bool = _f(False, "use the margin minus the same margin under the frozen model")
     # -- optimisation ----------------------------------------------------------------------------------
     trainable: str = _f("mlp_last_k", "what trains: " + ", ".join(TRAINABLE_SCOPES))

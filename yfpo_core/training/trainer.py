@@ -22,8 +22,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
-from collections import OrderedDict
+import threading
 import time
+from collections import OrderedDict
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -514,7 +515,8 @@ class YFPOTrainer:
 
     def compute_loss(self, i: int, lam: float | None = None) -> LossOutput:
         """The loss of batch ``i`` with its parts: ``losses["dpo"]`` (mean DPO loss) and ``losses["aux"]``
-        (``loss - dpo``: the neuron term, ``lam`` times its unit-weight value for variant A). ``lam``
+        (the neuron term: for variant A its own tensor, ``lam`` times its unit-weight value; for C and D
+        ``loss - dpo``). ``lam``
         overrides ``config.lam`` (the target-share mode passes 1 and scales the term's gradient itself)."""
         c = self.config
         lam = c.lam if lam is None else lam
@@ -543,7 +545,13 @@ class YFPOTrainer:
             M.NEURON_MARGIN: margin.mean().item(), M.AUX_LOSS: aux.mean().item(),
             M.ACT_CHOSEN: act_chosen.mean().item(), M.ACT_REJECTED: act_rejected.mean().item(),
         }
-        return LossOutput(loss, {"dpo": dpo, "aux": loss - dpo}, metrics)
+        # Variant A's neuron term is its own tensor, whose graph starts at the units: its backward never
+        # crosses the log-softmax or the unembedding. ``loss - dpo`` would be the same number, but autograd
+        # would send a (numerically cancelling) gradient back through the whole DPO graph, doubling the
+        # cost of the gradient-share metrics. Variants C and D mix the margin into the DPO logit, so their
+        # part can only be the difference.
+        aux_part = aux.mean() if c.variant == "A" else loss - dpo
+        return LossOutput(loss, {"dpo": dpo, "aux": aux_part}, metrics)
 
     def learning_rate(self, step: int) -> float:
         warm = self.config.warmup_steps
@@ -552,11 +560,12 @@ class YFPOTrainer:
     def train_step(self, step: int) -> dict[str, float]:
         """One optimizer step; raises :class:`NonFiniteLossError` (without stepping) on NaN/inf.
 
-        The gradient is assembled from its two parts, so that every step reports how much of the update
-        the neuron term supplies (``yfpo/grad_norm_aux``, ``yfpo/grad_norm_dpo``, ``yfpo/aux_share`` =
-        |g_aux| / (|g_aux| + |g_dpo|), ``yfpo/grad_cos``): one extra backward pass from the units' margin,
-        which (variant A) stops at the lowest unit's block and never crosses the unembedding. With ``target_share`` the
-        neuron term's weight is set at each step so that it supplies that share (``yfpo/lam``).
+        On the steps that measure it (:meth:`measures_grad_share`) the gradient is assembled from its two
+        parts, so that the run reports how much of the update the neuron term supplies
+        (``yfpo/grad_norm_aux``, ``yfpo/grad_norm_dpo``, ``yfpo/aux_share`` = |g_aux| / (|g_aux| + |g_dpo|),
+        ``yfpo/grad_cos``): one extra backward pass from the units' margin, which (variant A) stops at the
+        lowest unit's block and never crosses the unembedding. With ``target_share`` the neuron term's weight
+        is set at each step so that it supplies that share (``yfpo/lam``), so every step measures it.
         """
         started = time.perf_counter()
         c = self.config
@@ -569,7 +578,7 @@ class YFPOTrainer:
         if not torch.isfinite(out.loss):
             raise NonFiniteLossError(f"step {step}: the loss is {out.loss.item()}; the step was not applied")
         params = [p for _, p, _ in self.params]
-        split = c.grad_share or share_mode
+        split = share_mode or (c.grad_share and self.measures_grad_share(step))
         aux_grads = self._aux_gradients(out.losses["aux"], params) if split and c.uses_neuron_term else None
         backward_of = out.losses["dpo"] if split else out.loss  # without the split: one combined backward
         if self.accelerator is not None:
@@ -611,6 +620,15 @@ class YFPOTrainer:
         metrics[M.STEP_SECONDS] = time.perf_counter() - started
         return metrics
 
+    def measures_grad_share(self, step: int) -> bool:
+        """Whether step ``step`` (1-based) takes the neuron term's gradient apart: step 1, every
+        ``grad_share_every``-th step and the last one. The split costs one extra backward pass from the units
+        (the DPO and the neuron gradients are two different vector fields over the same blocks, so no single
+        backward yields both); on the other steps the two terms share one backward and the metrics are not
+        logged."""
+        every = self.config.grad_share_every
+        return step == 1 or step % every == 0 or step == self.config.steps
+
     def _aux_gradients(self, aux: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor] | None:
         """The neuron term's gradient on every trainable parameter (zeros where it has none), averaged over
         processes so that every replica applies the same update."""
@@ -643,25 +661,47 @@ class YFPOTrainer:
     # -- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, exact: bool = False) -> dict[str, float]:
-        """Held-out answer ranking (and exact match when ``exact``) of the current policy."""
-        if self.steps_taken == 0:  # the policy is still the base model: the same numbers for every run
-            key = ("eval", self.base_fingerprint, tuple(p.id + p.question for p in self.eval_problems), exact,
-                   tuple(p.id + p.question for p in self.exact_problems) if exact else (),
-                   self._units_key(self.probe_layout.groups_from(0), self.probe_layout),
-                   tuple(self.probe_readout.signs.tolist()), self.config.pooling, self.config.standardize)
-            return dict(_shared(key, lambda: self._evaluate(exact)))
-        return self._evaluate(exact)
+        """Held-out answer ranking, the probe's margin (and exact match when ``exact``) of the current policy.
 
-    def _evaluate(self, exact: bool) -> dict[str, float]:
+        Before the first step the policy is the base model, so each part is shared with every run from the
+        same base (:func:`_shared`), keyed by exactly what it depends on: the ranking and exact match by the
+        problems only (the same for every arm and seed of an experiment), the probe margin also by the probe
+        units and their readout (statistics and signs come from the run's training pairs)."""
+        fresh = self.steps_taken == 0
         out: dict[str, float] = {}
-        if self.held_out is not None:
-            out.update(self.held_out.metrics())
+        held_out = self.held_out
+        if held_out is not None:
+            key = ("eval-ranking", self.base_fingerprint, tuple(p.id + p.question + p.solution
+                                                               for p in self.eval_problems))
+            ranking, rows = _shared(key, lambda: (held_out.ranking(), held_out.last["ranking"])) if fresh else \
+                (held_out.ranking(), held_out.last["ranking"])
+            out.update(ranking)
+            held_out.last["ranking"] = rows
+            if self.probe_layout.units:
+                r = self.probe_readout
+                key = ("eval-probe", self.base_fingerprint, self.start_layer,
+                       tuple(p.id + p.question + p.solution for p in self.eval_problems),
+                       self._units_key(self.probe_layout.groups_from(0), self.probe_layout),
+                       _digest(r.mean, r.std, r.signs), r.pooling, r.standardize)
+                def probe() -> tuple[float | None, list]:
+                    margin = held_out.probe_margin()
+                    return margin, held_out.last.get("neuron_margin", []) if margin is not None else []
+
+                margin, rows = _shared(key, probe) if fresh else probe()
+                if margin is not None:
+                    out[M.EVAL_NEURON_MARGIN] = margin
+                    held_out.last["neuron_margin"] = rows
         if exact and self.exact_problems:
-            result = exact_match(self.policy, self.exact_problems)
-            out[M.EVAL_EXACT_MATCH] = result.accuracy
-            if self.held_out is not None:
-                self.held_out.last["exact"] = [{"id": r["id"], "correct": r["correct"]} for r in result.rows]
+            key = ("eval-exact", self.base_fingerprint, tuple(p.id + p.question for p in self.exact_problems))
+            accuracy, rows = _shared(key, self._exact_match) if fresh else self._exact_match()
+            out[M.EVAL_EXACT_MATCH] = accuracy
+            if held_out is not None:
+                held_out.last["exact"] = rows
         return out
+
+    def _exact_match(self) -> tuple[float, list[dict[str, Any]]]:
+        result = exact_match(self.policy, self.exact_problems)
+        return result.accuracy, [{"id": r["id"], "correct": r["correct"]} for r in result.rows]
 
     @torch.no_grad()
     def unit_margin_on_pairs(self) -> float:
@@ -745,15 +785,36 @@ _SHARED: OrderedDict[tuple, Any] = OrderedDict()
 _SHARED_MAX = 64  # a prefix entry per batch (~6 MB for 8 x 320 tokens of SmolLM2)
 
 
+_SHARED_LOCK = threading.Lock()  # guards _SHARED and _MAKING; never held while computing
+_MAKING: dict[tuple, threading.Lock] = {}  # key -> lock held by the thread computing that key
+
+
 def _shared(key: tuple, make: Callable[[], Any]) -> Any:
-    if key in _SHARED:
-        _SHARED.move_to_end(key)
-        return _SHARED[key]
-    value = make()
-    _SHARED[key] = value
-    while len(_SHARED) > _SHARED_MAX:
-        _SHARED.popitem(last=False)
+    """``make()``'s value, computed once per key by whichever thread asks first (the app trains runs in
+    threads): a second thread asking for the same key waits for it; other keys go on in parallel."""
+    with _SHARED_LOCK:
+        if key in _SHARED:
+            _SHARED.move_to_end(key)
+            return _SHARED[key]
+        making = _MAKING.setdefault(key, threading.Lock())
+    with making:
+        with _SHARED_LOCK:
+            if key in _SHARED:  # made by another thread while this one waited
+                _SHARED.move_to_end(key)
+                return _SHARED[key]
+        value = make()
+        with _SHARED_LOCK:
+            _SHARED[key] = value
+            _MAKING.pop(key, None)
+            while len(_SHARED) > _SHARED_MAX:
+                _SHARED.popitem(last=False)
     return value
+
+
+def clear_shared() -> None:
+    """Forget every shared entry (tests; a UI's "free memory")."""
+    with _SHARED_LOCK:
+        _SHARED.clear()
 
 
 def _digest(*tensors: torch.Tensor) -> str:
