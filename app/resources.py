@@ -28,7 +28,7 @@ from yfpo_core.problems import Problem, load_problems
 if TYPE_CHECKING:  # these import PyTorch / TransformerLens: keep this module light to import
     from yfpo_core.attribution import AttributionResult
     from yfpo_core.models import LoadedModel
-    from yfpo_core.saes import LoadedSAE
+    from yfpo_core.saes.sae import LoadedSAE
 
 DEMO_MODEL = "tiny-demo"
 DEMO_ARCHITECTURE = {"n_layers": 2, "d_model": 32, "n_heads": 4, "d_mlp": 128, "n_ctx": 256}
@@ -205,7 +205,7 @@ def sae_stamp(ref: str) -> int:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the SAE…")
 def _cached_sae(ref: str, fingerprint: str, device: str, stamp: int, _model: LoadedModel) -> LoadedSAE:
-    from yfpo_core.saes import load_sae
+    from yfpo_core.saes.sae import load_sae
 
     return load_sae(ref, _model, device=device)
 
@@ -213,7 +213,7 @@ def _cached_sae(ref: str, fingerprint: str, device: str, stamp: int, _model: Loa
 def get_sae(ref: str, model: LoadedModel) -> LoadedSAE:
     """The SAE ``ref`` (a folder or ``<release>/<sae_id>``) checked against ``model``, shared like the model:
     read-only for the app (the core splices it in under the model's lock). Raises what
-    :func:`yfpo_core.saes.load_sae` raises (an exception is never cached)."""
+    :func:`yfpo_core.saes.sae.load_sae` raises (an exception is never cached)."""
     return _cached_sae(ref, model.fingerprint, str(model.model.cfg.device), sae_stamp(ref), model)
 
 

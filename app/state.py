@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from yfpo_core.attribution import AttributionResult
     from yfpo_core.jobs import BackgroundJob
     from yfpo_core.models import LoadedModel
-    from yfpo_core.neuron_set import NeuronSet
+    from yfpo_core.units.neuron_set import NeuronSet
     from yfpo_core.runs import TrainingRun
 
 MODEL_NAME = "model_name"
@@ -149,7 +149,7 @@ def active_fingerprint() -> str | None:
 
 def neuron_set(model: LoadedModel) -> NeuronSet:
     """This tab's current set for ``model`` (an empty one the first time)."""
-    from yfpo_core.neuron_set import NeuronSet
+    from yfpo_core.units.neuron_set import NeuronSet
 
     sets = st.session_state[NEURON_SETS]
     if model.fingerprint not in sets:

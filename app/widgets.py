@@ -15,13 +15,13 @@ import streamlit as st
 from app import resources, state
 from yfpo_core.errors import YfpoError, user_message
 from yfpo_core.models import LoadedModel
-from yfpo_core.neuron_set import NeuronSet, NeuronSetError
+from yfpo_core.units.neuron_set import NeuronSet, NeuronSetError
 from yfpo_core.problems import Problem, list_sources
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 if TYPE_CHECKING:
     from yfpo_core.attribution import AttributionResult
-    from yfpo_core.saes import LoadedSAE
+    from yfpo_core.saes.sae import LoadedSAE
 
 OFFLINE_SOURCES = ("gsm8k-test-100", "gsm-symbolic", "toy")
 
@@ -105,7 +105,7 @@ def parse_unit(text: str, model: LoadedModel) -> Unit | None:
 # -- SAEs ---------------------------------------------------------------------------------------------------
 def default_sae(model: LoadedModel) -> tuple[str, Path] | None:
     """The name and folder of ``model``'s default SAE (the folder may not exist yet), or ``None``."""
-    from yfpo_core import saes
+    from yfpo_core.saes import sae as saes
 
     name = saes.DEFAULT_SAES.get(model.name)
     return (name, saes.default_sae_dir(model.name)) if name else None
@@ -113,7 +113,7 @@ def default_sae(model: LoadedModel) -> tuple[str, Path] | None:
 
 def sae_train_command(model: LoadedModel) -> str:
     """The ``yfpo sae train`` command that makes ``model``'s default SAE."""
-    from yfpo_core import saes
+    from yfpo_core.saes import sae as saes
 
     return saes.default_sae_command(model.name)
 

@@ -52,7 +52,7 @@ def main() -> None:
 
     from yfpo_core.attribution import attribute
     from yfpo_core.attribution.methods import _final_logits, frozen_parameters, gradient_relevance
-    from yfpo_core.attribution.space import neuron_space
+    from yfpo_core.units.space import neuron_space
     from yfpo_core.attribution.targets import prepare_problem, target_from_rows, target_value
     from yfpo_core.models import load_model
     from yfpo_core.problems import load_problems

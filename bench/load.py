@@ -80,7 +80,7 @@ def forward_and_generation(cache_dir: str, repeats: int, new_tokens: int) -> dic
     os.environ["YFPO_CACHE_DIR"] = cache_dir
     import torch
 
-    from yfpo_core.generation import _generate_hf, _generate_tl
+    from yfpo_core.scoring.generation import _generate_hf, _generate_tl
     from yfpo_core.models import load_model
     from yfpo_core.problems import load_problems
 

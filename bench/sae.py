@@ -26,12 +26,12 @@ def main() -> None:
     import torch
 
     from yfpo_core.attribution import attribute
-    from yfpo_core.attribution.space import neuron_space
+    from yfpo_core.units.space import neuron_space
     from yfpo_core.attribution.targets import prepare_problem
     from yfpo_core.models import load_model
     from yfpo_core.problems import load_problems
-    from yfpo_core.sae_config import SAETrainConfig
-    from yfpo_core.saes import SAESpace, load_sae, train_sae
+    from yfpo_core.saes.config import SAETrainConfig
+    from yfpo_core.saes.sae import SAESpace, load_sae, train_sae
 
     model = load_model(args.model)
     print(f"{model.name}, torch {torch.__version__} with {torch.get_num_threads()} threads\n")

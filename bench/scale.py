@@ -74,7 +74,7 @@ def token_count(args: argparse.Namespace) -> int:
         from yfpo_core.attribution.targets import prepare_problem
 
         return sum(prepare_problem(model, p, "answer_logprob").positions[-1] + 1 for p in problems)
-    from yfpo_core.evaluate import build_ranking_item
+    from yfpo_core.scoring.evaluate import build_ranking_item
 
     items = [build_ranking_item(p, model.prompt_format) for p in problems]
     return sum(len(model.encode_prompt(i.context)) + sum(len(model.encode(c)) for c in i.continuations)

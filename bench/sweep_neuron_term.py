@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from yfpo_core.models import load_model
-from yfpo_core.neuron_set import NeuronSet
+from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.problems import load_problems
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig

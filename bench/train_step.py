@@ -275,13 +275,13 @@ def main() -> None:
 
     from yfpo_core.models import load_model
     from yfpo_core.models.smollm2 import cache_entry
-    from yfpo_core.neuron_set import NeuronSet
+    from yfpo_core.units.neuron_set import NeuronSet
     from yfpo_core.problems import load_problems
     from yfpo_core.training.batching import collate_pairs
     from yfpo_core.training.config import YFPOConfig
     from yfpo_core.training.pairs import corrupted_pairs
     from yfpo_core.training.trainer import YFPOTrainer
-    from yfpo_core.units import Unit
+    from yfpo_core.units.unit import Unit
 
     base = load_model("smollm2-135m-instruct", device=args.device)
     fmt = base.prompt_format

@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import pytest
 
-from yfpo_core.answers import answers_match, extract_answer, find_numbers, format_number, parse_number
+from yfpo_core.problems.answers import answers_match, extract_answer, find_numbers, format_number, parse_number
 
 
 @pytest.mark.parametrize("text, expected", [

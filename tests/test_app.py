@@ -19,9 +19,9 @@ from streamlit.testing.v1 import AppTest
 
 from app import state
 from yfpo_core.models import register_model
-from yfpo_core.neuron_set import NeuronSet, to_neuronpedia
+from yfpo_core.units.neuron_set import NeuronSet, to_neuronpedia
 from yfpo_core.runs import list_runs
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app" / "main.py")
@@ -61,7 +61,7 @@ def tiny_sae(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def no_shipped_saes(tmp_path, monkeypatch):
     """The shipped SAEs may or may not exist while they are being trained: tests see an empty folder."""
-    from yfpo_core import saes
+    from yfpo_core.saes import sae as saes
 
     monkeypatch.setattr(saes, "SHIPPED_DIR", tmp_path / "shipped-saes")
     return tmp_path / "shipped-saes"
@@ -414,7 +414,7 @@ def test_locate_with_a_missing_default_sae_says_how_to_make_it(tiny_model, no_sh
 
 
 def test_locate_uses_the_default_sae_when_it_is_there(tiny_sae, no_shipped_saes, monkeypatch):
-    from yfpo_core import saes
+    from yfpo_core.saes import sae as saes
 
     monkeypatch.setattr(saes, "SHIPPED_DIR", tiny_sae.parent)
     monkeypatch.setitem(saes.DEFAULT_SAES, "toy-arith", tiny_sae.name)

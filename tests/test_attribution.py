@@ -17,7 +17,7 @@ from yfpo_core.attribution import METHODS, attribute
 from yfpo_core.attribution.methods import gradient_relevance
 from yfpo_core.attribution.result import AttributionResult
 from yfpo_core.attribution.rules import _GatedHalfRule, _IdentityRule, attnlrp_rules, scale_gradient
-from yfpo_core.attribution.space import UnitSpace, neuron_space
+from yfpo_core.units.space import UnitSpace, neuron_space
 from yfpo_core.attribution.targets import PreparedProblem, prepare_problem, target_value
 from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, toy_tokenizer, wrap_toy_model
 from yfpo_core.problems.base import Problem

@@ -13,7 +13,7 @@ import torch
 from tests.helpers import tiny_hooked
 from yfpo_core.attribution.methods import _input_hooks, frozen_parameters, gradient_relevance, gradient_relevance_batch
 from yfpo_core.attribution.rules import attnlrp_rules
-from yfpo_core.attribution.space import neuron_space
+from yfpo_core.units.space import neuron_space
 from yfpo_core.attribution.targets import PreparedProblem, target_value
 from yfpo_core.models.base import LoadedModel
 

@@ -74,7 +74,7 @@ def test_problems_page_answers_a_problem(tmp_path):
 def test_locate_pick_on_the_plot_export_and_train_live(tmp_path):
     """Locate → box-select units on the plot → add them → download the JSON (it validates) → train with
     them and watch the live chart gain points → stop. Screenshots of every page on the way."""
-    from yfpo_core.neuron_set import NeuronSet
+    from yfpo_core.units.neuron_set import NeuronSet
 
     chromium_path()
     name, env = app_env(tmp_path)

@@ -13,8 +13,8 @@ from yfpo_core.attribution.result import AttributionResult
 from yfpo_core.cli import main
 from yfpo_core.models import register_model
 from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
-from yfpo_core.neuron_set import NeuronSet
-from yfpo_core.units import Unit
+from yfpo_core.units.neuron_set import NeuronSet
+from yfpo_core.units.unit import Unit
 
 TINY = "tiny-cli"
 

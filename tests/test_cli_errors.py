@@ -16,8 +16,8 @@ import torch
 
 from tests.test_cli import TINY, tiny  # noqa: F401 - tiny is the autouse fixture that registers the model
 from yfpo_core.cli import main
-from yfpo_core.neuron_set import NeuronSet
-from yfpo_core.units import Unit
+from yfpo_core.units.neuron_set import NeuronSet
+from yfpo_core.units.unit import Unit
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

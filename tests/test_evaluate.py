@@ -1,8 +1,8 @@
 from fractions import Fraction
 
-from yfpo_core.evaluate import build_ranking_item, distractor_answers
+from yfpo_core.scoring.evaluate import build_ranking_item, distractor_answers
 from yfpo_core.problems.base import Problem
-from yfpo_core.prompts import PlainPromptFormat
+from yfpo_core.models.prompts import PlainPromptFormat
 
 FMT = PlainPromptFormat()
 

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yfpo_core.answers import AnswerFormatError, extract_answer, format_number, parse_final_answer, parse_number
+from yfpo_core.problems.answers import AnswerFormatError, extract_answer, format_number, parse_final_answer, parse_number
 from yfpo_core.errors import YfpoError
-from yfpo_core.neuron_set import NeuronSet, from_neuronpedia
+from yfpo_core.units.neuron_set import NeuronSet, from_neuronpedia
 from yfpo_core.problems.files import load_problem_file
 from yfpo_core.training.config import YFPOConfig
 from yfpo_core.training.pairs import load_pairs
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 

@@ -1,6 +1,6 @@
 import pytest
 
-from yfpo_core.generation import find_stop
+from yfpo_core.scoring.generation import find_stop
 
 
 @pytest.mark.parametrize("text, end, expected", [

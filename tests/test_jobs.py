@@ -1,5 +1,5 @@
 """BackgroundJob (progress, result, errors, cancellation through the core's progress callback) and the
-per-set token views of :mod:`yfpo_core.set_activations`, on a tiny random toy model."""
+per-set token views of :mod:`yfpo_core.analysis.set_activations`, on a tiny random toy model."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from yfpo_core.attribution import attribute
 from yfpo_core.errors import YfpoError
 from yfpo_core.jobs import BackgroundJob, JobProgress
 from yfpo_core.problems import load_problems
-from yfpo_core.set_activations import compare_activations, set_token_activations, set_token_relevance
-from yfpo_core.units import Unit
+from yfpo_core.analysis.set_activations import compare_activations, set_token_activations, set_token_relevance
+from yfpo_core.units.unit import Unit
 
 
 @pytest.fixture(scope="module")

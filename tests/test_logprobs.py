@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.helpers import tiny_hooked
-from yfpo_core.logprobs import continuation_logprobs, continuation_logprobs_naive, right_pad, token_logprobs
+from yfpo_core.scoring.logprobs import continuation_logprobs, continuation_logprobs_naive, right_pad, token_logprobs
 
 
 def test_token_logprobs_equals_log_softmax_gather():
@@ -61,7 +61,7 @@ def test_forward_hooks_apply_to_context_and_continuations():
 def test_continuation_logprobs_from_states_equal_the_full_pass(tiny_model, layer):
     """Starting at a layer from cached lower-block states gives the same scores as the whole model, also after
     the upper blocks change (what the trainer's held-out evaluation relies on)."""
-    from yfpo_core.logprobs import continuation_logprobs_from_states, continuation_states
+    from yfpo_core.scoring.logprobs import continuation_logprobs_from_states, continuation_states
 
     context = [1, 5, 7, 9, 3, 2]
     continuations = [[4, 6, 8], [4, 11], [12, 6, 8, 2, 30]]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from yfpo_core.errors import ModelUnavailableError
-from yfpo_core.generation import _generate_hf, _generate_tl, greedy_generate
+from yfpo_core.scoring.generation import _generate_hf, _generate_tl, greedy_generate
 from yfpo_core.models import load_model, register_model
 from yfpo_core.models.base import weights_fingerprint
 from yfpo_core.models.toy import toy_tokenizer

@@ -163,8 +163,8 @@ def test_probe_margin_is_measured_on_the_users_set_in_every_arm(setup):  # noqa:
 def test_sign_set_reads_the_sets_directions_and_falls_back_with_a_warning(setup):  # noqa: F811
     import warnings
 
-    from yfpo_core.neuron_set import NeuronSet
-    from yfpo_core.units import Unit
+    from yfpo_core.units.neuron_set import NeuronSet
+    from yfpo_core.units.unit import Unit
 
     model, tmp = setup
     units = [Unit.neuron(1, i) for i in range(5)]

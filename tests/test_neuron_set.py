@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from yfpo_core import neuron_set as ns_module
+from yfpo_core.units import neuron_set as ns_module
 from yfpo_core.errors import YfpoError
-from yfpo_core.neuron_set import (
+from yfpo_core.units.neuron_set import (
     MAX_FILE_BYTES,
     MAX_UNITS,
     NeuronSet,
@@ -24,7 +24,7 @@ from yfpo_core.neuron_set import (
     from_neuronpedia,
     to_neuronpedia,
 )
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 SAE = {"res2": {"hook_name": "blocks.2.hook_resid_post", "d_sae": 1024, "path_or_release": "saes/res2"}}
 

@@ -8,12 +8,12 @@ from fractions import Fraction
 import pytest
 import torch
 
-from yfpo_core.answers import extract_answer, find_numbers, format_number, parse_number
+from yfpo_core.problems.answers import extract_answer, find_numbers, format_number, parse_number
 from yfpo_core.errors import YfpoError
-from yfpo_core.evaluate import build_ranking_item, distractor_answers
+from yfpo_core.scoring.evaluate import build_ranking_item, distractor_answers
 from yfpo_core.problems import load_problems
 from yfpo_core.problems.base import Problem
-from yfpo_core.prompts import PlainPromptFormat
+from yfpo_core.models.prompts import PlainPromptFormat
 from yfpo_core.training import pairs as pairs_module
 from yfpo_core.training.pairs import (
     PairDataError,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from yfpo_core.answers import extract_answer, find_numbers, format_number
+from yfpo_core.problems.answers import extract_answer, find_numbers, format_number
 from yfpo_core.errors import ProblemDataError
 from yfpo_core.problems import Problem, SourceInfo, list_sources, load_problems
 from yfpo_core.problems import gsm, gsm_symbolic

@@ -13,12 +13,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from yfpo_core.answers import extract_answer, parse_number
+from yfpo_core.problems.answers import extract_answer, parse_number
 from yfpo_core.errors import ProblemDataError, YfpoError
-from yfpo_core.neuron_set import NeuronSet, NeuronSetError, from_neuronpedia
+from yfpo_core.units.neuron_set import NeuronSet, NeuronSetError, from_neuronpedia
 from yfpo_core.problems.files import load_problem_file
 from yfpo_core.training.pairs import PairDataError, load_pairs
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

@@ -98,7 +98,7 @@ def test_train_refuses_non_finite_or_reversing_options_before_writing(setup, fla
 # -- item 3: one writer per run directory --------------------------------------------------------------------
 def test_a_second_writer_gets_a_one_line_error_and_changes_nothing(setup, capsys):  # noqa: F811
     from yfpo_core.cli import main
-    from yfpo_core.run_lock import RunLock, RunLockedError
+    from yfpo_core.runs.lock import RunLock, RunLockedError
 
     _, tmp = setup
     run = tmp / "shared"
@@ -114,7 +114,7 @@ def test_a_second_writer_gets_a_one_line_error_and_changes_nothing(setup, capsys
 
 
 def test_a_lock_left_by_a_killed_process_is_stale(setup):  # noqa: F811
-    from yfpo_core.run_lock import RunLock, is_locked
+    from yfpo_core.runs.lock import RunLock, is_locked
     from yfpo_core.runs import run_state
 
     _, tmp = setup
@@ -123,7 +123,7 @@ def test_a_lock_left_by_a_killed_process_is_stale(setup):  # noqa: F811
     (run / "status.json").write_text('{"state": "running"}')
     code = textwrap.dedent(f"""
         import os, signal
-        from yfpo_core.run_lock import RunLock
+        from yfpo_core.runs.lock import RunLock
         RunLock({str(run)!r}).acquire()
         os.kill(os.getpid(), signal.SIGKILL)
     """)

@@ -10,12 +10,12 @@ import torch
 from tests.test_attribution import DRIVER, _hand_problems, _planted_model
 from yfpo_core.attribution import attribute
 from yfpo_core.errors import YfpoError
-from yfpo_core.interventions import Intervention, ablation_test
+from yfpo_core.analysis.interventions import Intervention, ablation_test
 from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
-from yfpo_core.neuron_set import NeuronSet
-from yfpo_core.sae_config import SAETrainConfig
-from yfpo_core.saes import SAESpace, feature_logit_effect, load_sae, sae_quality, train_sae
-from yfpo_core.units import Unit
+from yfpo_core.units.neuron_set import NeuronSet
+from yfpo_core.saes.config import SAETrainConfig
+from yfpo_core.saes.sae import SAESpace, feature_logit_effect, load_sae, sae_quality, train_sae
+from yfpo_core.units.unit import Unit
 
 PLANTED_FEATURE = 3
 
@@ -82,7 +82,7 @@ def _planted_sae(model):
         sae.W_enc[DRIVER[1], PLANTED_FEATURE] = 1.0
         sae.W_dec[PLANTED_FEATURE] = 0.0
         sae.W_dec[PLANTED_FEATURE, DRIVER[1]] = 1.0
-    from yfpo_core.saes import LoadedSAE
+    from yfpo_core.saes.sae import LoadedSAE
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from yfpo_core.logprobs import continuation_logprobs, continuation_logprobs_naive
+from yfpo_core.scoring.logprobs import continuation_logprobs, continuation_logprobs_naive
 from yfpo_core.models import load_model
 from yfpo_core.problems import load_problems
 
@@ -56,7 +56,7 @@ def test_chat_prompt_format(smollm2):
 
 
 def test_kv_scoring_matches_naive_on_a_real_problem(smollm2):
-    from yfpo_core.evaluate import build_ranking_item
+    from yfpo_core.scoring.evaluate import build_ranking_item
 
     problem = load_problems("gsm8k-test-100", limit=1)[0]
     item = build_ranking_item(problem, smollm2.prompt_format)

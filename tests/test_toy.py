@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from yfpo_core.answers import extract_answer
+from yfpo_core.problems.answers import extract_answer
 from yfpo_core.errors import ModelUnavailableError
-from yfpo_core.evaluate import exact_match
+from yfpo_core.scoring.evaluate import exact_match
 from yfpo_core.models import load_model
 from yfpo_core.models.base import weights_fingerprint
 from yfpo_core.models.toy import (
@@ -31,8 +31,8 @@ from yfpo_core.models.toy import (
     toy_tokenizer,
 )
 from yfpo_core.problems.synthetic import TOY_ALPHABET, TOY_KINDS, generate_toy_nonmath, generate_toy_problems
-from yfpo_core.prompts import PlainPromptFormat
-from yfpo_core.toy_training import (
+from yfpo_core.models.prompts import PlainPromptFormat
+from yfpo_core.training.toy_pretraining import (
     ToyTrainConfig,
     drill_text,
     encode_batch,

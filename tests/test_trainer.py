@@ -16,11 +16,11 @@ import torch
 
 from yfpo_core.models import register_model
 from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
-from yfpo_core.neuron_set import NeuronSet
+from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.runs import TrainingRun, execute, latest_checkpoint, read_metrics, read_status, resolve_inputs, resume_run
 from yfpo_core.training.config import YFPOConfig
 from yfpo_core.training.trainer import NonFiniteLossError, YFPOTrainer
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 TINY = "tiny-trainer-test"
 TRL_METRICS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
@@ -203,8 +203,8 @@ import sys, torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from yfpo_core.models import load_model
 from yfpo_core.models.toy import toy_tokenizer
-from yfpo_core.neuron_set import NeuronSet
-from yfpo_core.units import Unit
+from yfpo_core.units.neuron_set import NeuronSet
+from yfpo_core.units.unit import Unit
 root = sys.argv[1]
 tok = toy_tokenizer()
 torch.manual_seed(0)
@@ -415,7 +415,7 @@ def test_random_control_draws_features_of_the_same_sae(setup):
         assert trainer.unit_mean.shape == (7,)
     assert drawn[0] != drawn[1]
     # a set of neurons draws exactly what it drew before features were supported
-    from yfpo_core.interventions import random_unit_sets
+    from yfpo_core.analysis.interventions import random_unit_sets
 
     neurons = [Unit.neuron(1, i) for i in range(5)]
     inputs = resolve_inputs(config(tmp, random_units_seed=4))

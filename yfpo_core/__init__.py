@@ -30,17 +30,17 @@ __version__ = "0.1.0"
 _LAZY = {
     "LoadedModel": "yfpo_core.models.base",
     "Problem": "yfpo_core.problems.base",
-    "Unit": "yfpo_core.units",
-    "NeuronSet": "yfpo_core.neuron_set",
+    "Unit": "yfpo_core.units.unit",
+    "NeuronSet": "yfpo_core.units.neuron_set",
     "AttributionResult": "yfpo_core.attribution.result",
-    "Intervention": "yfpo_core.interventions",
+    "Intervention": "yfpo_core.analysis.interventions",
     "YFPOConfig": "yfpo_core.training.config",
     "TrainingRun": "yfpo_core.runs",
     "read_metrics": "yfpo_core.runs",
     "list_runs": "yfpo_core.runs",
     "default_runs_dir": "yfpo_core.runs",
-    "load_sae": "yfpo_core.saes",
-    "profile_unit": "yfpo_core.inspection",
+    "load_sae": "yfpo_core.saes.sae",
+    "profile_unit": "yfpo_core.analysis.inspection",
     "METHODS": "yfpo_core.attribution",
     "TARGETS": "yfpo_core.attribution",
 }
@@ -88,7 +88,7 @@ def evaluate(model: LoadedModel, problems: list[Problem], **kwargs: Any):
     >>> report = evaluate(load_model("toy-arith"), load_problems("toy", limit=20))
     >>> report.summary()["ranking_accuracy"], report.to_frame().head()
     """
-    from yfpo_core.evaluate import answer_ranking
+    from yfpo_core.scoring.evaluate import answer_ranking
 
     return answer_ranking(model, problems, **kwargs)
 
@@ -99,7 +99,7 @@ def exact_match(model: LoadedModel, problems: list[Problem], **kwargs: Any):
     >>> report = exact_match(load_model("toy-arith"), load_problems("toy", limit=20))
     >>> report.accuracy
     """
-    from yfpo_core.evaluate import exact_match as _exact
+    from yfpo_core.scoring.evaluate import exact_match as _exact
 
     return _exact(model, problems, **kwargs)
 
@@ -122,7 +122,7 @@ def ablate(model: LoadedModel, problems: list[Problem], units: list, n_random: i
     >>> report = ablate(model, problems, [s.unit for s in result.top(20)])
     >>> report.rows()   # effect, random mean and std, z per metric
     """
-    from yfpo_core.interventions import ablation_test
+    from yfpo_core.analysis.interventions import ablation_test
 
     return ablation_test(model, problems, units, n_random=n_random, **kwargs)
 

@@ -27,12 +27,12 @@ from app.components import (
 )
 from app.sidebar import required_model
 from yfpo_core.attribution import AttributionResult, attribute
-from yfpo_core.interventions import Intervention, ablation_test
+from yfpo_core.analysis.interventions import Intervention, ablation_test
 from yfpo_core.models import LoadedModel
 from yfpo_core.names import ATTRIBUTION_METHODS, ATTRIBUTION_TARGETS
 from yfpo_core.problems import load_problems
-from yfpo_core.saes import LoadedSAE, SAESpace
-from yfpo_core.units import Unit
+from yfpo_core.saes.sae import LoadedSAE, SAESpace
+from yfpo_core.units.unit import Unit
 
 UNIT_TYPES = ("MLP neurons", "SAE features")
 SAE_CHOICES = ("the model's default SAE", "a local folder")

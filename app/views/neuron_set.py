@@ -1,6 +1,6 @@
 """Neuron set page: the picked units as an editable list; export and import as JSON or a Neuronpedia list.
 
-The set itself is an immutable :class:`~yfpo_core.neuron_set.NeuronSet` in session state: every edit
+The set itself is an immutable :class:`~yfpo_core.units.neuron_set.NeuronSet` in session state: every edit
 (label, note, order, removal) builds a new set through the core's methods, which re-validate it, so what
 is exported is always a file the core reads back. Imports show the core's :class:`NeuronSetError` text
 in the page (made for another model, out-of-range unit, bad JSON, ...), never a traceback.
@@ -21,7 +21,7 @@ from app.sidebar import required_model
 from yfpo_core.errors import user_message
 from yfpo_core.jsonio import parse_json
 from yfpo_core.models import LoadedModel
-from yfpo_core.neuron_set import NeuronSet, NeuronSetError, from_neuronpedia, to_neuronpedia
+from yfpo_core.units.neuron_set import NeuronSet, NeuronSetError, from_neuronpedia, to_neuronpedia
 
 QUICK_LIST_MAX = 150  # Neuronpedia's quick-list URLs take at most this many features
 

@@ -92,7 +92,7 @@ def _show_problem(problem: Problem, model: LoadedModel | None) -> None:
                  help="Greedy generation (answer extracted after ####) and teacher-forced answer ranking"):
 
         def solve(progress):
-            from yfpo_core.evaluate import answer_ranking, exact_match
+            from yfpo_core.scoring.evaluate import answer_ranking, exact_match
 
             progress(0, 2, "generating")
             generation = exact_match(model, [problem], max_new_tokens=256).rows[0]
@@ -149,7 +149,7 @@ def _units_on_solution(problem: Problem, model: LoadedModel | None) -> None:
         key = ("relevance", model.fingerprint, problem.id, attr_key, tuple(u.label for u in units))
 
         def fn(progress):
-            from yfpo_core.set_activations import set_token_relevance
+            from yfpo_core.analysis.set_activations import set_token_relevance
 
             return set_token_relevance(model, units, problem, result=result)
     else:
@@ -157,7 +157,7 @@ def _units_on_solution(problem: Problem, model: LoadedModel | None) -> None:
         key = ("activation", model.fingerprint, problem.id, tuple(u.label for u in units))
 
         def fn(progress):
-            from yfpo_core.set_activations import set_token_activations
+            from yfpo_core.analysis.set_activations import set_token_activations
 
             return set_token_activations(model, units, problem)
     if len(neurons) > MAX_HEATMAP_UNITS and mode == ACTIVATIONS:

@@ -20,9 +20,9 @@ from app.components import before_after_chart, runs_overlay_chart
 from app.sidebar import active_model
 from yfpo_core.errors import YfpoError
 from yfpo_core.runs import default_runs_dir, list_runs, policy_from_checkpoint, read_status
-from yfpo_core.set_activations import compare_activations
+from yfpo_core.analysis.set_activations import compare_activations
 from yfpo_core.training import metric_names as M
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 DEFAULT_METRICS = [M.NEURON_MARGIN, M.AUX_SHARE, M.EVAL_NEURON_MARGIN, M.REWARDS_MARGINS, M.EVAL_RANKING_ACCURACY]
 FINAL_METRICS = [M.LOSS, M.REWARDS_MARGINS, M.REWARDS_ACCURACIES, M.NEURON_MARGIN, M.AUX_SHARE, M.EVAL_NEURON_MARGIN,

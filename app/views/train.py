@@ -23,7 +23,7 @@ from app.components import training_chart
 from app.sidebar import required_model
 from yfpo_core.errors import YfpoError
 from yfpo_core.models import LoadedModel
-from yfpo_core.neuron_set import NeuronSet
+from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.runs import TrainingRun, new_run_dir
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import PAIR_SOURCES, TRAINABLE_SCOPES, YFPOConfig

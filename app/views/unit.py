@@ -14,14 +14,14 @@ from app import background, state, widgets
 from app.components import colored_tokens_html, histogram_chart, intervention_chart, logit_effect_chart
 from app.sidebar import required_model
 from yfpo_core.attribution import AttributionResult, token_scores
-from yfpo_core.inspection import UnitProfile, intervention_effect, profile_unit, unit_activations
-from yfpo_core.interventions import Intervention
+from yfpo_core.analysis.inspection import UnitProfile, intervention_effect, profile_unit, unit_activations
+from yfpo_core.analysis.interventions import Intervention
 from yfpo_core.models import LoadedModel
 from yfpo_core.names import ATTRIBUTION_METHODS, ATTRIBUTION_TARGETS
 from yfpo_core.problems import Problem
-from yfpo_core.saes import LoadedSAE, SAESpace
-from yfpo_core.set_activations import TokenMap, set_token_activations, set_token_relevance
-from yfpo_core.units import Unit
+from yfpo_core.saes.sae import LoadedSAE, SAESpace
+from yfpo_core.analysis.set_activations import TokenMap, set_token_activations, set_token_relevance
+from yfpo_core.units.unit import Unit
 
 SOURCES = ("the set", "the ranking", "type one")
 

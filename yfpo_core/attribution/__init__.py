@@ -15,7 +15,7 @@ memory, per-token maps for drill-down. Methods (details in :mod:`yfpo_core.attri
 ====================== ===========================================================================
 
 Targets are in :mod:`yfpo_core.attribution.targets`. Why a ranking means anything is a separate
-question, answered by the ablation test in :mod:`yfpo_core.interventions`.
+question, answered by the ablation test in :mod:`yfpo_core.analysis.interventions`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from yfpo_core.attribution.methods import (
     mean_activation,
 )
 from yfpo_core.attribution.result import AttributionResult, UnitScore
-from yfpo_core.attribution.space import UnitSpace, neuron_space
+from yfpo_core.units.space import UnitSpace, neuron_space
 from yfpo_core.attribution.targets import TARGETS, PreparedProblem, prepare_problem
 from yfpo_core.distributed import Distributed
 from yfpo_core.models.base import LoadedModel

@@ -28,7 +28,7 @@ import torch
 from jaxtyping import Float
 
 from yfpo_core.attribution.rules import attnlrp_rules
-from yfpo_core.attribution.space import UnitSpace
+from yfpo_core.units.space import UnitSpace
 from yfpo_core.attribution.targets import PreparedProblem, target_from_rows, target_value
 from yfpo_core.models.base import LoadedModel
 

@@ -17,9 +17,9 @@ import torch
 from jaxtyping import Float
 
 from yfpo_core.atomic import atomic_write
-from yfpo_core.attribution.space import UnitSpace
+from yfpo_core.units.space import UnitSpace
 from yfpo_core.errors import YfpoError
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 RESULT_FORMAT = "yfpo-attribution"
 RESULT_VERSION = 1

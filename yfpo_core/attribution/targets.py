@@ -1,6 +1,6 @@
 """What an attribution explains: a scalar computed from the model's logits on one problem.
 
-Targets (all teacher-forced on the gold solution, using the split of :func:`yfpo_core.evaluate.build_ranking_item`):
+Targets (all teacher-forced on the gold solution, using the split of :func:`yfpo_core.scoring.evaluate.build_ranking_item`):
 
 * ``answer_logprob``: log p of the tokens of the final answer where the reasoning states it
   (e.g. ``" 72"`` in ``"... 48+24 = 72 clips"``), given everything before;
@@ -18,9 +18,9 @@ from typing import Literal
 import torch
 from jaxtyping import Float
 
-from yfpo_core.answers import find_numbers
+from yfpo_core.problems.answers import find_numbers
 from yfpo_core.errors import ProblemDataError
-from yfpo_core.evaluate import build_ranking_item
+from yfpo_core.scoring.evaluate import build_ranking_item
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.names import ATTRIBUTION_TARGETS
 from yfpo_core.problems.base import Problem

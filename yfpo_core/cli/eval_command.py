@@ -44,7 +44,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace, dist) -> int:
     from yfpo_core.cli.output import print_summary, print_table
-    from yfpo_core.evaluate import ExactMatchReport, RankingReport, answer_ranking, exact_match
+    from yfpo_core.scoring.evaluate import ExactMatchReport, RankingReport, answer_ranking, exact_match
     from yfpo_core.models import load_model
     from yfpo_core.problems import load_problems
     from yfpo_core.progress import tqdm_progress

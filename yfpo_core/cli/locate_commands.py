@@ -83,7 +83,7 @@ def _units_sae(args: argparse.Namespace, model, device: str):
         return None
     if not args.units.startswith("sae:"):
         raise YfpoError(f"--units must be 'neurons' or 'sae:<ref>', not {args.units!r}")
-    from yfpo_core.saes import load_sae
+    from yfpo_core.saes.sae import load_sae
 
     return load_sae(args.units[4:], model, device=device)
 
@@ -103,7 +103,7 @@ def _locate(args: argparse.Namespace, dist) -> int:
     from yfpo_core.attribution import AttributionResult, attribute_sharded
     from yfpo_core.cli.output import print_table
     from yfpo_core.models import DEFAULT_MODEL, load_model
-    from yfpo_core.neuron_set import NeuronSet
+    from yfpo_core.units.neuron_set import NeuronSet
     from yfpo_core.progress import tqdm_progress
 
     layers = parse_layers(args.layers)
@@ -125,7 +125,7 @@ def _locate(args: argparse.Namespace, dist) -> int:
             if sae.sae_id != result.space.sae_id:
                 raise YfpoError(f"--units names SAE {sae.sae_id}, but the scores are of SAE {result.space.sae_id}")
             sae_entries = {sae.sae_id: sae.neuron_set_entry()}
-            from yfpo_core.saes import SAESpace
+            from yfpo_core.saes.sae import SAESpace
 
             result = replace(result, space=SAESpace(sae))  # the saved space names the SAE's hooks, not its units'
         problems_info = dict(result.params.get("problems") or {"source": "see scores file",
@@ -138,7 +138,7 @@ def _locate(args: argparse.Namespace, dist) -> int:
         space, sae_entries = None, None
         sae = _units_sae(args, model, dist.device)
         if sae is not None:
-            from yfpo_core.saes import SAESpace
+            from yfpo_core.saes.sae import SAESpace
 
             space, sae_entries = SAESpace(sae), {sae.sae_id: sae.neuron_set_entry()}
         with tqdm_progress(f"{args.method} on {model.name}{_share(dist)}", unit="problem",
@@ -191,9 +191,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 def _ablate(args: argparse.Namespace, dist) -> int:
     from yfpo_core.cli.output import print_table
-    from yfpo_core.interventions import Intervention, ablation_test_sharded
+    from yfpo_core.analysis.interventions import Intervention, ablation_test_sharded
     from yfpo_core.models import load_model
-    from yfpo_core.neuron_set import NeuronSet
+    from yfpo_core.units.neuron_set import NeuronSet
     from yfpo_core.progress import tqdm_progress
 
     header = NeuronSet.load(args.set)  # validate the file before loading a model
@@ -234,7 +234,7 @@ def _set_sae(neuron_set, model, device: str):
         return None
     if len(neuron_set.sae) > 1:
         raise YfpoError("this set mixes features of several SAEs; ablate them one SAE at a time")
-    from yfpo_core.saes import load_sae
+    from yfpo_core.saes.sae import load_sae
 
     (entry,) = neuron_set.sae.values()
     return load_sae(entry["path_or_release"], model, device=device)
@@ -242,15 +242,15 @@ def _set_sae(neuron_set, model, device: str):
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_table
-    from yfpo_core.inspection import intervention_effect, profile_unit
+    from yfpo_core.analysis.inspection import intervention_effect, profile_unit
     from yfpo_core.models import DEFAULT_MODEL, load_model
     from yfpo_core.progress import tqdm_progress
-    from yfpo_core.units import Unit
+    from yfpo_core.units.unit import Unit
 
     model = load_model(args.model or DEFAULT_MODEL, device=args.device)
     sae = None
     if args.unit.startswith("sae:"):
-        from yfpo_core.saes import load_sae
+        from yfpo_core.saes.sae import load_sae
 
         ref, _, index = args.unit[4:].rpartition(":")
         if not index.isdigit():

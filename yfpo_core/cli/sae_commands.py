@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from yfpo_core.sae_config import SAETrainConfig
+    from yfpo_core.saes.config import SAETrainConfig
 
     sae = sub.add_parser("sae", help="train and evaluate sparse autoencoders (sae-lens)")
     sae_sub = sae.add_subparsers(dest="sae_command", required=True, metavar="COMMAND")
@@ -39,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_summary
     from yfpo_core.models import load_model
-    from yfpo_core.sae_config import SAETrainConfig
-    from yfpo_core.saes import train_sae
+    from yfpo_core.saes.config import SAETrainConfig
+    from yfpo_core.saes.sae import train_sae
 
     config = SAETrainConfig(**{f.name: getattr(args, f.name) for f in fields(SAETrainConfig)})
     model = load_model(config.model, device=args.device)
@@ -53,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_summary
     from yfpo_core.models import load_model
-    from yfpo_core.saes import held_out_texts, load_sae, sae_quality
+    from yfpo_core.saes.sae import held_out_texts, load_sae, sae_quality
 
     model = load_model(args.model, device=args.device)
     sae = load_sae(args.sae, model, device=args.device)

@@ -23,7 +23,7 @@ def cmd_toy_train(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_summary
     from yfpo_core.models.toy import toy_cache_dir
     from yfpo_core.progress import tqdm_progress
-    from yfpo_core.toy_training import ToyTrainConfig, train_toy_model
+    from yfpo_core.training.toy_pretraining import ToyTrainConfig, train_toy_model
 
     overrides = {k: v for k, v in {"seed": args.seed, "steps": args.steps}.items() if v is not None}
     config = ToyTrainConfig(**overrides)

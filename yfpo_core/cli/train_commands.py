@@ -201,7 +201,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 def cmd_runs_compare(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_table
-    from yfpo_core.reports import compare_runs, curves_figure
+    from yfpo_core.runs.reports import compare_runs, curves_figure
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     check_output(args.html, "--html")
@@ -216,7 +216,7 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from yfpo_core.experiment import rebuild_experiment, run_experiment
+    from yfpo_core.runs.experiment import rebuild_experiment, run_experiment
 
     if args.rebuild:
         table = rebuild_experiment(Path(args.rebuild))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from yfpo_core.prompts import PromptFormat
+from yfpo_core.models.prompts import PromptFormat
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer

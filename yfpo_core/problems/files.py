@@ -21,7 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from yfpo_core.answers import AnswerFormatError, format_number, parse_final_answer
+from yfpo_core.problems.answers import AnswerFormatError, format_number, parse_final_answer
 from yfpo_core.errors import ProblemDataError
 from yfpo_core.jsonio import JsonInputError, parse_json, split_json_lines
 from yfpo_core.problems.base import ANSWER_MARKER, Problem

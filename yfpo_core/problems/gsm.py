@@ -20,7 +20,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from yfpo_core.answers import extract_answer, format_number
+from yfpo_core.problems.answers import extract_answer, format_number
 from yfpo_core.errors import ProblemDataError
 from yfpo_core.problems.base import Problem
 

@@ -37,7 +37,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from yfpo_core.answers import find_numbers, format_number
+from yfpo_core.problems.answers import find_numbers, format_number
 from yfpo_core.errors import ProblemDataError
 from yfpo_core.paths import problems_cache_dir
 from yfpo_core.problems import gsm
@@ -126,7 +126,7 @@ class SymbolicVariants:
 def _marked_answer(solution: str) -> str | None:
     """The canonical answer written after the last ``####``, or ``None`` if there is no number there.
 
-    Stricter than :func:`yfpo_core.answers.extract_answer` on purpose: a generated gold solution must
+    Stricter than :func:`yfpo_core.problems.answers.extract_answer` on purpose: a generated gold solution must
     state its answer explicitly, not have one guessed from its last number.
     """
     marker = solution.rfind(ANSWER_MARKER)

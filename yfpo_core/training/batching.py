@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Int
 
 from yfpo_core.errors import YfpoError
-from yfpo_core.logprobs import right_pad
+from yfpo_core.scoring.logprobs import right_pad
 from yfpo_core.models.base import LoadedModel
 
 

@@ -5,7 +5,7 @@ problem list, shared by every run from the same base) and then run only the trai
 evaluation of each step costs what those blocks cost:
 
 * **Answer ranking** (``eval/ranking_accuracy``, ``eval/gold_logprob``, ``eval/mean_margin``): the same
-  numbers as :func:`yfpo_core.evaluate.answer_ranking` on the policy (:mod:`yfpo_core.logprobs`'
+  numbers as :func:`yfpo_core.scoring.evaluate.answer_ranking` on the policy (:mod:`yfpo_core.scoring.logprobs`'
   ``continuation_states``; tested to 1e-5).
 * **The probe's neuron margin** (``eval/neuron_margin``): the user's set (never the random control that a
   run may train on) on pairs made from the held-out problems (gold solution against a wrong final answer),
@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from yfpo_core.evaluate import RankingReport, build_ranking_item, ranking_row
-from yfpo_core.logprobs import continuation_logprobs, continuation_logprobs_from_states, continuation_states
+from yfpo_core.scoring.evaluate import RankingReport, build_ranking_item, ranking_row
+from yfpo_core.scoring.logprobs import continuation_logprobs, continuation_logprobs_from_states, continuation_states
 from yfpo_core.training import metric_names as M
 
 PROBE_BATCH_PAIRS = 8

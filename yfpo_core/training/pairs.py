@@ -8,8 +8,8 @@ Three ways to get pairs:
 
 * :func:`corrupted_pairs`: the gold response against a minimally corrupted copy. ``"final"`` rewrites the
   final answer from the point where the solution states it (the cut of
-  :func:`yfpo_core.evaluate.build_ranking_item`, so training contrasts exactly what answer ranking
-  measures) with a nearby wrong answer from :func:`~yfpo_core.evaluate.distractor_answers`. ``"step"``
+  :func:`yfpo_core.scoring.evaluate.build_ranking_item`, so training contrasts exactly what answer ranking
+  measures) with a nearby wrong answer from :func:`~yfpo_core.scoring.evaluate.distractor_answers`. ``"step"``
   changes one intermediate result and nothing else, so the rejected text has a wrong step but, often, the
   right answer: a preference that a pure answer check cannot express. No model needed; instant.
 * :func:`on_policy_pairs`: responses sampled from the model itself, judged by their final answer. Pairs of
@@ -36,16 +36,16 @@ from typing import Any, Literal
 
 import torch
 
-from yfpo_core.answers import NumberMatch, answers_match, extract_answer, find_numbers, format_number
+from yfpo_core.problems.answers import NumberMatch, answers_match, extract_answer, find_numbers, format_number
 from yfpo_core.atomic import atomic_write_text
 from yfpo_core.jsonio import JsonInputError, parse_json, split_json_lines
 from yfpo_core.errors import YfpoError
-from yfpo_core.evaluate import render_like, build_ranking_item, distractor_answers
-from yfpo_core.generation import finish_generation, find_stop
+from yfpo_core.scoring.evaluate import render_like, build_ranking_item, distractor_answers
+from yfpo_core.scoring.generation import finish_generation, find_stop
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
-from yfpo_core.prompts import PromptFormat
+from yfpo_core.models.prompts import PromptFormat
 
 CorruptionMode = Literal["final", "step", "mixed"]
 CORRUPTION_MODES: tuple[str, ...] = ("final", "step", "mixed")
@@ -194,7 +194,7 @@ def corrupted_pairs(problems: Iterable[Problem], prompt_format: PromptFormat, *,
         problems: Problems with numeric answers and gold solutions.
         prompt_format: The model family's format; responses are written as ``prompt_format.response`` does.
         mode: ``"final"``: the final answer replaced from its statement on by a nearby wrong answer (one of
-            :func:`~yfpo_core.evaluate.distractor_answers`), in the original style. ``"step"``: one
+            :func:`~yfpo_core.scoring.evaluate.distractor_answers`), in the original style. ``"step"``: one
             intermediate result replaced by a nearby wrong value, that occurrence only; a problem with no
             intermediate result falls back to ``"final"`` (``meta["fallback"]`` says so). ``"mixed"``:
             ``"final"`` for even-indexed problems, ``"step"`` for odd ones.

@@ -34,8 +34,8 @@ import torch
 from jaxtyping import Float, Int
 
 from yfpo_core.errors import YfpoError
-from yfpo_core.evaluate import exact_match
-from yfpo_core.logprobs import token_logprobs, unembed
+from yfpo_core.scoring.evaluate import exact_match
+from yfpo_core.scoring.logprobs import token_logprobs, unembed
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.training.batching import PairBatch, make_batches
@@ -51,7 +51,7 @@ from yfpo_core.training.readout import (
     signs_from_scores,
     unit_directions,
 )
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 
 FROM_TOKENS = -1  # start_layer value meaning "run the whole model from the tokens with gradients"
@@ -245,7 +245,7 @@ def trainable_parameters(model: torch.nn.Module, config: YFPOConfig, layout: Uni
 
 def frozen_saes(units: Sequence[Unit], saes: Mapping[str, Any]) -> dict[str, torch.nn.Module]:
     """Private, frozen copies (``requires_grad`` False, eval mode) of the sae-lens SAEs of ``units``'s
-    features, from ``saes`` (sae_id -> :class:`yfpo_core.saes.LoadedSAE`).
+    features, from ``saes`` (sae_id -> :class:`yfpo_core.saes.sae.LoadedSAE`).
 
     Raises:
         YfpoError: A feature's SAE is missing, or it reads another hook than the feature's.
@@ -293,7 +293,7 @@ class YFPOTrainer:
         units: The selected units (empty for plain DPO) and their attribution ``scores`` (for signs): MLP
             neurons and SAE features (a feature's value is its SAE's encoder output at the SAE's hook).
         accelerator: An ``accelerate.Accelerator`` (multi-process); ``None`` for a single process.
-        saes: sae_id -> :class:`yfpo_core.saes.LoadedSAE` for every SAE the features of ``units`` come from.
+        saes: sae_id -> :class:`yfpo_core.saes.sae.LoadedSAE` for every SAE the features of ``units`` come from.
             The trainer uses frozen private copies: the SAEs only read the features (the model's forward is
             unchanged), and the neuron term's gradient reaches the model's weights through the SAE's input.
     """

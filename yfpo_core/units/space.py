@@ -17,7 +17,7 @@ import torch
 # Called with (row hook name, activation [batch, pos, width]); may return a replacement activation.
 ReadFn = Callable[[str, torch.Tensor], "torch.Tensor | None"]
 
-from yfpo_core.units import Unit, layer_of, mlp_post_hook
+from yfpo_core.units.unit import Unit, layer_of, mlp_post_hook
 
 
 @dataclass(frozen=True)

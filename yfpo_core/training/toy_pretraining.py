@@ -6,7 +6,7 @@ A plain nanoGPT-style loop, kept readable on purpose:
    inference time and ending with ``<eos>``, one of three kinds:
 
    * a toy word problem (:func:`~yfpo_core.problems.synthetic.generate_toy_problems`) formatted by the
-     model's :class:`~yfpo_core.prompts.PlainPromptFormat`, so training text is exactly the text the
+     model's :class:`~yfpo_core.models.prompts.PlainPromptFormat`, so training text is exactly the text the
      model is scored on: ``"Q: Ann has 12 pens. She buys 7 more. ...\nA: 12+7=19. #### 19\n"``;
    * a row of arithmetic drills (:func:`drill_text`), ``"Q: What is 12+7?\nA: 12+7=19. #### 19\n"``
      three times over, which is where most of the arithmetic is learned (word problems alone carry
@@ -20,7 +20,7 @@ A plain nanoGPT-style loop, kept readable on purpose:
 3. **Optimiser.** AdamW (weight decay on matrices only), linear warm-up then cosine decay to
    ``min_lr_ratio * lr``, gradient clipping.
 4. **Evaluation** (:func:`evaluate_toy_model`). Greedy exact match
-   (:func:`yfpo_core.evaluate.exact_match`) and answer ranking on fresh word problems generated with
+   (:func:`yfpo_core.scoring.evaluate.exact_match`) and answer ranking on fresh word problems generated with
    ``eval_seed`` (a different seed from training), per kind; plus exact answers on held-out facts.
 
 Determinism: the only randomness is the weight initialisation (``torch.manual_seed(seed)`` inside a
@@ -59,7 +59,7 @@ from yfpo_core.models.toy import (
 from yfpo_core.problems.base import Problem
 from yfpo_core.problems.synthetic import TOY_KINDS, generate_toy_nonmath, generate_toy_problems
 from yfpo_core.progress import ProgressCallback, report
-from yfpo_core.prompts import PlainPromptFormat
+from yfpo_core.models.prompts import PlainPromptFormat
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
@@ -139,7 +139,7 @@ class ToyTrainConfig:
         """
         args = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         out_arg = f", out=Path({str(out)!r})" if out is not None else ""
-        return ('python -c "from pathlib import Path; from yfpo_core.toy_training import ToyTrainConfig, '
+        return ('python -c "from pathlib import Path; from yfpo_core.training.toy_pretraining import ToyTrainConfig, '
                 f'train_toy_model; train_toy_model(ToyTrainConfig({args}){out_arg})"')
 
 
@@ -403,8 +403,8 @@ def evaluate_toy_model(loaded: LoadedModel, n_problems: int = 200, seed: int = D
         n_nonmath: Held-out digit-free facts to answer (default ``n_problems // 4``); scored by exact
             string equality of the greedy answer line.
     """
-    from yfpo_core.evaluate import answer_ranking, exact_match
-    from yfpo_core.generation import greedy_generate
+    from yfpo_core.scoring.evaluate import answer_ranking, exact_match
+    from yfpo_core.scoring.generation import greedy_generate
 
     problems = generate_toy_problems(n_problems, seed=seed, kinds=kinds)
     em = exact_match(loaded, problems, max_new_tokens=64, progress=progress)

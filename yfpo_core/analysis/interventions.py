@@ -20,11 +20,11 @@ from typing import Any, Literal
 import torch
 
 from yfpo_core.distributed import Distributed
-from yfpo_core.evaluate import RankingReport, answer_ranking, build_ranking_item
+from yfpo_core.scoring.evaluate import RankingReport, answer_ranking, build_ranking_item
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 InterventionKind = Literal["zero", "mean", "scale", "clamp"]
 METRICS = ("ranking_accuracy", "gold_logprob", "mean_margin")
@@ -77,7 +77,7 @@ def _apply(x: torch.Tensor, index: torch.Tensor, intervention: Intervention, mea
 def intervened(model: LoadedModel, units: Sequence[Unit], intervention: Intervention, sae: Any = None
                ) -> Iterator[None]:
     """While active, ``intervention`` applies to ``units`` (neurons through hooks; SAE features through the
-    spliced ``sae``, a :class:`yfpo_core.saes.LoadedSAE`). Holds the model's lock."""
+    spliced ``sae``, a :class:`yfpo_core.saes.sae.LoadedSAE`). Holds the model's lock."""
     neurons = [u for u in units if u.kind == "neuron"]
     features = [u for u in units if u.kind == "sae_feature"]
     with ExitStack() as stack:
@@ -87,7 +87,7 @@ def intervened(model: LoadedModel, units: Sequence[Unit], intervention: Interven
         if features:
             if sae is None:
                 raise ValueError("interventions on SAE features need the SAE (sae=load_sae(...))")
-            from yfpo_core.saes import SAESpace
+            from yfpo_core.saes.sae import SAESpace
 
             space = SAESpace(sae)
             index = torch.tensor(sorted({u.index for u in features}))
@@ -224,7 +224,7 @@ def ablation_test(model: LoadedModel, problems: Sequence[Problem], units: Sequen
                   progress: ProgressCallback | None = None) -> AblationReport:
     """Ablate ``units`` and ``n_random`` random same-size, same-layer sets; compare ranking metrics.
 
-    Neurons and SAE features (with ``sae``, a :class:`yfpo_core.saes.LoadedSAE`) are both supported."""
+    Neurons and SAE features (with ``sae``, a :class:`yfpo_core.saes.sae.LoadedSAE`) are both supported."""
     report_ = ablation_test_sharded(Distributed(), model, problems, units, intervention=intervention,
                                     n_random=n_random, seed=seed, sae=sae, progress=progress)
     assert report_ is not None  # a single process is rank 0
@@ -245,12 +245,12 @@ def ablation_test_sharded(dist: Distributed, model: LoadedModel, problems: Seque
     if intervention.kind == "mean" and intervention.means is None:
         means: dict[str, torch.Tensor] = {}
         if any(u.kind == "neuron" for u in units):
-            from yfpo_core.attribution.space import UnitSpace
+            from yfpo_core.units.space import UnitSpace
 
             hooks = tuple(sorted({u.hook_name for u in units if u.kind == "neuron"}))
             means |= unit_means(model, problems, UnitSpace("neuron", hooks, int(model.model.cfg.d_mlp)), dist)
         if any(u.kind == "sae_feature" for u in units):
-            from yfpo_core.saes import SAESpace
+            from yfpo_core.saes.sae import SAESpace
 
             means |= unit_means(model, problems, SAESpace(sae), dist)
         intervention = Intervention("mean", means=means)

@@ -1,4 +1,4 @@
-"""How to train an SAE: kept apart from :mod:`yfpo_core.saes` so that ``yfpo --help`` stays light."""
+"""How to train an SAE: kept apart from :mod:`yfpo_core.saes.sae` so that ``yfpo --help`` stays light."""
 
 from __future__ import annotations
 

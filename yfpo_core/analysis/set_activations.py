@@ -1,6 +1,6 @@
 """What a *set* of units does token by token, and how training moved it: the views the app draws.
 
-The core's per-unit tools (:mod:`yfpo_core.inspection`) run the model once per unit. A neuron set has
+The core's per-unit tools (:mod:`yfpo_core.analysis.inspection`) run the model once per unit. A neuron set has
 tens of units, so these helpers read every unit of a set from a single forward (or backward) pass per
 problem, through :func:`yfpo_core.attribution.token_scores` restricted to the layers the set touches:
 
@@ -27,7 +27,7 @@ from yfpo_core.attribution import AttributionResult, UnitSpace, token_scores
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 __all__ = ["TokenMap", "compare_activations", "set_token_activations", "set_token_relevance"]
 

@@ -9,9 +9,9 @@ problem counts as correct when the gold continuation scores strictly highest. Cu
 reasoning states the answer, rather than after ``####``, makes the model compute the last step instead of
 copying a number it has just read; the continuation ends with the model's end-of-response text, so a
 shorter number does not win just by being a prefix of a longer one. One forward pass of the context
-plus one small batch per problem (:mod:`yfpo_core.logprobs`) makes this cheap enough for live plots.
+plus one small batch per problem (:mod:`yfpo_core.scoring.logprobs`) makes this cheap enough for live plots.
 
-**Exact match.** Greedy generation (:mod:`yfpo_core.generation`), then :func:`extract_answer` compared
+**Exact match.** Greedy generation (:mod:`yfpo_core.scoring.generation`), then :func:`extract_answer` compared
 with the gold answer. Slower and truer.
 
 Both take optional TransformerLens forward hooks, so an ablation or a scaled unit is measured with the
@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 
-from yfpo_core.answers import NumberMatch, answers_match, extract_answer, find_numbers, format_number, parse_number
-from yfpo_core.generation import greedy_generate
-from yfpo_core.logprobs import continuation_logprobs
+from yfpo_core.problems.answers import NumberMatch, answers_match, extract_answer, find_numbers, format_number, parse_number
+from yfpo_core.scoring.generation import greedy_generate
+from yfpo_core.scoring.logprobs import continuation_logprobs
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import ANSWER_MARKER, Problem
 from yfpo_core.progress import ProgressCallback, report
-from yfpo_core.prompts import PromptFormat
+from yfpo_core.models.prompts import PromptFormat
 
 ForwardHooks = Sequence[tuple[str | Callable[[str], bool], Callable[..., Any]]]
 

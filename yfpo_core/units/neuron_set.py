@@ -10,7 +10,7 @@ another model, or hand-edited into an out-of-range or duplicated unit, would sil
 wrong neurons, or crash deep inside a hook. So every way in (:meth:`NeuronSet.create`, :meth:`~NeuronSet.add`,
 :meth:`~NeuronSet.load`, :func:`from_neuronpedia`) ends in the same checks, and every failure is a
 :class:`NeuronSetError` that names the file, the problem and the fix. The document is plain JSON
-(never pickle), described by ``yfpo_core/schemas/neuron_set.v1.schema.json`` and
+(never pickle), described by ``yfpo_core/units/schemas/neuron_set.v1.schema.json`` and
 ``docs/neuron-set-format.md``.
 
 Sets are immutable: every edit returns a new set. That suits Streamlit (a set in ``st.session_state``
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from yfpo_core.atomic import atomic_write_bytes
 from yfpo_core.errors import YfpoError, clip
 from yfpo_core.jsonio import JsonInputError, check_plain, parse_json
-from yfpo_core.units import Unit, layer_of, mlp_post_hook
+from yfpo_core.units.unit import Unit, layer_of, mlp_post_hook
 
 if TYPE_CHECKING:
     from yfpo_core.models.base import LoadedModel
@@ -660,7 +660,7 @@ def from_neuronpedia(data: Any, model: LoadedModel | None = None, *,
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of schema_version 1, shipped as package data."""
-    text = resources.files("yfpo_core.schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    text = resources.files("yfpo_core.units.schemas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
     return json.loads(text)
 
 

@@ -282,7 +282,7 @@ def _figure(out_dir: Path, runs: list[dict[str, Any]], paired: list[dict[str, An
     bootstrap interval (error bars)."""
     from plotly.subplots import make_subplots
 
-    from yfpo_core.reports import metric_series
+    from yfpo_core.runs.reports import metric_series
     from yfpo_core.runs import read_metrics
 
     curve_metrics = [M.EVAL_RANKING_ACCURACY, M.EVAL_NEURON_MARGIN, M.NEURON_MARGIN, M.AUX_SHARE]

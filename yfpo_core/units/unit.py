@@ -39,7 +39,7 @@ class Unit:
         hook_name: For a neuron, its activation's hook (``blocks.L.mlp.hook_post``); for a feature, the
             hook the SAE reads and writes.
         index: Neuron index in ``d_mlp``, or feature index in ``d_sae``.
-        sae_id: For features, the id of the SAE (as given to :func:`yfpo_core.saes.load_sae`).
+        sae_id: For features, the id of the SAE (as given to :func:`yfpo_core.saes.sae.load_sae`).
     """
 
     kind: UnitKind

@@ -10,7 +10,7 @@ A run directory holds everything needed to understand and continue a run::
     status.json         preparing / running / finished / stopped / failed, with the error message
     summary.json        final metrics (when finished or stopped)
     eval_final.json     per-problem held-out rows of the last evaluation (ranking, probe margin per pair)
-    .lock               held (flock) by the one process writing the run; see :mod:`yfpo_core.run_lock`
+    .lock               held (flock) by the one process writing the run; see :mod:`yfpo_core.runs.lock`
 
 Every failure ends in a known state: :func:`execute` writes ``failed`` with the reason for any error, and
 ``stopped`` on Ctrl-C; a process killed outright leaves ``running`` with no lock holder, which
@@ -44,7 +44,7 @@ from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
 from yfpo_core.training.config import YFPOConfig
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 RUNS_DIR_ENV = "YFPO_RUNS_DIR"
 EVAL_ROWS_FILE = "eval_final.json"  # per-problem held-out rows of the last evaluation
@@ -97,7 +97,7 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 def run_state(run_dir: Path) -> str:
     """The state to show for a run: ``status.json``'s, except that a run that says it is preparing or
     running while no process holds its lock was killed outright: ``interrupted``."""
-    from yfpo_core.run_lock import is_locked
+    from yfpo_core.runs.lock import is_locked
 
     state = str(read_status(run_dir).get("state"))
     if state in ("preparing", "running") and not is_locked(run_dir):
@@ -177,7 +177,7 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     """Load the model, make or read the pairs, pick held-out problems that share no template with the
     training problems, and read the units (or draw the random control set)."""
     from yfpo_core.models import load_model
-    from yfpo_core.neuron_set import NeuronSet
+    from yfpo_core.units.neuron_set import NeuronSet
     from yfpo_core.problems import load_problems
     from yfpo_core.training import pairs as pairs_module
 
@@ -264,7 +264,7 @@ def load_set_saes(neuron_set: Any, units: Sequence[Unit], base: LoadedModel, dev
                   where: str = "the neuron set") -> dict[str, Any]:
     """Load the SAE of every feature in ``units`` from the set's ``sae`` section (``path_or_release``), keyed
     by the set's ``sae_id``; raise a :class:`YfpoError` that names the SAE when it cannot be loaded."""
-    from yfpo_core.saes import load_sae
+    from yfpo_core.saes.sae import load_sae
 
     out: dict[str, Any] = {}
     for sae_id in sorted({u.sae_id for u in units if u.kind == "sae_feature" and u.sae_id}):
@@ -298,7 +298,7 @@ def random_control_units(units: Sequence[Unit], base: LoadedModel, saes: dict[st
     (``random_unit_sets`` keys widths by hook, and a neuron and a feature can share a hook)."""
     import zlib
 
-    from yfpo_core.interventions import random_unit_sets
+    from yfpo_core.analysis.interventions import random_unit_sets
 
     neurons = [u for u in units if u.kind == "neuron"]
     out: list[Unit] = []
@@ -468,10 +468,10 @@ def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = Non
     """Prepare, train and record one run in ``run_dir`` (synchronously). Returns the summary.
 
     The main process holds the run directory's lock throughout (a second writer gets
-    :class:`~yfpo_core.run_lock.RunLockedError` and changes nothing) and leaves ``status.json`` in a known
+    :class:`~yfpo_core.runs.lock.RunLockedError` and changes nothing) and leaves ``status.json`` in a known
     state whatever happens: ``finished``/``stopped`` with a summary, ``stopped`` on Ctrl-C, ``failed`` with
     the reason on any error."""
-    from yfpo_core.run_lock import RunLock
+    from yfpo_core.runs.lock import RunLock
 
     main = accelerator is None or accelerator.is_main_process
     lock = RunLock(run_dir).acquire() if main else None
@@ -633,7 +633,7 @@ class TrainingRun:
             self.state = "running"
 
     def _work(self) -> None:
-        from yfpo_core.run_lock import RunLockedError
+        from yfpo_core.runs.lock import RunLockedError
 
         try:
             self.summary = execute(self.run_dir, self.config, base=self.base, resume=self.resume,

@@ -6,7 +6,7 @@
   ``yfpo_sae.json`` with the command that made it and its quality numbers.
 * :func:`load_sae` reads a local SAE folder, the shipped default (``default``), or a released SAE by
   ``<release>/<sae_id>`` through sae-lens when the hub is reachable.
-* :class:`SAESpace` makes an SAE's features a :class:`~yfpo_core.attribution.space.UnitSpace`: the SAE
+* :class:`SAESpace` makes an SAE's features a :class:`~yfpo_core.units.space.UnitSpace`: the SAE
   is spliced in at its hook with sae-lens's error term (``use_error_term=True``: the reconstruction
   error is added back, so the model's output is unchanged), and its feature activations
   (``hook_sae_acts_post``) are what attribution, inspection and interventions read or change.
@@ -33,11 +33,11 @@ from typing import Any
 import torch
 
 from yfpo_core.atomic import atomic_write_text
-from yfpo_core.attribution.space import ReadFn, UnitSpace
+from yfpo_core.units.space import ReadFn, UnitSpace
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.paths import package_assets_dir
-from yfpo_core.sae_config import SAETrainConfig
+from yfpo_core.saes.config import SAETrainConfig
 
 SHIPPED_DIR = package_assets_dir() / "saes"
 DEFAULT_SAES = {"smollm2-135m-instruct": "smollm2-135m-instruct-L15-mlp-w2048",

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-from yfpo_core.evaluate import answer_ranking
-from yfpo_core.interventions import Intervention, intervened
+from yfpo_core.scoring.evaluate import answer_ranking
+from yfpo_core.analysis.interventions import Intervention, intervened
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
-from yfpo_core.units import Unit
+from yfpo_core.units.unit import Unit
 
 
 @dataclass
@@ -58,12 +58,12 @@ class UnitProfile:
 
 
 def _space_for(model: LoadedModel, unit: Unit, sae: Any):
-    from yfpo_core.attribution.space import UnitSpace
+    from yfpo_core.units.space import UnitSpace
 
     if unit.kind == "sae_feature":
         if sae is None:
             raise ValueError(f"{unit.label} is an SAE feature: pass its SAE (sae=load_sae(...))")
-        from yfpo_core.saes import SAESpace
+        from yfpo_core.saes.sae import SAESpace
 
         if unit.index >= sae.d_sae:
             raise ValueError(f"{unit.label} is out of range: the SAE has {sae.d_sae} features")
@@ -105,7 +105,7 @@ def logit_effect(model: LoadedModel, unit: Unit, k: int = 10, sae: Any = None
                  ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     """The ``k`` tokens whose logits the unit's output direction raises most, and the ``k`` it lowers most."""
     if unit.kind == "sae_feature":
-        from yfpo_core.saes import feature_logit_effect
+        from yfpo_core.saes.sae import feature_logit_effect
 
         return feature_logit_effect(model, sae, unit.index, k)
     _check_unit(model, unit)
