@@ -1,10 +1,174 @@
-"""The core never imports the UI: importing every yfpo_core module must not load streamlit."""
+"""The layering of the code, checked statically (by reading the sources) so a reader can trust the tree.
 
+* Packages of :mod:`yfpo_core` form layers (``LAYERS``, lowest first): a module imports only from its own
+  package or from a lower layer, never upwards; the core never imports the UI.
+* No module outside ``tests/`` is longer than ``MAX_LINES``: one module, one job.
+* The files of a run folder are named only in :mod:`yfpo_core.runs`; everyone else (the CLI, the app)
+  goes through :class:`~yfpo_core.runs.run_dir.RunDir`, so the app never touches a run folder's files.
+* Importing every module of the core does not load streamlit (checked by really importing them).
+"""
+
+from __future__ import annotations
+
+import ast
 import pkgutil
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import yfpo_core
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "yfpo_core"
+
+# Lowest layer first. "infra" is the shared infrastructure: the modules directly under yfpo_core/ (errors,
+# progress, atomic, paths, jobs, jsonio, distributed, stats). Packages in the same layer do not import
+# each other.
+LAYERS: list[set[str]] = [
+    {"infra"},
+    {"problems"},
+    {"models"},
+    {"scoring", "units"},
+    {"attribution", "training"},
+    {"saes"},
+    {"analysis"},
+    {"runs"},
+    {"cli"},
+    {"api", "app"},  # yfpo_core/__init__.py (the public API) and the Streamlit app sit on top
+]
+RANK = {package: i for i, layer in enumerate(LAYERS) for package in layer}
+
+MAX_LINES = 450
+# Modules still over MAX_LINES, each to be split; the list may only shrink (a test below checks that every
+# entry is still too long, so a split module must leave it).
+OVERSIZE: set[str] = {
+    "yfpo_core/units/neuron_set.py",
+    "yfpo_core/training/trainer.py",
+    "yfpo_core/runs/__init__.py",
+    "yfpo_core/training/pairs.py",
+}
+
+# The files of a run folder. "config.json" and "checkpoints" also name a model folder's config (models/) and
+# sae-lens's training checkpoints (saes/), so they are checked outside runs/ only where neither is handled.
+RUN_FILE_NAMES = ("metrics.jsonl", "status.json", "summary.json", "units.json", "pairs.jsonl", "eval_final.json",
+                  "neuron_set.json", "experiment.md", "experiment.csv", "state.json", "trainable.safetensors",
+                  "optimizer.safetensors")
+MODEL_FOLDER_READERS = ("yfpo_core/models/", "yfpo_core/saes/", "bench/")
+# Places that still name run files themselves; the list may only shrink.
+RUN_FILE_NAME_USERS: set[str] = {
+    "app/views/runs.py",
+    "app/views/train.py",
+    "yfpo_core/cli/train_commands.py",
+    "bench/app.py",
+}
+
+
+def _sources(*folders: str) -> list[Path]:
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def package_of(module: str) -> str | None:
+    """The layer name of a dotted module: ``app``, ``api``, a package of the core, or ``infra``."""
+    parts = module.split(".")
+    if parts[0] == "app":
+        return "app"
+    if parts[0] != "yfpo_core":
+        return None
+    if len(parts) == 1 or parts[1] in ("__init__", "__main__"):
+        return "api"
+    return parts[1] if (CORE / parts[1]).is_dir() else "infra"
+
+
+def module_of(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """Every absolute import in a file, at any depth (function-level and TYPE_CHECKING imports count)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_every_core_package_has_a_layer():
+    packages = {p.name for p in CORE.iterdir() if (p / "__init__.py").exists()} - {"assets"}
+    assert packages - set(RANK) <= {"schemas"}, f"give these packages a layer: {sorted(packages - set(RANK))}"
+
+
+def test_no_upward_imports():
+    wrong = []
+    for path in _sources("yfpo_core", "app"):
+        own = package_of(module_of(path))
+        for line, target in imported_modules(path):
+            if target.split(".")[0] == "streamlit" and own != "app":
+                wrong.append(f"{_rel(path)}:{line} imports streamlit")
+            theirs = package_of(target)
+            if theirs is None or theirs == own:
+                continue
+            if RANK[theirs] >= RANK[own]:
+                wrong.append(f"{_rel(path)}:{line}: {own} imports {target} ({theirs} is not below it)")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_layers_are_ordered_as_documented():
+    assert package_of("yfpo_core.runs.run_dir") == "runs" and package_of("yfpo_core.errors") == "infra"
+    assert RANK["problems"] < RANK["models"] < RANK["training"] < RANK["runs"] < RANK["cli"] < RANK["app"]
+    assert RANK["scoring"] == RANK["units"]  # same layer: neither may import the other
+
+
+def test_no_module_is_too_long():
+    too_long = {_rel(p): n for p in _sources("yfpo_core", "app", "bench", "scripts")
+                if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert set(too_long) <= OVERSIZE, f"split these modules (over {MAX_LINES} lines): " \
+                                      f"{ {k: v for k, v in too_long.items() if k not in OVERSIZE} }"
+    assert set(too_long) == OVERSIZE, f"these were split: remove them from OVERSIZE: {sorted(OVERSIZE - set(too_long))}"
+
+
+def _code_strings(path: Path) -> list[tuple[int, str]]:
+    """String constants of a file, docstrings excluded (prose may name a file; code must not)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def run_file_names_in(path: Path, rel: str | None = None) -> list[str]:
+    rel = rel or _rel(path)
+    names = RUN_FILE_NAMES if rel.startswith(MODEL_FOLDER_READERS) else (*RUN_FILE_NAMES, "config.json",
+                                                                         "checkpoints")
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(re.escape(n) for n in names) + r")(?![\w])")
+    return [f"{rel}:{line}: {m.group(1)}" for line, text in _code_strings(path) for m in pattern.finditer(text)]
+
+
+def test_run_folder_files_are_named_only_in_runs():
+    users: dict[str, list[str]] = {}
+    for path in _sources("yfpo_core", "app", "bench"):
+        if _rel(path).startswith("yfpo_core/runs/"):
+            continue
+        if found := run_file_names_in(path):
+            users[_rel(path)] = found
+    unexpected = {k: v for k, v in users.items() if k not in RUN_FILE_NAME_USERS}
+    assert not unexpected, f"go through yfpo_core.runs instead: {unexpected}"
+    assert set(users) == RUN_FILE_NAME_USERS, \
+        f"these no longer name run files: remove them from RUN_FILE_NAME_USERS: {sorted(RUN_FILE_NAME_USERS - set(users))}"
+
+
+def test_the_run_file_check_sees_a_name_in_code_but_not_in_a_docstring(tmp_path):
+    source = tmp_path / "probe.py"
+    source.write_text('"""Reads metrics.jsonl."""\nPATH = "run/summary.json"\nCFG = "config.json"\n', encoding="utf-8")
+    assert run_file_names_in(source, "app/probe.py") == ["app/probe.py:2: summary.json", "app/probe.py:3: config.json"]
+    assert run_file_names_in(source, "yfpo_core/models/probe.py") == ["yfpo_core/models/probe.py:2: summary.json"]
 
 
 def test_yfpo_core_never_imports_streamlit():
