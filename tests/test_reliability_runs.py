@@ -18,7 +18,7 @@ import torch
 
 from tests.test_trainer import config, setup, trainer_for  # noqa: F401 - setup is a fixture
 from yfpo_core.errors import YfpoError
-from yfpo_core.runs import RunWriter, execute, latest_checkpoint, read_metrics, read_status, resume_run
+from yfpo_core.runs import RunDir, execute, latest_checkpoint, read_metrics, read_status, resume_run
 from yfpo_core.training.config import YFPOConfig
 from yfpo_core.training.pairs import load_pairs
 from yfpo_core.training.trainer import NonFiniteLossError
@@ -78,7 +78,7 @@ def test_a_non_finite_checkpoint_is_never_written(setup):  # noqa: F811
     run = tmp / "run"
     run.mkdir()
     with pytest.raises(NonFiniteLossError, match="no checkpoint was written"):
-        RunWriter(run).checkpoint(trainer, 1)
+        RunDir(run).checkpoint(trainer, 1)
     assert latest_checkpoint(run) is None and not (run / "checkpoints").exists()
 
 

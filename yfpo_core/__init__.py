@@ -145,9 +145,9 @@ def train(config: Any, run_dir: str | Path | None = None, model: LoadedModel | N
     >>> run = train(YFPOConfig(model="toy-arith", neuron_set="set.json", problems="toy", eval_problems="toy"))
     >>> read_metrics(run)[-1]["eval/ranking_accuracy"]
     """
-    from yfpo_core.runs import execute, new_run_dir
+    from yfpo_core.runs import execute, new_run_dir, run_slug
 
-    path = Path(run_dir) if run_dir else new_run_dir("dpo" if config.lam == 0 else "yfpo")
+    path = Path(run_dir) if run_dir else new_run_dir(run_slug(config))
     path.mkdir(parents=True, exist_ok=True)
     execute(path, config, base=model)
     return path

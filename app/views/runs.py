@@ -8,7 +8,6 @@ activations under the base model and a checkpoint (did training move the units i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,9 @@ from app import background, resources, state, widgets
 from app.components import before_after_chart, runs_overlay_chart
 from app.sidebar import active_model
 from yfpo_core.errors import YfpoError
-from yfpo_core.runs import default_runs_dir, list_runs, policy_from_checkpoint, read_status
+from yfpo_core.runs import RunDir, default_runs_dir, list_runs, policy_from_checkpoint, read_status
+from yfpo_core.runs.experiment import ExperimentFolder, experiment_dirs
+from yfpo_core.runs.run_dir import SUMMARY_METRICS, UNITS_FILE
 from yfpo_core.analysis.set_activations import compare_activations
 from yfpo_core.training import metric_names as M
 from yfpo_core.units.unit import Unit
@@ -29,44 +30,15 @@ FINAL_METRICS = [M.LOSS, M.REWARDS_MARGINS, M.REWARDS_ACCURACIES, M.NEURON_MARGI
                  M.EVAL_RANKING_ACCURACY, M.EVAL_GOLD_LOGPROB, M.EVAL_EXACT_MATCH]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _metrics(run: Path) -> list[dict[str, Any]]:
-    path = run / "metrics.jsonl"
-    return resources.run_metrics(str(run), path.stat().st_mtime_ns) if path.exists() else []
-
-
-def _experiment_dirs(root: Path) -> list[Path]:
-    found = {p.parent for pattern in ("*/experiment.md", "*/experiment.csv") for p in root.glob(pattern)}
-    return sorted(found, key=lambda p: p.name, reverse=True)
+    version = RunDir(run).metrics_version()
+    return resources.run_metrics(str(run), version) if version else []
 
 
 def _all_runs(root: Path) -> dict[str, Path]:
     """Display name -> folder: top-level runs, then each experiment's arms as ``<experiment>/<arm>``."""
     runs = {str(p.relative_to(root)): p for p in list_runs(root)}  # list_runs includes experiment arms
     return runs
-
-
-def _summary_row(name: str, run: Path) -> dict[str, Any]:
-    config = _read_json(run / "config.json")
-    status = read_status(run)
-    rows = _metrics(run)
-    latest = {k: v for r in rows for k, v in r.items()}
-    lam = config.get("lam", 0)
-    units = _read_json(run / "units.json").get("units", [])
-    row = {"run": name, "state": status.get("state", "unknown"),
-           "objective": "DPO" if not lam else f"YFPO λ={lam:g}" + (" (random units)" if config.get("random_units_seed")
-                                                                    is not None else ""),
-           "steps": f"{rows[-1].get('step', 0) if rows else 0}/{config.get('steps', '?')}",
-           "model": config.get("model", "?"), "units": len(units)}
-    for metric in ("eval/ranking_accuracy", "rewards/accuracies", "rewards/margins", "yfpo/neuron_margin"):
-        row[metric] = latest.get(metric)
-    return row
 
 
 def _overlay(names: list[str], runs: dict[str, Path], metrics: list[str]) -> None:
@@ -86,7 +58,7 @@ def _final_table(names: list[str], runs: dict[str, Path]) -> None:
     records = []
     for name in names:
         rows = _metrics(runs[name])
-        summary = _read_json(runs[name] / "summary.json")
+        summary = RunDir(runs[name]).summary()
         record: dict[str, Any] = {"run": name, "state": read_status(runs[name]).get("state"),
                                   "seconds": summary.get("seconds")}
         for metric in FINAL_METRICS:
@@ -102,22 +74,22 @@ def _final_table(names: list[str], runs: dict[str, Path]) -> None:
 
 def _experiments(root: Path, names: list[str], runs: dict[str, Path]) -> None:
     folders = list(dict.fromkeys([*(runs[n] for n in names), *(runs[n].parent for n in names if "/" in n),
-                                  *_experiment_dirs(root)]))
-    shown = [f for f in folders if (f / "experiment.md").exists() or (f / "experiment.csv").exists()]
+                                  *experiment_dirs(root)]))
+    shown = [e for e in map(ExperimentFolder, folders) if e.exists()]
     if not shown:
         return
     st.subheader("Experiments")
-    for folder in shown:
-        with st.expander(f"{folder.name}", expanded=len(shown) == 1):
-            if (folder / "experiment.md").exists():
-                st.markdown((folder / "experiment.md").read_text())
-            if (folder / "experiment.csv").exists():
+    for experiment in shown:
+        with st.expander(f"{experiment.path.name}", expanded=len(shown) == 1):
+            if experiment.table.exists():
+                st.markdown(experiment.table.read_text())
+            if experiment.runs_csv.exists():
                 try:
-                    st.dataframe(pd.read_csv(folder / "experiment.csv"), hide_index=True)
+                    st.dataframe(pd.read_csv(experiment.runs_csv), hide_index=True)
                 except (OSError, ValueError, pd.errors.ParserError) as exc:
-                    st.error(f"{folder / 'experiment.csv'}: cannot read it ({exc}).")
-            if (folder / "experiment.html").exists():
-                st.caption(f"Interactive curves: `{folder / 'experiment.html'}`")
+                    st.error(f"{experiment.runs_csv}: cannot read it ({exc}).")
+            if experiment.html.exists():
+                st.caption(f"Interactive curves: `{experiment.html}`")
 
 
 def _held_out(config: dict[str, Any], ids: list[str], n: int):
@@ -136,19 +108,19 @@ def _before_after(names: list[str], runs: dict[str, Path]) -> None:
     c1, c2, c3 = st.columns([2, 2, 1])
     name = c1.selectbox("Run", names, key="runs_ba_run")
     run = runs[name]
-    checkpoints = sorted(p for p in (run / "checkpoints").glob("step-*") if (p / "state.json").exists()) \
-        if (run / "checkpoints").exists() else []
+    run_dir = RunDir(run)
+    checkpoints = run_dir.checkpoints()
     if not checkpoints:
         st.info("This run has no checkpoint yet.")
         return
     ckpt_name = c2.selectbox("Checkpoint", [p.name for p in reversed(checkpoints)], key="runs_ba_ckpt")
     n = int(c3.number_input("Held-out problems", min_value=1, max_value=50, value=5, key="runs_ba_n"))
-    config = _read_json(run / "config.json")
-    units_doc = _read_json(run / "units.json")
+    config = run_dir.config_dict()
+    units_doc = run_dir.units_doc()
     try:
         units = [Unit.parse(label) for label in units_doc.get("units", [])]
     except ValueError as exc:
-        st.error(f"{run / 'units.json'}: {exc}")
+        st.error(f"{run_dir.file(UNITS_FILE)}: {exc}")
         return
     if not units:
         current = state.neuron_set_for(state.active_fingerprint())
@@ -167,7 +139,7 @@ def _before_after(names: list[str], runs: dict[str, Path]) -> None:
         except YfpoError as exc:
             st.error(str(exc))
             return
-        folder = run / "checkpoints" / ckpt_name
+        folder = {p.name: p for p in checkpoints}[ckpt_name]
 
         def work(progress):
             with base.lock:  # policy_from_checkpoint deep-copies the shared model: no foreign hooks on it
@@ -200,11 +172,9 @@ def render() -> None:
         st.info("No runs yet: start one on the **Train** page (or with `yfpo train`).")
         return
     names = list(runs)
-    frame = pd.DataFrame([_summary_row(name, runs[name]) for name in names])
+    frame = pd.DataFrame([RunDir(runs[name]).summary_row(name, _metrics(runs[name])) for name in names])
     event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
-                         column_config={c: st.column_config.NumberColumn(format="%.4g")
-                                        for c in ("eval/ranking_accuracy", "rewards/accuracies", "rewards/margins",
-                                                  "yfpo/neuron_margin")})
+                         column_config={c: st.column_config.NumberColumn(format="%.4g") for c in SUMMARY_METRICS})
     picked = [names[i] for i in widgets.selection_of(event, "rows") if i < len(names)]
     chosen = picked or names[: min(3, len(names))]
     st.caption(("Selected: " if picked else "Tick rows to choose runs; showing the newest: ") + ", ".join(chosen))

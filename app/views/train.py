@@ -24,7 +24,8 @@ from app.sidebar import required_model
 from yfpo_core.errors import YfpoError
 from yfpo_core.models import LoadedModel
 from yfpo_core.units.neuron_set import NeuronSet
-from yfpo_core.runs import TrainingRun, new_run_dir
+from yfpo_core.runs import RunDir, TrainingRun, new_run_dir, run_slug
+from yfpo_core.runs.run_dir import NEURON_SET_FILE
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import PAIR_SOURCES, TRAINABLE_SCOPES, YFPOConfig
 
@@ -106,7 +107,7 @@ def _form(model: LoadedModel, current: NeuronSet) -> dict[str, Any] | None:
     if len(current):
         control = " — replaced by a random same-layer set (control)" if random_seed is not None else ""
         st.caption(f"Units: the current set, **{len(current)} units** (saved into the run folder as "
-                   f"`neuron_set.json`){control}.")
+                   f"`{NEURON_SET_FILE}`){control}.")
     else:
         st.caption("Units: the current set is **empty**" + (" — YFPO needs units: pick some on the Locate page."
                                                             if lam > 0 else " (fine for plain DPO)."))
@@ -161,9 +162,9 @@ def _start(model: LoadedModel, current: NeuronSet, values: dict[str, Any]) -> No
         st.error(f"invalid training config: {exc}")
         return
     name = (state.get(state.TRAIN_RUN_NAME) or "").strip().replace(" ", "-")
-    run_dir = new_run_dir(name or ("dpo" if YFPOConfig(**values).is_dpo else "yfpo"))
+    run_dir = new_run_dir(name or run_slug(YFPOConfig(**values)))
     if len(current):
-        values["neuron_set"] = str(current.save(run_dir / "neuron_set.json"))
+        values["neuron_set"] = str(current.save(RunDir(run_dir).neuron_set_path))
     config = YFPOConfig(**values)
     if model.lock.acquire(blocking=False):  # the usual case: start now, the live chart appears in this run
         try:

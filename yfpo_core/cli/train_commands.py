@@ -125,7 +125,7 @@ def _accelerator(args: argparse.Namespace, config: YFPOConfig):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from yfpo_core.runs import new_run_dir, read_run_config
+    from yfpo_core.runs import new_run_dir, read_run_config, run_slug
 
     if args.resume:
         config = read_run_config(args.resume)
@@ -134,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         if args.out_dir is not None and args.out_dir.exists() and not args.out_dir.is_dir():
             raise YfpoError(f"--out-dir {args.out_dir} is a file; give a folder for the run")
-        run_dir, resume = args.out_dir or new_run_dir("dpo" if config.is_dpo else "yfpo"), False
+        run_dir, resume = args.out_dir or new_run_dir(run_slug(config)), False
         Path(run_dir).mkdir(parents=True, exist_ok=True)
     with _sigterm_as_interrupt():
         return _train(args, config, Path(run_dir), resume)
@@ -143,12 +143,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, config: YFPOConfig, run_dir: Path, resume: bool) -> int:
     from yfpo_core.cli.output import print_summary
     from yfpo_core.progress import tqdm_progress
-    from yfpo_core.runs import execute
+    from yfpo_core.runs import execute, objective_label
 
     accelerator = _accelerator(args, config)
     main = accelerator is None or accelerator.is_main_process
     if main:
-        print(f"run directory: {run_dir}  ({'DPO' if config.is_dpo else f'YFPO, lam={config.lam}'}, "
+        print(f"run directory: {run_dir}  ({objective_label(config.to_dict())}, "
               f"{config.steps} steps{', resuming' if resume else ''}"
               f"{f', {accelerator.num_processes} processes' if accelerator else ''})")
     with tqdm_progress("training", unit="step", disable=not main) as progress:
@@ -181,6 +181,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def cmd_runs_list(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_table
     from yfpo_core.runs import list_runs, read_metrics, read_run_config, run_state
+    from yfpo_core.runs.run_dir import CONFIG_FILE
 
     rows = []
     for run in list_runs(args.root):
@@ -189,7 +190,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
             config = read_run_config(run).to_dict()
             problem = ""
         except YfpoError as exc:
-            config, problem = {}, f"unreadable config.json ({str(exc)[:60]})"
+            config, problem = {}, f"unreadable {CONFIG_FILE} ({str(exc)[:60]})"
         metrics = read_metrics(run)
         last = metrics[-1] if metrics and isinstance(metrics[-1], dict) else {}
         rows.append({"run": run.name, "state": problem or run_state(run), "lam": config.get("lam"),
@@ -216,13 +217,21 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from yfpo_core.runs.experiment import rebuild_experiment, run_experiment
+    from yfpo_core.runs.experiment import (
+        DESIGN_FILE,
+        HTML_FILE,
+        PAIRED_CSV_FILE,
+        RUNS_CSV_FILE,
+        TABLE_FILE,
+        rebuild_experiment,
+        run_experiment,
+    )
 
     if args.rebuild:
         table = rebuild_experiment(Path(args.rebuild))
         print(table.markdown)
-        print(f"\nrewrote {Path(args.rebuild) / 'experiment.md'}, experiment.csv, paired.csv, experiment.json and "
-              "experiment.html")
+        print(f"\nrewrote {Path(args.rebuild) / TABLE_FILE}, {RUNS_CSV_FILE}, {PAIRED_CSV_FILE}, {DESIGN_FILE} and "
+              f"{HTML_FILE}")
         return 0
     if args.located_set is None:
         raise YfpoError("yfpo experiment needs --set (the located neuron set), or --rebuild DIR")
@@ -242,5 +251,5 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         table = run_experiment(shared, Path(out), seeds, located_set=args.located_set,
                                activation_set=args.activation_set, extra_lams=extra_lams, progress=progress)
     print(table.markdown)
-    print(f"\nwrote {Path(out) / 'experiment.md'}, experiment.csv and experiment.html")
+    print(f"\nwrote {Path(out) / TABLE_FILE}, {RUNS_CSV_FILE} and {HTML_FILE}")
     return 0

@@ -31,6 +31,7 @@ from typing import Any
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.progress import ProgressCallback, report
+from yfpo_core.runs.run_dir import CONFIG_FILE, EVAL_ROWS_FILE, SUMMARY_FILE, RunDir
 from yfpo_core.stats import hierarchical_bootstrap, paired_t_interval
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig
@@ -41,6 +42,40 @@ METRICS = (M.EVAL_RANKING_ACCURACY, M.EVAL_GOLD_LOGPROB, M.EVAL_MEAN_MARGIN, M.E
 PAIRED = {M.EVAL_RANKING_ACCURACY: ("ranking", "correct"), M.EVAL_GOLD_LOGPROB: ("ranking", "gold_logprob"),
           M.EVAL_MEAN_MARGIN: ("ranking", "margin"), M.EVAL_NEURON_MARGIN: ("neuron_margin", "neuron_margin"),
           M.EVAL_EXACT_MATCH: ("exact", "correct")}
+# An experiment folder's own files, beside its arms' run folders (<arm>-s<seed>/).
+TABLE_FILE = "experiment.md"
+RUNS_CSV_FILE = "experiment.csv"
+PAIRED_CSV_FILE = "paired.csv"
+DESIGN_FILE = "experiment.json"
+HTML_FILE = "experiment.html"
+
+
+@dataclass(frozen=True)
+class ExperimentFolder:
+    """An experiment's folder as the Runs page shows it: its tables and its curves."""
+
+    path: Path
+
+    @property
+    def table(self) -> Path:
+        return self.path / TABLE_FILE
+
+    @property
+    def runs_csv(self) -> Path:
+        return self.path / RUNS_CSV_FILE
+
+    @property
+    def html(self) -> Path:
+        return self.path / HTML_FILE
+
+    def exists(self) -> bool:
+        return self.table.exists() or self.runs_csv.exists()
+
+
+def experiment_dirs(root: Path) -> list[Path]:
+    """The experiment folders directly under ``root`` (those with a table), newest first."""
+    found = {p.parent for pattern in (f"*/{TABLE_FILE}", f"*/{RUNS_CSV_FILE}") for p in root.glob(pattern)}
+    return sorted(found, key=lambda p: p.name, reverse=True)
 
 
 @dataclass
@@ -88,8 +123,6 @@ def paired_rows(run_dirs: dict[tuple[str, int], Path], arm: str, baseline: str, 
                 ) -> dict[int, list[float]]:
     """seed -> per-problem ``arm - baseline`` of ``metric`` at the end of training (same problems, matched
     by id), from each run's ``eval_final.json``."""
-    from yfpo_core.runs import EVAL_ROWS_FILE
-
     section, field_name = PAIRED[metric]
     out: dict[int, list[float]] = {}
     for (name, seed), run_dir in run_dirs.items():
@@ -110,7 +143,7 @@ def paired_rows(run_dirs: dict[tuple[str, int], Path], arm: str, baseline: str, 
 
 def _probe_of(run_dir: Path) -> str | None:
     """The neuron set whose margin a run's eval/neuron_margin reports (its probe_set, else its neuron_set)."""
-    config = json.loads((run_dir / "config.json").read_text())
+    config = json.loads((run_dir / CONFIG_FILE).read_text())
     return config.get("probe_set") or config.get("neuron_set")
 
 
@@ -172,21 +205,19 @@ ARM_ORDER = ("dpo", "yfpo-located", "yfpo-random", "yfpo-activation")
 def rebuild_experiment(out_dir: Path) -> ExperimentTable:
     """Re-read an experiment folder's finished runs and rewrite its tables: after the statistics changed, or
     when the experiment's process ended before writing them. The wall time is the recorded one, if any."""
-    from yfpo_core.runs import read_status
-
-    meta_path = out_dir / "experiment.json"
+    meta_path = out_dir / DESIGN_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     found = []
-    for config_path in out_dir.glob("*-s*/config.json"):
+    for config_path in out_dir.glob(f"*-s*/{CONFIG_FILE}"):
         name, _, seed = config_path.parent.name.rpartition("-s")
-        summary_path = config_path.parent / "summary.json"
+        summary_path = config_path.parent / SUMMARY_FILE
         if seed.isdigit() and summary_path.exists():
             found.append((int(seed), name, config_path.parent, json.loads(summary_path.read_text())))
     if not found:
-        raise YfpoError(f"{out_dir} holds no finished experiment runs (<arm>-s<seed>/summary.json)")
+        raise YfpoError(f"{out_dir} holds no finished experiment runs (<arm>-s<seed>/{SUMMARY_FILE})")
     rank = {name: i for i, name in enumerate(ARM_ORDER)}
     found.sort(key=lambda f: (f[0], rank.get(f[1], len(rank)), f[1]))
-    runs = [_run_record(d, name, seed, {**summary, "state": read_status(d).get("state", summary.get("state"))})
+    runs = [_run_record(d, name, seed, {**summary, "state": RunDir(d).status().get("state", summary.get("state"))})
             for seed, name, d, summary in found]
     run_dirs = {(name, seed): d for seed, name, d, _ in found}
     seeds = list(dict.fromkeys(seed for seed, *_ in found))
@@ -194,16 +225,14 @@ def rebuild_experiment(out_dir: Path) -> ExperimentTable:
         shared = YFPOConfig.from_dict(meta["config"])
     else:
         located = next((d for seed, name, d, _ in found if name == "yfpo-located"), found[0][2])
-        shared = YFPOConfig.from_dict(json.loads((located / "config.json").read_text()))
+        shared = YFPOConfig.from_dict(json.loads((located / CONFIG_FILE).read_text()))
     paired = paired_table(run_dirs, list(dict.fromkeys(r["arm"] for r in runs)))
     return write_experiment(out_dir, shared, seeds, runs, paired, float(meta.get("wall_seconds", float("nan"))),
                             meta.get("extra_lams", []))
 
 
 def _run_record(run_dir: Path, name: str, seed: int, summary: dict[str, Any]) -> dict[str, Any]:
-    from yfpo_core.runs import read_metrics
-
-    rows = read_metrics(run_dir)
+    rows = RunDir(run_dir).metrics()
     record: dict[str, Any] = {"arm": name, "seed": seed, "run": run_dir.name, "state": summary["state"],
                               "seconds": summary["seconds"]}
     for metric in METRICS:
@@ -234,8 +263,8 @@ def write_experiment(out_dir: Path, shared: YFPOConfig, seeds: Sequence[int], ru
             row[metric] = _mean_std(finals)
             row[f"Δ {metric}"] = _mean_std(deltas)
         arms.append(row)
-    atomic_write_text(out_dir / "experiment.csv", _csv(runs))
-    atomic_write_text(out_dir / "paired.csv", _csv([{**p, "per_seed": " ".join(f"{v:.5f}" for v in p["per_seed"])}
+    atomic_write_text(out_dir / RUNS_CSV_FILE, _csv(runs))
+    atomic_write_text(out_dir / PAIRED_CSV_FILE, _csv([{**p, "per_seed": " ".join(f"{v:.5f}" for v in p["per_seed"])}
                                                     for p in paired]) if paired else "")
     columns = ["arm", "seeds"] + [c for m in METRICS for c in (m, f"Δ {m}") if any(a[c] != "-" for a in arms)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -259,11 +288,11 @@ def write_experiment(out_dir: Path, shared: YFPOConfig, seeds: Sequence[int], ru
                 + "\n".join(lines) + "\n\nPaired differences to DPO at the end of training (mean over seeds and "
                 "problems; 95% two-level bootstrap over seeds and problems, * = excludes 0; 95% t-interval over "
                 "the per-seed means).\n\n" + "\n".join(paired_lines) + "\n")
-    atomic_write_text(out_dir / "experiment.md", markdown)
-    atomic_write_text(out_dir / "experiment.json", json.dumps(
+    atomic_write_text(out_dir / TABLE_FILE, markdown)
+    atomic_write_text(out_dir / DESIGN_FILE, json.dumps(
         {"config": shared.to_dict(), "seeds": list(seeds), "extra_lams": list(extra_lams),
          "wall_seconds": round(wall_seconds, 1), "paired": paired, "arms": arms}, indent=2, default=str))
-    atomic_write_text(out_dir / "experiment.html", _figure(out_dir, runs, paired).to_html(include_plotlyjs=True))
+    atomic_write_text(out_dir / HTML_FILE, _figure(out_dir, runs, paired).to_html(include_plotlyjs=True))
     return ExperimentTable(runs=runs, arms=arms, paired=paired, markdown=markdown)
 
 
@@ -283,7 +312,6 @@ def _figure(out_dir: Path, runs: list[dict[str, Any]], paired: list[dict[str, An
     from plotly.subplots import make_subplots
 
     from yfpo_core.runs.reports import metric_series
-    from yfpo_core.runs import read_metrics
 
     curve_metrics = [M.EVAL_RANKING_ACCURACY, M.EVAL_NEURON_MARGIN, M.NEURON_MARGIN, M.AUX_SHARE]
     paired_metrics = list(dict.fromkeys(p["metric"] for p in paired))
@@ -292,7 +320,7 @@ def _figure(out_dir: Path, runs: list[dict[str, Any]], paired: list[dict[str, An
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
     arm_colour = {a: palette[i % len(palette)] for i, a in enumerate(dict.fromkeys(r["arm"] for r in runs))}
     for record in runs:
-        data = read_metrics(out_dir / record["run"])
+        data = RunDir(out_dir / record["run"]).metrics()
         for row, metric in enumerate(curve_metrics, start=1):
             steps, values = metric_series(data, metric)
             fig.add_scatter(x=steps, y=values, mode="lines", name=record["arm"], legendgroup=record["arm"],

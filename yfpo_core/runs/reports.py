@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from yfpo_core.runs import read_metrics, read_status
+from yfpo_core.runs.run_dir import RunDir
 
 
 def metric_series(rows: Sequence[dict[str, Any]], metric: str) -> tuple[list[int], list[float]]:
@@ -17,24 +16,16 @@ def metric_series(rows: Sequence[dict[str, Any]], metric: str) -> tuple[list[int
 
 
 def run_label(run_dir: Path) -> str:
-    try:
-        config = json.loads((Path(run_dir) / "config.json").read_text())
-        if not isinstance(config, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError):  # a damaged run is still listed, by name
-        return f"{Path(run_dir).name}: (unreadable config.json)"
-    kind = "DPO" if config.get("lam", 0) == 0 else f"YFPO lam={config['lam']}"
-    if config.get("random_units_seed") is not None:
-        kind += " (random units)"
-    return f"{Path(run_dir).name}: {kind}"
+    """See :meth:`RunDir.label`."""
+    return RunDir(run_dir).label()
 
 
 def compare_runs(run_dirs: Sequence[Path], metrics: Sequence[str]) -> list[dict[str, Any]]:
     """One row per run: its state, steps, and each metric's first and last logged value."""
     rows = []
     for run in run_dirs:
-        data = read_metrics(run)
-        row: dict[str, Any] = {"run": run_label(run), "state": read_status(run).get("state"),
+        data = RunDir(run).metrics()
+        row: dict[str, Any] = {"run": run_label(run), "state": RunDir(run).status().get("state"),
                                "steps": data[-1]["step"] if data else 0}
         for metric in metrics:
             _, values = metric_series(data, metric)
@@ -51,7 +42,7 @@ def curves_figure(run_dirs: Sequence[Path], metrics: Sequence[str], title: str =
                         vertical_spacing=0.06)
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
     for i, run in enumerate(run_dirs):
-        data = read_metrics(run)
+        data = RunDir(run).metrics()
         for row, metric in enumerate(metrics, start=1):
             steps, values = metric_series(data, metric)
             fig.add_scatter(x=steps, y=values, mode="lines+markers", name=run_label(run), legendgroup=str(run),

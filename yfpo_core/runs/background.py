@@ -1,0 +1,106 @@
+"""A training run in a background thread, for the app: start, stop, state, the error and a metrics snapshot.
+
+It never calls a UI. :func:`resume_run` continues a run from its last checkpoint after a crash or a kill.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from yfpo_core.errors import YfpoError, user_message
+from yfpo_core.models.base import LoadedModel
+from yfpo_core.runs.execute import record_final_status, execute
+from yfpo_core.runs.run_dir import RunDir, new_run_dir, read_run_config, run_slug
+from yfpo_core.training.config import YFPOConfig
+
+
+class TrainingRun:
+    """A run in a background thread: ``start()``, ``stop()``, ``status``, ``error``, ``snapshot()``.
+
+    The thread trains its own copy of the model; the metrics it produces are kept in memory (for the
+    UI) and on disk (so closing the tab loses nothing).
+    """
+
+    def __init__(self, config: YFPOConfig, run_dir: Path | None = None, base: LoadedModel | None = None,
+                 resume: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir else new_run_dir(run_slug(config))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.base = base
+        self.resume = resume
+        self.state = "pending"
+        self.error: str | None = None
+        self.summary: dict[str, Any] | None = None
+        self._metrics: list[dict[str, Any]] = RunDir(self.run_dir).metrics() if resume else []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started_at: float | None = None
+
+    def start(self) -> TrainingRun:
+        if self._thread is not None:
+            raise RuntimeError("this run was already started")
+        self.started_at = time.time()
+        self.state = "preparing"
+        self._thread = threading.Thread(target=self._work, name=f"yfpo-run-{self.run_dir.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step (it writes a checkpoint and its summary)."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _on_metrics(self, metrics: dict[str, Any]) -> None:
+        with self._lock:
+            if self.resume and self._metrics and metrics["step"] <= self._metrics[-1]["step"]:
+                self._metrics = [m for m in self._metrics if m["step"] < metrics["step"]]
+            self._metrics.append(dict(metrics))
+            self.state = "running"
+
+    def _work(self) -> None:
+        from yfpo_core.runs.lock import RunLockedError
+
+        try:
+            self.summary = execute(self.run_dir, self.config, base=self.base, resume=self.resume,
+                                   should_stop=self._stop.is_set, on_metrics=self._on_metrics)
+            self.state = self.summary["state"]
+        except RunLockedError as exc:  # another writer owns the directory: leave its status alone
+            self.error, self.state = user_message(exc), "failed"
+        except YfpoError as exc:  # execute() already wrote status.json ("failed", the reason, last checkpoint)
+            self.error, self.state = user_message(exc), "failed"
+        except Exception as exc:  # noqa: BLE001 - a bug, but the UI must show it, not die
+            self.error, self.state = user_message(exc) or f"{type(exc).__name__}: {exc}", "failed"
+            record_final_status(RunDir(self.run_dir), "failed", error=self.error, traceback=traceback.format_exc())
+        finally:
+            self.base = None  # the run holds no model once it has ended
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the metrics so far and the progress, safe to read from another thread."""
+        with self._lock:
+            metrics = [dict(m) for m in self._metrics]
+        step = metrics[-1]["step"] if metrics else 0
+        elapsed = time.time() - self.started_at if self.started_at else 0.0
+        train_rows = [m for m in metrics if m["step"] > 0]
+        eta = None
+        if train_rows and step < self.config.steps:
+            per_step = train_rows[-1].get("elapsed_s", elapsed) / max(len(train_rows), 1)
+            eta = per_step * (self.config.steps - step)
+        return {"state": self.state, "error": self.error, "step": step, "steps": self.config.steps,
+                "metrics": metrics, "eta_s": eta, "run_dir": str(self.run_dir)}
+
+
+def resume_run(run_dir: Path, base: LoadedModel | None = None) -> TrainingRun:
+    """A :class:`TrainingRun` that continues ``run_dir`` from its last checkpoint."""
+    return TrainingRun(read_run_config(run_dir), run_dir, base=base, resume=True)

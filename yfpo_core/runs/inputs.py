@@ -1,0 +1,191 @@
+"""What a run trains on, resolved from its config: the model, the pairs, held-out problems and the units.
+
+:func:`resolve_inputs` is the one place that turns a :class:`YFPOConfig` into those objects; the held-out
+problems share no template with the training ones, and the random-set control draws its units here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from yfpo_core.errors import YfpoError
+from yfpo_core.models.base import LoadedModel
+from yfpo_core.problems.base import Problem
+from yfpo_core.progress import ProgressCallback, report
+from yfpo_core.training.config import YFPOConfig
+from yfpo_core.units.unit import Unit
+
+
+@dataclass
+class RunInputs:
+    """What a trainer needs, resolved from a config: model, pairs, held-out problems, units."""
+
+    base: LoadedModel
+    pairs: list
+    eval_problems: list[Problem]
+    exact_problems: list[Problem]
+    units: list[Unit] = field(default_factory=list)
+    scores: list[float | None] | None = None
+    saes: dict[str, Any] = field(default_factory=dict)  # sae_id -> LoadedSAE, for the features in ``units``
+    probe_units: list[Unit] | None = None  # the user's set (before any random control), for eval/neuron_margin
+    probe_scores: list[float | None] | None = None
+    directions: list[int | None] | None = None  # the set's stored unit directions (sign = set), aligned with units
+    probe_directions: list[int | None] | None = None
+
+
+# Generated sources with an ``n`` option (default size) whose first problems do not depend on ``n``.
+GROWABLE_SOURCES = {"toy": 200}
+
+
+def _split_by_template(problems: Sequence[Problem]) -> dict[str, list[Problem]]:
+    groups: dict[str, list[Problem]] = {}
+    for p in problems:
+        key = str(p.meta.get("template", p.id))
+        groups.setdefault(key, []).append(p)
+    return groups
+
+
+def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
+                   progress: ProgressCallback | None = None) -> RunInputs:
+    """Load the model, make or read the pairs, pick held-out problems that share no template with the
+    training problems, and read the units (or draw the random control set)."""
+    from yfpo_core.models import load_model
+    from yfpo_core.units.neuron_set import NeuronSet
+    from yfpo_core.problems import load_problems
+    from yfpo_core.training import pairs as pairs_module
+
+    base = base or load_model(config.model, device=config.device)
+    report(progress, 1, 4, "problems")
+    eval_seed = config.seed + 1 if config.eval_seed is None else config.eval_seed
+    if config.problems == config.eval_problems == "gsm-symbolic":
+        # Split by template index, so each side generates only its own templates (generation costs seconds
+        # per template) and the held-out problems share no template with the training ones.
+        train_templates = list(range(min(config.n_train_templates, 99)))
+        train_source = load_problems(config.problems, seed=config.seed, templates=train_templates)
+        eval_pool = load_problems(config.eval_problems, seed=eval_seed,
+                                  templates=[t for t in range(100) if t not in train_templates])
+    else:
+        train_source = load_problems(config.problems, seed=config.seed)
+        eval_pool = load_problems(config.eval_problems, seed=eval_seed)
+    groups = _split_by_template(train_source)
+    keys = sorted(groups)
+    train_keys, train_problems = [], []
+    for key in keys:  # whole templates go to training until there are enough problems
+        if len(train_problems) >= config.n_train_problems:
+            break
+        train_keys.append(key)
+        train_problems += groups[key]
+    train_problems = train_problems[: config.n_train_problems]
+    used = set(train_keys)
+    train_ids = {t.id for t in train_problems}
+
+    def held_out(pool: Sequence[Problem]) -> list[Problem]:
+        return [p for p in pool if str(p.meta.get("template", p.id)) not in used and p.id not in train_ids]
+
+    eval_pool = held_out(eval_pool)
+    wanted = max(config.n_eval_problems, config.n_exact_problems)
+    size = GROWABLE_SOURCES.get(config.eval_problems)
+    while size and len(eval_pool) < wanted and size < 64 * GROWABLE_SOURCES[config.eval_problems]:
+        # A generated source whose first problems are the same for any n: ask for more, so that the
+        # template split leaves as many held-out problems as asked (the first ones do not change).
+        size *= 2
+        eval_pool = held_out(load_problems(config.eval_problems, seed=eval_seed, n=size))
+    eval_problems = eval_pool[: config.n_eval_problems]
+    exact_problems = eval_pool[: config.n_exact_problems]
+    if config.n_eval_problems and not eval_problems:
+        raise YfpoError(f"no held-out problems left in {config.eval_problems} after taking {len(train_problems)} "
+                        "training problems: lower n_train_problems or use another eval set")
+    report(progress, 2, 4, "pairs")
+    if config.pairs:
+        pairs = pairs_module.load_pairs(config.pairs)
+    elif config.pair_source == "on-policy":
+        pairs, _ = pairs_module.on_policy_pairs(base, train_problems, seed=config.seed)
+    else:
+        mode = config.pair_source.split("-", 1)[1]
+        pairs = pairs_module.corrupted_pairs(train_problems, base.prompt_format, mode=mode, seed=config.seed)
+    report(progress, 3, 4, "units")
+    units: list[Unit] = []
+    scores = None
+    saes: dict[str, Any] = {}
+    if config.neuron_set:
+        neuron_set = NeuronSet.load(config.neuron_set, base)
+        if not len(neuron_set) and config.lam > 0:
+            raise YfpoError(f"{config.neuron_set} has no units, so the neuron term has nothing to reward; add units "
+                            "to the set, or set lam = 0 for plain DPO")
+        units = neuron_set.units_only()
+        scores = [su.score for su in neuron_set.units]
+        saes = load_set_saes(neuron_set, units, base, config.device, where=config.neuron_set)
+        directions = [su.direction for su in neuron_set.units]
+        probe_units, probe_scores, probe_directions = list(units), list(scores), list(directions)
+        if config.random_units_seed is not None:
+            units = random_control_units(units, base, saes, config.random_units_seed)
+            scores, directions = None, None
+        if config.probe_set and config.probe_set != config.neuron_set:
+            probe = NeuronSet.load(config.probe_set, base)
+            probe_units = probe.units_only()
+            probe_scores = [su.score for su in probe.units]
+            probe_directions = [su.direction for su in probe.units]
+            saes.update(load_set_saes(probe, probe_units, base, config.device, where=config.probe_set))
+    report(progress, 4, 4, "ready")
+    if not config.neuron_set:
+        return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes)
+    return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes, probe_units, probe_scores,
+                     directions, probe_directions)
+
+
+def load_set_saes(neuron_set: Any, units: Sequence[Unit], base: LoadedModel, device: str = "cpu",
+                  where: str = "the neuron set") -> dict[str, Any]:
+    """Load the SAE of every feature in ``units`` from the set's ``sae`` section (``path_or_release``), keyed
+    by the set's ``sae_id``; raise a :class:`YfpoError` that names the SAE when it cannot be loaded."""
+    from yfpo_core.saes.sae import load_sae
+
+    out: dict[str, Any] = {}
+    for sae_id in sorted({u.sae_id for u in units if u.kind == "sae_feature" and u.sae_id}):
+        info = neuron_set.sae.get(sae_id)
+        if info is None:
+            raise YfpoError(f"{where}: its features come from SAE {sae_id!r}, which its \"sae\" section does not "
+                            "describe; add it with its hook_name, d_sae and path_or_release")
+        ref = str(info.get("path_or_release") or "")
+        if not ref:
+            raise YfpoError(f"{where}: SAE {sae_id!r} has no path_or_release in the set's \"sae\" section, so its "
+                            "features cannot be read for training; set it to the SAE's folder (or "
+                            "<release>/<sae_id>, or default)")
+        try:
+            loaded = load_sae(ref, base, device=device)
+        except YfpoError as exc:
+            raise YfpoError(f"{where}: cannot load SAE {sae_id!r} from {ref!r} to read its features: {exc}") from None
+        if loaded.hook_name != info.get("hook_name") or loaded.d_sae != info.get("d_sae"):
+            raise YfpoError(f"{where}: SAE {sae_id!r} at {ref!r} reads {loaded.hook_name} with d_sae = {loaded.d_sae}, "
+                            f"but the set records {info.get('hook_name')} with d_sae = {info.get('d_sae')}: it is "
+                            "another SAE; fix path_or_release")
+        out[sae_id] = loaded
+    return out
+
+
+def random_control_units(units: Sequence[Unit], base: LoadedModel, saes: dict[str, Any], seed: int) -> list[Unit]:
+    """The random-set control: as many random neurons per hook as ``units`` has, and as many random features
+    of each SAE as it has of that SAE, none of the set's own units.
+
+    Neurons are drawn exactly as before features were supported (one :func:`random_unit_sets` call with
+    ``seed``); each SAE's features are drawn separately with a seed derived from ``seed`` and the SAE's id
+    (``random_unit_sets`` keys widths by hook, and a neuron and a feature can share a hook)."""
+    import zlib
+
+    from yfpo_core.analysis.interventions import random_unit_sets
+
+    neurons = [u for u in units if u.kind == "neuron"]
+    out: list[Unit] = []
+    if neurons:
+        widths = {u.hook_name: int(base.model.cfg.d_mlp) for u in neurons}
+        out += random_unit_sets(neurons, widths, 1, seed=seed, exclude=neurons)[0]
+    for sae_id in sorted({u.sae_id for u in units if u.kind == "sae_feature" and u.sae_id}):
+        features = [u for u in units if u.kind == "sae_feature" and u.sae_id == sae_id]
+        widths = {features[0].hook_name: int(saes[sae_id].d_sae)}
+        sae_seed = seed * 1_000_003 + zlib.crc32(sae_id.encode())
+        try:
+            out += random_unit_sets(features, widths, 1, seed=sae_seed, exclude=features)[0]
+        except ValueError as exc:
+            raise YfpoError(f"random-set control: SAE {sae_id!r}: {exc}") from None
+    return out
