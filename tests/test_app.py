@@ -19,7 +19,8 @@ from streamlit.testing.v1 import AppTest
 
 from app import state
 from yfpo_core.models import register_model
-from yfpo_core.units.neuron_set import NeuronSet, to_neuronpedia
+from yfpo_core.units.neuron_set import NeuronSet
+from yfpo_core.units.neuronpedia import to_neuronpedia
 from yfpo_core.runs import list_runs
 from yfpo_core.units.unit import Unit
 

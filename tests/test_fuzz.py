@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from yfpo_core.problems.answers import AnswerFormatError, extract_answer, format_number, parse_final_answer, parse_number
 from yfpo_core.errors import YfpoError
-from yfpo_core.units.neuron_set import NeuronSet, from_neuronpedia
+from yfpo_core.units.neuron_set import NeuronSet
+from yfpo_core.units.neuronpedia import from_neuronpedia
 from yfpo_core.problems.files import load_problem_file
 from yfpo_core.training.config import YFPOConfig
 from yfpo_core.training.pairs import load_pairs

@@ -13,17 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from yfpo_core.units import neuron_set as ns_module
+from yfpo_core import atomic
 from yfpo_core.errors import YfpoError
-from yfpo_core.units.neuron_set import (
-    MAX_FILE_BYTES,
-    MAX_UNITS,
-    NeuronSet,
-    NeuronSetError,
-    SetUnit,
-    from_neuronpedia,
-    to_neuronpedia,
-)
+from yfpo_core.units import document
+from yfpo_core.units.neuron_set import MAX_FILE_BYTES, MAX_UNITS, NeuronSet, NeuronSetError, SetUnit
+from yfpo_core.units.neuronpedia import from_neuronpedia, to_neuronpedia
 from yfpo_core.units.unit import Unit
 
 SAE = {"res2": {"hook_name": "blocks.2.hook_resid_post", "d_sae": 1024, "path_or_release": "saes/res2"}}
@@ -132,7 +126,7 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, demo, monkeypatch):
     def fail(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ns_module.os, "replace", fail)
+    monkeypatch.setattr(atomic.os, "replace", fail)  # the atomic write's final rename
     with pytest.raises(NeuronSetError, match="No space left"):
         demo.add("L1N1").save(path)
     assert path.read_bytes() == before  # the old file is intact
@@ -301,7 +295,7 @@ def test_documented_example_loads():
 def test_schema_file_is_valid_json_schema(demo):
     import jsonschema
 
-    schema = ns_module.schema()
+    schema = document.schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.Draft202012Validator(schema).validate(demo.to_dict())
 

@@ -21,7 +21,8 @@ from app.sidebar import required_model
 from yfpo_core.errors import user_message
 from yfpo_core.jsonio import parse_json
 from yfpo_core.models import LoadedModel
-from yfpo_core.units.neuron_set import NeuronSet, NeuronSetError, from_neuronpedia, to_neuronpedia
+from yfpo_core.units.neuron_set import NeuronSet, NeuronSetError
+from yfpo_core.units.neuronpedia import from_neuronpedia, to_neuronpedia
 
 QUICK_LIST_MAX = 150  # Neuronpedia's quick-list URLs take at most this many features
 
