@@ -27,7 +27,8 @@ from yfpo_core.problems import load_problems
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig
 from yfpo_core.training.pairs import corrupted_pairs
-from yfpo_core.training.trainer import YFPOTrainer, fit
+from yfpo_core.training.fit import fit
+from yfpo_core.training.trainer import YFPOTrainer
 
 SETTINGS = [  # (name, overrides); lam 0 is DPO
     ("dpo", dict(lam=0.0)),

@@ -43,7 +43,6 @@ MAX_LINES = 450
 # Modules still over MAX_LINES, each to be split; the list may only shrink (a test below checks that every
 # entry is still too long, so a split module must leave it).
 OVERSIZE: set[str] = {
-    "yfpo_core/training/trainer.py",
     "yfpo_core/training/pairs.py",
 }
 

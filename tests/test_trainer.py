@@ -243,16 +243,16 @@ def test_two_process_data_parallel_run(tmp_path):
 def test_runs_from_the_same_base_share_reference_prefix_and_first_eval(setup):
     """The experiment's arms reuse the frozen work (reference log-probs, prefix, step-0 eval), and reusing
     it changes nothing: a cold and a warm trainer give the same numbers."""
-    from yfpo_core.training import trainer as trainer_module
+    from yfpo_core.training import shared_cache
 
     _, tmp = setup
-    trainer_module.clear_shared()
+    shared_cache.clear_shared()
     cold = trainer_for(config(tmp, lam=0.0, trainable="mlp_last_k", last_k=1))
     cold_eval = cold.evaluate()
     warm = trainer_for(config(tmp, lam=1.0, trainable="mlp_last_k", last_k=1))
-    assert warm.ref_logps is cold.ref_logps and warm._prefix_for(0)[0] is cold._prefix_for(0)[0]
+    assert warm.ref_logps is cold.ref_logps and warm.prefix_for(0)[0] is cold.prefix_for(0)[0]
     assert warm.evaluate() == cold_eval
-    trainer_module.clear_shared()
+    shared_cache.clear_shared()
     fresh = trainer_for(config(tmp, lam=1.0, trainable="mlp_last_k", last_k=1))
     assert all(torch.equal(a, b) for a, b in zip(fresh.ref_logps, warm.ref_logps, strict=True))
     assert fresh.evaluate() == cold_eval
@@ -277,9 +277,9 @@ def test_shared_cache_makes_each_key_once_across_threads():
     import threading
     import time
 
-    from yfpo_core.training import trainer as trainer_module
+    from yfpo_core.training import shared_cache
 
-    trainer_module.clear_shared()
+    shared_cache.clear_shared()
     made = []
 
     def make():
@@ -288,14 +288,14 @@ def test_shared_cache_makes_each_key_once_across_threads():
         return object()
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(trainer_module._shared(("test-key",), make)))
+    threads = [threading.Thread(target=lambda: results.append(shared_cache.shared(("test-key",), make)))
                for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len(made) == 1 and len({id(r) for r in results}) == 1
-    trainer_module.clear_shared()
+    shared_cache.clear_shared()
 
 
 # -- SAE features as units -------------------------------------------------------------------------------------
@@ -342,7 +342,7 @@ def test_feature_units_read_the_saes_encoding_of_their_hook(setup, last_k):
     assert [u.label for u in trainer.layout.units] == [
         "blocks.0.mlp.hook_post:1", "blocks.1.mlp.hook_post:3", "blocks.1.mlp.hook_post:5", "sae:tiny-sae:2",
         "sae:tiny-sae:7"]
-    _, acts = trainer._policy_pass(0)
+    _, acts = trainer.policy_pass(0)
     sae = resolve_inputs(config(tmp, neuron_set=path)).saes["tiny-sae"].sae
     with torch.no_grad():
         _, cache = model.model.run_with_cache(trainer.batches[0].tokens)
@@ -352,7 +352,7 @@ def test_feature_units_read_the_saes_encoding_of_their_hook(setup, last_k):
     assert encoded[..., [2, 7]].abs().sum() > 0  # the features fire: the comparison means something
     torch.testing.assert_close(acts, expected, rtol=1e-5, atol=1e-5)
     # the model's forward is unchanged: the SAE only reads its hook
-    logps, _ = trainer._policy_pass(0)
+    logps, _ = trainer.policy_pass(0)
     torch.testing.assert_close(logps, trainer.ref_logps[0])
 
 
@@ -449,18 +449,18 @@ def test_units_below_the_trainable_blocks_warn(setup):
 
 
 def test_neurons_and_features_with_the_same_hook_and_indices_share_no_cache(setup):
-    from yfpo_core.training import trainer as trainer_module
+    from yfpo_core.training import shared_cache
 
     model, tmp = setup  # the setup set: neurons 0..4 of blocks.1.mlp.hook_post
     path = save_feature_set(model, tmp, [feature(i) for i in range(5)])
-    trainer_module.clear_shared()
+    shared_cache.clear_shared()
     neurons = trainer_for(config(tmp, trainable="mlp_last_k", last_k=1))
     features = trainer_for(config(tmp, neuron_set=path, trainable="mlp_last_k", last_k=1))
     assert not torch.allclose(neurons.unit_mean, features.unit_mean)
     _, cache = model.model.run_with_cache(features.batches[0].tokens)
     sae = features.saes["tiny-sae"]
     mask = features.batches[0].response_mask.bool()
-    torch.testing.assert_close(features._policy_pass(0)[1][mask], sae.encode(cache[SAE_HOOK])[..., :5][mask])
+    torch.testing.assert_close(features.policy_pass(0)[1][mask], sae.encode(cache[SAE_HOOK])[..., :5][mask])
 
 
 def test_divergent_mask_pools_from_where_the_responses_part():

@@ -70,7 +70,8 @@ def _execute_locked(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | No
 
 def _run(writer: RunDir, config: YFPOConfig, *, base: LoadedModel | None, resume: bool, should_stop,
          progress: ProgressCallback | None, accelerator: Any, on_metrics) -> dict[str, Any]:
-    from yfpo_core.training.trainer import YFPOTrainer, fit
+    from yfpo_core.training.fit import fit
+    from yfpo_core.training.trainer import YFPOTrainer
 
     main = accelerator is None or accelerator.is_main_process
     if main:

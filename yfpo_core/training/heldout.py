@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
-from yfpo_core.scoring.evaluate import RankingReport, build_ranking_item, ranking_row
+from yfpo_core.scoring.evaluate import RankingReport, build_ranking_item, exact_match, ranking_row
 from yfpo_core.scoring.logprobs import continuation_logprobs, continuation_logprobs_from_states, continuation_states
 from yfpo_core.training import metric_names as M
+from yfpo_core.training.shared_cache import digest, shared
 
 PROBE_BATCH_PAIRS = 8
 
@@ -39,8 +40,6 @@ class HeldOutEval:
         self.last: dict[str, list] = {}  # per-problem rows of the latest evaluation (for paired statistics)
 
     def _ranking_states(self) -> list:
-        from yfpo_core.training.trainer import _shared
-
         t = self.trainer
         base = t.policy
         key = ("ranking-states", t.base_fingerprint, t.start_layer,
@@ -58,7 +57,7 @@ class HeldOutEval:
             return out
 
         if self._states is None:
-            self._states = _shared(key, make)
+            self._states = shared(key, make)
         return self._states
 
     @torch.no_grad()
@@ -112,3 +111,50 @@ class HeldOutEval:
         if margin is not None:
             out[M.EVAL_NEURON_MARGIN] = margin
         return out
+
+
+@torch.no_grad()
+def evaluate_policy(trainer: Any, exact: bool = False) -> dict[str, float]:
+    """Held-out answer ranking, the probe's margin (and exact match when ``exact``) of the current policy.
+
+    Before the first step the policy is the base model, so each part is shared with every run from the
+    same base (:func:`~yfpo_core.training.shared_cache.shared`), keyed by exactly what it depends on: the
+    ranking and exact match by the problems only (the same for every arm and seed of an experiment), the probe margin also by the probe
+    units and their readout (statistics and signs come from the run's training pairs)."""
+    fresh = trainer.steps_taken == 0
+    out: dict[str, float] = {}
+    held_out = trainer.held_out
+    if held_out is not None:
+        key = ("eval-ranking", trainer.base_fingerprint, tuple(p.id + p.question + p.solution
+                                                           for p in trainer.eval_problems))
+        ranking, rows = shared(key, lambda: (held_out.ranking(), held_out.last["ranking"])) if fresh else \
+            (held_out.ranking(), held_out.last["ranking"])
+        out.update(ranking)
+        held_out.last["ranking"] = rows
+        if trainer.probe_layout.units:
+            r = trainer.probe_readout
+            key = ("eval-probe", trainer.base_fingerprint, trainer.start_layer,
+                   tuple(p.id + p.question + p.solution for p in trainer.eval_problems),
+                   trainer.units_key(trainer.probe_layout.groups_from(0), trainer.probe_layout),
+                   digest(r.mean, r.std, r.signs), r.pooling, r.standardize)
+
+            def probe() -> tuple[float | None, list]:
+                margin = held_out.probe_margin()
+                return margin, held_out.last.get("neuron_margin", []) if margin is not None else []
+
+            margin, rows = shared(key, probe) if fresh else probe()
+            if margin is not None:
+                out[M.EVAL_NEURON_MARGIN] = margin
+                held_out.last["neuron_margin"] = rows
+    if exact and trainer.exact_problems:
+        key = ("eval-exact", trainer.base_fingerprint, tuple(p.id + p.question for p in trainer.exact_problems))
+        accuracy, rows = shared(key, lambda: _exact_match(trainer)) if fresh else _exact_match(trainer)
+        out[M.EVAL_EXACT_MATCH] = accuracy
+        if held_out is not None:
+            held_out.last["exact"] = rows
+    return out
+
+
+def _exact_match(trainer: Any) -> tuple[float, list[dict[str, Any]]]:
+    result = exact_match(trainer.policy, trainer.exact_problems)
+    return result.accuracy, [{"id": r["id"], "correct": r["correct"]} for r in result.rows]
