@@ -23,7 +23,7 @@ from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.units.neuronpedia import from_neuronpedia
 from yfpo_core.problems.files import load_problem_file
 from yfpo_core.training.config import YFPOConfig
-from yfpo_core.training.pairs import load_pairs
+from yfpo_core.training.pairs_io import load_pairs
 from yfpo_core.units.unit import Unit
 
 FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

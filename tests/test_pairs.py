@@ -14,18 +14,11 @@ from yfpo_core.scoring.evaluate import build_ranking_item, distractor_answers
 from yfpo_core.problems import load_problems
 from yfpo_core.problems.base import Problem
 from yfpo_core.models.prompts import PlainPromptFormat
-from yfpo_core.training import pairs as pairs_module
-from yfpo_core.training.pairs import (
-    PairDataError,
-    PreferencePair,
-    corrupted_pairs,
-    intermediate_steps,
-    load_pairs,
-    on_policy_pairs,
-    sample_responses,
-    save_pairs,
-    split_pairs,
-)
+from yfpo_core.scoring.generation import sample_responses
+from yfpo_core.training import on_policy
+from yfpo_core.training.on_policy import on_policy_pairs, pair_indices
+from yfpo_core.training.pairs import PairDataError, PreferencePair, corrupted_pairs, intermediate_steps, split_pairs
+from yfpo_core.training.pairs_io import load_pairs, save_pairs
 
 FMT = PlainPromptFormat()
 TINY_ARCH = {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_mlp": 32}
@@ -216,7 +209,7 @@ def test_on_policy_pairs_correct_against_wrong_with_a_scripted_sampler(monkeypat
                                                 "71-46=25. #### 25", "25"),
                                                ("4 boxes hold 3 eggs each. How many eggs?", "4*3=12. #### 12", "12")])]
     seen: list = []
-    monkeypatch.setattr(pairs_module, "sample_responses", _scripted_sampler(problems, seen))
+    monkeypatch.setattr(on_policy, "sample_responses", _scripted_sampler(problems, seen))
     pairs, stats = on_policy_pairs(PROMPT_ONLY, problems, samples=5, temperature=0.5, max_new_tokens=9, seed=7)
     assert [s[:3] for s in seen] == [(5, 0.5, 9)] * 3 and len({s[3] for s in seen}) == 3
     # Problem 22: one distinct correct text, two distinct wrong ones -> two pairs, no duplicates.
@@ -239,9 +232,9 @@ def test_on_policy_pairs_correct_against_wrong_with_a_scripted_sampler(monkeypat
 
 
 def test_pairs_spread_over_distinct_texts():
-    assert pairs_module._pair_indices(2, 2, 2) == [(0, 0), (1, 1)]
-    assert pairs_module._pair_indices(1, 3, 5) == [(0, 0), (0, 1), (0, 2)]
-    assert pairs_module._pair_indices(2, 3, 4) == [(0, 0), (1, 1), (0, 2), (0, 1)]
+    assert pair_indices(2, 2, 2) == [(0, 0), (1, 1)]
+    assert pair_indices(1, 3, 5) == [(0, 0), (0, 1), (0, 2)]
+    assert pair_indices(2, 3, 4) == [(0, 0), (1, 1), (0, 2), (0, 1)]
 
 
 def test_sampling_options_are_checked(toy):

@@ -18,7 +18,8 @@ from yfpo_core.errors import ProblemDataError, YfpoError
 from yfpo_core.units.neuron_set import NeuronSet, NeuronSetError
 from yfpo_core.units.neuronpedia import from_neuronpedia
 from yfpo_core.problems.files import load_problem_file
-from yfpo_core.training.pairs import PairDataError, load_pairs
+from yfpo_core.training.pairs import PairDataError
+from yfpo_core.training.pairs_io import load_pairs
 from yfpo_core.units.unit import Unit
 
 DEEP = "[" * 100_000 + "]" * 100_000

@@ -20,7 +20,7 @@ from tests.test_trainer import config, setup, trainer_for  # noqa: F401 - setup 
 from yfpo_core.errors import YfpoError
 from yfpo_core.runs import RunDir, execute, latest_checkpoint, read_metrics, read_status, resume_run
 from yfpo_core.training.config import YFPOConfig
-from yfpo_core.training.pairs import load_pairs
+from yfpo_core.training.pairs_io import load_pairs
 from yfpo_core.training.trainer import NonFiniteLossError
 
 

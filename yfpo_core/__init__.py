@@ -129,7 +129,7 @@ def ablate(model: LoadedModel, problems: list[Problem], units: list, n_random: i
 
 def make_pairs(model: LoadedModel, problems: list[Problem], mode: str = "final", seed: int = 0) -> list:
     """Preference pairs: the gold solution (chosen) against the same solution with a wrong final answer
-    (``mode="final"``) or a wrong step (``"step"``); see :mod:`yfpo_core.training.pairs` for on-policy pairs.
+    (``mode="final"``) or a wrong step (``"step"``); see :mod:`yfpo_core.training.on_policy` for on-policy pairs.
 
     >>> pairs = make_pairs(model, load_problems("toy", limit=16))
     >>> pairs[0].chosen, pairs[0].rejected

@@ -100,7 +100,9 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     from yfpo_core.models import load_model
     from yfpo_core.problems import load_problems
     from yfpo_core.progress import tqdm_progress
-    from yfpo_core.training.pairs import corrupted_pairs, on_policy_pairs, save_pairs
+    from yfpo_core.training.on_policy import on_policy_pairs
+    from yfpo_core.training.pairs import corrupted_pairs
+    from yfpo_core.training.pairs_io import save_pairs
 
     check_output(args.out)
     problems = load_problems(args.problems, limit=args.limit, seed=args.seed)

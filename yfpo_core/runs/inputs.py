@@ -54,7 +54,9 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     from yfpo_core.models import load_model
     from yfpo_core.units.neuron_set import NeuronSet
     from yfpo_core.problems import load_problems
-    from yfpo_core.training import pairs as pairs_module
+    from yfpo_core.training.on_policy import on_policy_pairs
+    from yfpo_core.training.pairs import corrupted_pairs
+    from yfpo_core.training.pairs_io import load_pairs
 
     base = base or load_model(config.model, device=config.device)
     report(progress, 1, 4, "problems")
@@ -99,12 +101,12 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
                         "training problems: lower n_train_problems or use another eval set")
     report(progress, 2, 4, "pairs")
     if config.pairs:
-        pairs = pairs_module.load_pairs(config.pairs)
+        pairs = load_pairs(config.pairs)
     elif config.pair_source == "on-policy":
-        pairs, _ = pairs_module.on_policy_pairs(base, train_problems, seed=config.seed)
+        pairs, _ = on_policy_pairs(base, train_problems, seed=config.seed)
     else:
         mode = config.pair_source.split("-", 1)[1]
-        pairs = pairs_module.corrupted_pairs(train_problems, base.prompt_format, mode=mode, seed=config.seed)
+        pairs = corrupted_pairs(train_problems, base.prompt_format, mode=mode, seed=config.seed)
     report(progress, 3, 4, "units")
     units: list[Unit] = []
     scores = None

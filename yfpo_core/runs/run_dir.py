@@ -240,7 +240,7 @@ class RunDir:
     def repair_inputs(self, inputs: RunInputs) -> list[str]:
         """On resume: rewrite ``pairs.jsonl`` and ``units.json`` where a kill during preparation left them
         missing or torn (they are deterministic functions of the config). Returns the files rewritten."""
-        from yfpo_core.training.pairs import load_pairs
+        from yfpo_core.training.pairs_io import load_pairs
 
         rewritten = []
         try:

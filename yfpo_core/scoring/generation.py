@@ -1,4 +1,4 @@
-"""Greedy text generation that stops at the end of an answer, on the fastest correct path.
+"""Text generation that stops at the end of an answer, greedy or sampled, on the fastest correct path.
 
 Where the model has a Hugging Face twin with the same weights (the embedded SmolLM2, hub models), it
 generates with ``transformers`` in left-padded batches: about 3.5x faster than a TransformerLens loop
@@ -6,14 +6,17 @@ on CPU (measured in ``bench/load.py``). Models without a twin (the toy model, fi
 twin would be stale) use a TransformerLens loop with a KV cache.
 
 Generation stops at the end-of-sequence token, at the model family's end-of-response text, or as soon
-as a complete ``#### <number>`` line has been written, whichever comes first.
+as a complete ``#### <number>`` line has been written, whichever comes first. Greedy decoding
+(:func:`greedy_generate`, for evaluation) and sampling (:func:`sample_responses`, for on-policy pairs) share
+one TransformerLens loop and one stopping rule for the Hugging Face path.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
@@ -22,6 +25,8 @@ from yfpo_core.models.base import LoadedModel
 from yfpo_core.progress import ProgressCallback, report
 
 ANSWER_LINE = re.compile(r"####[^\n]*\d[^\n]*\n")
+# How many trailing tokens the stop check decodes: enough for a "#### 1,234,567" line or an EOS text.
+STOP_WINDOW = 48
 
 
 @dataclass(frozen=True)
@@ -77,31 +82,65 @@ def finish_generation(loaded: LoadedModel, new_ids: list[int], max_new_tokens: i
     return Generation(text=text, n_new_tokens=len(new_ids), stop_reason=reason)
 
 
+def _cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def _answer_complete(loaded: LoadedModel, width: int) -> Any:
+    """The Hugging Face stopping rule: a row is done once its new tokens (after the ``width`` prompt columns)
+    end an answer (:func:`find_stop` on the last :data:`STOP_WINDOW` tokens)."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    end_text = loaded.prompt_format.end_of_response
+
+    class AnswerComplete(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+            tails = input_ids[:, width:][:, -STOP_WINDOW:]
+            return torch.tensor([find_stop(loaded.decode(t), end_text) is not None for t in tails],
+                                device=input_ids.device)
+
+    return StoppingCriteriaList([AnswerComplete()])
+
+
 @torch.no_grad()
-def _generate_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int) -> Generation:
+def _decode_tl(loaded: LoadedModel, prompt_ids: list[int], n_rows: int, max_new_tokens: int,
+               pick: Callable[[torch.Tensor], torch.Tensor]) -> list[list[int]]:
+    """The TransformerLens decoding loop with a KV cache: ``n_rows`` continuations of one prompt, the next
+    token of every row chosen by ``pick`` (``[rows, vocab]`` logits -> ``[rows, 1]`` ids).
+
+    The rows share the prompt, so they need no padding; a finished row keeps being computed (cheap at
+    this batch size) but its tokens are no longer recorded.
+    """
     model = loaded.model
-    device = model.cfg.device
+    device = torch.device(model.cfg.device or "cpu")
     eos = loaded.tokenizer.eos_token_id
     end_text = loaded.prompt_format.end_of_response
-    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size=1)
-    ids = torch.tensor([prompt_ids], device=device)
-    new_ids: list[int] = []
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size=n_rows)
+    ids = torch.tensor([prompt_ids] * n_rows, device=device)
+    rows: list[list[int]] = [[] for _ in range(n_rows)]
+    done = [False] * n_rows
     for _ in range(max_new_tokens):
-        if ids.shape[1] + (cache.entries[0].past_keys.shape[1]) > model.cfg.n_ctx:
+        if ids.shape[1] + cache.entries[0].past_keys.shape[1] > model.cfg.n_ctx:
             break
         logits = model(ids, return_type="logits", past_kv_cache=cache, attention_mask=torch.ones_like(ids))
-        token = int(logits[0, -1].argmax())
-        new_ids.append(token)
-        if token == eos or find_stop(loaded.decode(new_ids[-48:]), end_text) is not None:
+        tokens = pick(logits[:, -1])
+        for row, token in enumerate(tokens[:, 0].tolist()):
+            if not done[row]:
+                rows[row].append(token)
+                done[row] = token == eos or find_stop(loaded.decode(rows[row][-STOP_WINDOW:]), end_text) is not None
+        if all(done):
             break
-        ids = torch.tensor([[token]], device=device)
+        ids = tokens
+    return rows
+
+
+def _generate_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int) -> Generation:
+    (new_ids,) = _decode_tl(loaded, prompt_ids, 1, max_new_tokens, lambda logits: logits.argmax(-1, keepdim=True))
     return finish_generation(loaded, new_ids, max_new_tokens)
 
 
 @torch.no_grad()
 def _generate_hf(loaded: LoadedModel, twin, prompts_ids: list[list[int]], max_new_tokens: int) -> list[Generation]:
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
     pad = loaded.pad_token_id
     width = max(len(p) for p in prompts_ids)
     ids = torch.full((len(prompts_ids), width), pad, dtype=torch.long)
@@ -109,20 +148,68 @@ def _generate_hf(loaded: LoadedModel, twin, prompts_ids: list[list[int]], max_ne
     for row, p in enumerate(prompts_ids):  # left padding, as generation appends on the right
         ids[row, width - len(p):] = torch.tensor(p)
         mask[row, width - len(p):] = 1
-    end_text = loaded.prompt_format.end_of_response
-
-    class AnswerComplete(StoppingCriteria):
-        def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-            tails = input_ids[:, width:][:, -48:]
-            return torch.tensor([find_stop(loaded.decode(t), end_text) is not None for t in tails],
-                                device=input_ids.device)
-
     device = next(twin.parameters()).device
     out = twin.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                         do_sample=False, pad_token_id=pad, eos_token_id=loaded.tokenizer.eos_token_id,
-                        stopping_criteria=StoppingCriteriaList([AnswerComplete()]))
+                        stopping_criteria=_answer_complete(loaded, width))
     results = []
     for row in range(len(prompts_ids)):
         new = out[row, width:].tolist()
         results.append(finish_generation(loaded, new, max_new_tokens))
     return results
+
+
+def _sample_tl(loaded: LoadedModel, prompt_ids: list[int], samples: int, temperature: float, max_new_tokens: int,
+               seed: int) -> list[list[int]]:
+    """Sample ``samples`` continuations of one prompt from the full tempered softmax (the shared loop)."""
+    device = torch.device(loaded.model.cfg.device or "cpu")
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    def pick(logits: torch.Tensor) -> torch.Tensor:
+        return torch.multinomial(torch.softmax(logits.float() / temperature, dim=-1), 1, generator=generator)
+
+    return _decode_tl(loaded, prompt_ids, samples, max_new_tokens, pick)
+
+
+@torch.no_grad()
+def _sample_hf(loaded: LoadedModel, twin: Any, prompt_ids: list[int], samples: int, temperature: float,
+               max_new_tokens: int, seed: int) -> list[list[int]]:
+    """Sample with the Hugging Face twin (several times faster on CPU) from the full tempered softmax."""
+    width = len(prompt_ids)
+    device = next(twin.parameters()).device
+    ids = torch.tensor([prompt_ids], device=device)
+    with torch.random.fork_rng(devices=_cuda_devices()):
+        torch.manual_seed(seed)
+        out = twin.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                            temperature=temperature, top_p=1.0, top_k=0, num_return_sequences=samples,
+                            max_new_tokens=max_new_tokens, pad_token_id=loaded.pad_token_id,
+                            eos_token_id=loaded.tokenizer.eos_token_id,
+                            stopping_criteria=_answer_complete(loaded, width))
+    return [row[width:].tolist() for row in out]
+
+
+def sample_responses(model: LoadedModel, prompt: str, *, samples: int, temperature: float, max_new_tokens: int,
+                     seed: int) -> list[str]:
+    """``samples`` sampled responses to one formatted prompt, each cut where greedy generation would stop.
+
+    The HF twin is used where there is one (``top_k=0``, ``top_p=1``: the full tempered softmax, as on the
+    TransformerLens path). Torch's global RNG is left untouched.
+    :func:`~yfpo_core.training.on_policy.on_policy_pairs` looks this function up at call time, so tests and
+    callers can swap it there.
+
+    Args:
+        model: The model to sample from.
+        prompt: The prompt text, already in the model's prompt format.
+        samples: Number of responses.
+        temperature: Softmax temperature, > 0.
+        max_new_tokens: Most tokens per response.
+        seed: Seed of the sampling RNG; same seed, same responses.
+    """
+    prompt_ids = model.encode_prompt(prompt)
+    twin = model.hf_twin()
+    if twin is not None:
+        rows = _sample_hf(model, twin, prompt_ids, samples, temperature, max_new_tokens, seed)
+    else:
+        with model.lock:  # the TransformerLens model is shared: keep others' hooks out of our forward passes
+            rows = _sample_tl(model, prompt_ids, samples, temperature, max_new_tokens, seed)
+    return [finish_generation(model, row, max_new_tokens).text for row in rows]
