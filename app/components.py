@@ -16,6 +16,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from yfpo_core.training import metric_names as M
+
 DIVERGING = "RdBu"  # plotly's RdBu runs red (low) to blue (high)
 COMPACT = dict(l=10, r=10, t=36, b=10)
 
@@ -264,7 +266,7 @@ def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], lis
     for r in rows:
         v = r.get(key)
         if isinstance(v, int | float) and math.isfinite(v):
-            xs.append(int(r.get("step", len(xs))))
+            xs.append(int(r.get(M.STEP, len(xs))))
             ys.append(float(v))
     return xs, ys
 

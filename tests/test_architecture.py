@@ -5,6 +5,7 @@
 * No module outside ``tests/`` is longer than ``MAX_LINES``: one module, one job.
 * The files of a run folder are named only in :mod:`yfpo_core.runs`; everyone else (the CLI, the app)
   goes through :class:`~yfpo_core.runs.run_dir.RunDir`, so the app never touches a run folder's files.
+* Metric names are written only in :mod:`yfpo_core.training.metric_names`; everyone else reads the constants.
 * Importing every module of the core does not load streamlit (checked by really importing them).
 """
 
@@ -160,6 +161,24 @@ def test_the_run_file_check_sees_a_name_in_code_but_not_in_a_docstring(tmp_path)
     source.write_text('"""Reads metrics.jsonl."""\nPATH = "run/summary.json"\nCFG = "config.json"\n', encoding="utf-8")
     assert run_file_names_in(source, "app/probe.py") == ["app/probe.py:2: summary.json", "app/probe.py:3: config.json"]
     assert run_file_names_in(source, "yfpo_core/models/probe.py") == ["yfpo_core/models/probe.py:2: summary.json"]
+
+
+def metric_names_in(path: Path) -> list[str]:
+    """Metric names written as text in a file's code (docstrings may name them). The plain words among the
+    names (``step``, ``loss``, ``lr``, ``elapsed_s``) are left out: they are also ordinary keys elsewhere (a
+    checkpoint's step, a background job's elapsed time)."""
+    from yfpo_core.training import metric_names as M
+
+    names = sorted((v for k, v in vars(M).items() if k.isupper() and isinstance(v, str) and ("/" in v or v in (M.GRAD_NORM, M.STEP_SECONDS))),
+                   key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w/])(" + "|".join(map(re.escape, names)) + r")(?![\w/])")
+    return [f"{_rel(path)}:{line}: {m.group(1)}" for line, text in _code_strings(path) for m in pattern.finditer(text)]
+
+
+def test_metric_names_are_written_only_in_metric_names():
+    found = [hit for path in _sources("yfpo_core", "app") if path.name != "metric_names.py"
+             for hit in metric_names_in(path)]
+    assert not found, "use yfpo_core.training.metric_names instead:\n" + "\n".join(found)
 
 
 def test_yfpo_core_never_imports_streamlit():

@@ -179,7 +179,7 @@ def render() -> None:
     chosen = picked or names[: min(3, len(names))]
     st.caption(("Selected: " if picked else "Tick rows to choose runs; showing the newest: ") + ", ".join(chosen))
     available = sorted({k for name in chosen for r in _metrics(runs[name]) for k in r
-                        if k not in ("step", "elapsed_s")})
+                        if k not in (M.STEP, M.ELAPSED_S)})
     state.default(state.RUNS_METRICS, [m for m in DEFAULT_METRICS if m in available] or available[:2])
     state.reset(state.RUNS_METRICS, [m for m in state.get(state.RUNS_METRICS) if m in available])
     metrics = st.multiselect("Metrics", available, key=state.RUNS_METRICS)

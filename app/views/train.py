@@ -27,7 +27,7 @@ from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.runs import RunDir, TrainingRun, new_run_dir, run_slug
 from yfpo_core.runs.run_dir import NEURON_SET_FILE
 from yfpo_core.training import metric_names as M
-from yfpo_core.training.config import PAIR_SOURCES, TRAINABLE_SCOPES, YFPOConfig
+from yfpo_core.training.config import YFPOConfig
 
 GROUPS: dict[str, list[str]] = {
     "Objective": ["beta", "gamma", "variant", "pooling", "sign", "standardize", "target_share", "subtract_ref_margin"],
@@ -50,8 +50,7 @@ DPO, YFPO = "DPO (λ = 0)", "YFPO (λ > 0: DPO + neuron-margin reward)"
 def _choices() -> dict[str, tuple[str, ...]]:
     sources = tuple(widgets.problem_sources())
     from_metadata = {f.name: tuple(f.metadata["choices"]) for f in fields(YFPOConfig) if "choices" in f.metadata}
-    return {"trainable": TRAINABLE_SCOPES, "pair_source": PAIR_SOURCES, "variant": ("A", "C", "D"),
-            **from_metadata, "problems": sources, "eval_problems": sources}
+    return {**from_metadata, "problems": sources, "eval_problems": sources}
 
 
 def _defaults(model: LoadedModel) -> dict[str, Any]:

@@ -17,7 +17,11 @@ from pathlib import Path
 
 from yfpo_core.cli.checks import check_output, count
 from yfpo_core.errors import YfpoError
+from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import PAIR_SOURCES, YFPOConfig
+
+# What `yfpo runs compare` shows by default.
+COMPARE_METRICS = (M.EVAL_RANKING_ACCURACY, M.EVAL_GOLD_LOGPROB, M.REWARDS_MARGINS, M.NEURON_MARGIN, M.LOSS)
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -78,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_runs_list)
     p = runs_sub.add_parser("compare", help="final metrics side by side and overlaid curves (plotly HTML)")
     p.add_argument("dirs", nargs="+", type=Path)
-    p.add_argument("--metrics", default="eval/ranking_accuracy,eval/gold_logprob,rewards/margins,yfpo/neuron_margin,loss")
+    p.add_argument("--metrics", default=",".join(COMPARE_METRICS))
     p.add_argument("--html", type=Path, help="write the curves as a self-contained HTML file")
     p.set_defaults(handler=cmd_runs_compare)
 
@@ -196,8 +200,8 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
         metrics = read_metrics(run)
         last = metrics[-1] if metrics and isinstance(metrics[-1], dict) else {}
         rows.append({"run": run.name, "state": problem or run_state(run), "lam": config.get("lam"),
-                     "steps": f"{last.get('step', 0)}/{config.get('steps', '?')}",
-                     "eval/ranking_accuracy": last.get("eval/ranking_accuracy")})
+                     "steps": f"{last.get(M.STEP, 0)}/{config.get('steps', '?')}",
+                     M.EVAL_RANKING_ACCURACY: last.get(M.EVAL_RANKING_ACCURACY)})
     print_table(rows)
     return 0
 

@@ -15,6 +15,7 @@ from yfpo_core.errors import YfpoError, user_message
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.runs.execute import record_final_status, execute
 from yfpo_core.runs.run_dir import RunDir, new_run_dir, read_run_config, run_slug
+from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig
 
 
@@ -64,8 +65,8 @@ class TrainingRun:
 
     def _on_metrics(self, metrics: dict[str, Any]) -> None:
         with self._lock:
-            if self.resume and self._metrics and metrics["step"] <= self._metrics[-1]["step"]:
-                self._metrics = [m for m in self._metrics if m["step"] < metrics["step"]]
+            if self.resume and self._metrics and metrics[M.STEP] <= self._metrics[-1][M.STEP]:
+                self._metrics = [m for m in self._metrics if m[M.STEP] < metrics[M.STEP]]
             self._metrics.append(dict(metrics))
             self.state = "running"
 
@@ -90,12 +91,12 @@ class TrainingRun:
         """A copy of the metrics so far and the progress, safe to read from another thread."""
         with self._lock:
             metrics = [dict(m) for m in self._metrics]
-        step = metrics[-1]["step"] if metrics else 0
+        step = metrics[-1][M.STEP] if metrics else 0
         elapsed = time.time() - self.started_at if self.started_at else 0.0
-        train_rows = [m for m in metrics if m["step"] > 0]
+        train_rows = [m for m in metrics if m[M.STEP] > 0]
         eta = None
         if train_rows and step < self.config.steps:
-            per_step = train_rows[-1].get("elapsed_s", elapsed) / max(len(train_rows), 1)
+            per_step = train_rows[-1].get(M.ELAPSED_S, elapsed) / max(len(train_rows), 1)
             eta = per_step * (self.config.steps - step)
         return {"state": self.state, "error": self.error, "step": step, "steps": self.config.steps,
                 "metrics": metrics, "eta_s": eta, "run_dir": str(self.run_dir)}

@@ -17,6 +17,7 @@ from yfpo_core.models.base import LoadedModel
 from yfpo_core.progress import ProgressCallback, report
 from yfpo_core.runs.inputs import resolve_inputs
 from yfpo_core.runs.run_dir import UNITS_FILE, RunDir, load_checkpoint
+from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig
 
 
@@ -99,12 +100,12 @@ def _run(writer: RunDir, config: YFPOConfig, *, base: LoadedModel | None, resume
     started = time.perf_counter()
 
     def record(metrics: dict[str, Any]) -> None:
-        metrics["elapsed_s"] = round(time.perf_counter() - started, 3)
+        metrics[M.ELAPSED_S] = round(time.perf_counter() - started, 3)
         if main:
             writer.append_metrics(metrics)
         if on_metrics:
             on_metrics(metrics)
-        report(progress, metrics["step"], config.steps, f"loss {metrics.get('loss', float('nan')):.4f}")
+        report(progress, metrics[M.STEP], config.steps, f"loss {metrics.get(M.LOSS, float('nan')):.4f}")
 
     def save(step: int) -> None:
         if main:

@@ -284,7 +284,7 @@ def write_experiment(out_dir: Path, shared: YFPOConfig, seeds: Sequence[int], ru
               f"{shared.n_eval_problems} held-out problems ({shared.eval_problems}, eval seed {shared.eval_seed}); "
               f"seeds {list(seeds)}. Wall time {wall_seconds / 60:.1f} min.")
     markdown = (f"{design}\n\nHeld-out metrics at the end of training (mean ± std over seeds; Δ = change from step "
-                "0; yfpo/neuron_margin and yfpo/aux_share are means over the training steps).\n\n"
+                f"0; {M.NEURON_MARGIN} and {M.AUX_SHARE} are means over the training steps).\n\n"
                 + "\n".join(lines) + "\n\nPaired differences to DPO at the end of training (mean over seeds and "
                 "problems; 95% two-level bootstrap over seeds and problems, * = excludes 0; 95% t-interval over "
                 "the per-seed means).\n\n" + "\n".join(paired_lines) + "\n")

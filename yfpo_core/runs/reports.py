@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from yfpo_core.runs.run_dir import RunDir
+from yfpo_core.training import metric_names as M
 
 
 def metric_series(rows: Sequence[dict[str, Any]], metric: str) -> tuple[list[int], list[float]]:
     """Steps and values of ``metric`` where it was logged (eval metrics exist only every few steps)."""
-    points = [(r["step"], r[metric]) for r in rows if metric in r and r[metric] is not None]
+    points = [(r[M.STEP], r[metric]) for r in rows if metric in r and r[metric] is not None]
     return [s for s, _ in points], [v for _, v in points]
 
 
@@ -26,7 +27,7 @@ def compare_runs(run_dirs: Sequence[Path], metrics: Sequence[str]) -> list[dict[
     for run in run_dirs:
         data = RunDir(run).metrics()
         row: dict[str, Any] = {"run": run_label(run), "state": RunDir(run).status().get("state"),
-                               "steps": data[-1]["step"] if data else 0}
+                               "steps": data[-1][M.STEP] if data else 0}
         for metric in metrics:
             _, values = metric_series(data, metric)
             row[metric] = f"{values[0]:.4g} -> {values[-1]:.4g}" if values else "-"

@@ -222,7 +222,7 @@ class RunDir:
         rows = self.metrics() if metrics is None else metrics
         latest = {k: v for r in rows for k, v in r.items()}
         row = {"run": name, "state": self.status().get("state", "unknown"), "objective": objective_label(config),
-               "steps": f"{rows[-1].get('step', 0) if rows else 0}/{config.get('steps', '?')}",
+               "steps": f"{rows[-1].get(M.STEP, 0) if rows else 0}/{config.get('steps', '?')}",
                "model": config.get("model", "?"), "units": len(self.units_doc().get("units", []))}
         for metric in SUMMARY_METRICS:
             row[metric] = latest.get(metric)
@@ -332,8 +332,8 @@ class RunDir:
 
     def truncate_metrics(self, step: int) -> None:
         """Keep the metrics lines of steps ``<= step`` (``-1``: none), so a resumed run adds each step once."""
-        rows = [r for r in self.metrics() if isinstance(r, dict) and isinstance(r.get("step"), int)
-                and r["step"] <= step]
+        rows = [r for r in self.metrics() if isinstance(r, dict) and isinstance(r.get(M.STEP), int)
+                and r[M.STEP] <= step]
         text = "".join(json.dumps(r) + "\n" for r in rows)
         atomic_write_text(self.metrics_path, text)
 

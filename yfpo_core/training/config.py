@@ -1,7 +1,8 @@
 """The configuration of a YFPO run: one dataclass, validated, written into every run directory.
 
 Every field carries its help text (``metadata["help"]``), which the CLI turns into ``--flags`` and the
-app into form labels. ``lam = 0`` is plain DPO; the neuron term's options are documented in
+app into form labels, and a choice field its allowed values (``metadata["choices"]``), which the
+validation and the Train form read. ``lam = 0`` is plain DPO; the neuron term's options are documented in
 :mod:`yfpo_core.training.losses`.
 """
 
@@ -12,7 +13,12 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from yfpo_core.training import metric_names as M
+
+# The allowed values of the choice fields; each field's metadata["choices"] holds its tuple (as TRL's
+# configs do), which the validation, the CLI and the Train form read.
 TRAINABLE_SCOPES = ("mlp_last_k", "units", "units+mlp_last_k", "all")
+VARIANTS = ("A", "C", "D")
 POOLINGS = ("diverge", "mean", "max", "last")
 SIGN_SOURCES = ("pairs", "set", "score", "none")
 PAIR_SOURCES = ("corrupt-final", "corrupt-step", "corrupt-mixed", "on-policy")
@@ -94,17 +100,17 @@ class YFPOConfig:
     # -- what to train -----------------------------------------------------------------------------
     model: str = _f("smollm2-135m-instruct", "model name or folder")
     neuron_set: str | None = _f(None, "neuron-set JSON whose units give the neuron reward (needed when lam > 0)")
-    probe_set: str | None = _f(None, "neuron-set JSON whose held-out margin eval/neuron_margin reports (default: "
+    probe_set: str | None = _f(None, f"neuron-set JSON whose held-out margin {M.EVAL_NEURON_MARGIN} reports (default: "
                                      "neuron_set); the experiment measures every arm on the located set")
     random_units_seed: int | None = _f(None, "replace the set's units by a random set of the same size and "
                                              "layers drawn with this seed (the random-set control)")
     # -- data ----------------------------------------------------------------------------------------
     problems: str = _f("gsm-symbolic", "problems the training pairs are made from")
     pairs: str | None = _f(None, "a pairs JSONL file instead of making pairs from --problems")
-    pair_source: str = _f("corrupt-final", "how pairs are made: " + ", ".join(PAIR_SOURCES))
+    pair_source: str = _f("corrupt-final", "how pairs are made: " + ", ".join(PAIR_SOURCES), choices=PAIR_SOURCES)
     n_train_problems: int = _f(64, "problems used for training pairs")
     eval_problems: str = _f("gsm-symbolic", "held-out problems for eval/ metrics (disjoint from training)")
-    n_eval_problems: int = _f(32, "held-out problems for eval/ranking_accuracy and eval/gold_logprob")
+    n_eval_problems: int = _f(32, f"held-out problems for {M.EVAL_RANKING_ACCURACY} and {M.EVAL_GOLD_LOGPROB}")
     eval_seed: int | None = _f(None, "data seed of the held-out problems (default: seed + 1); fix it to evaluate "
                                      "every seed on the same problems")
     n_train_templates: int = _f(20, "gsm-symbolic for both training and held-out problems: templates 0..N-1 make "
@@ -115,7 +121,7 @@ class YFPOConfig:
     lam: float = _f(1.0, "weight of the neuron-margin term; 0 = plain DPO (1.0: chosen by the training-split sweep, README)")
     gamma: float = _f(1.0, "slope inside the neuron term's log-sigmoid (variant A)")
     variant: str = _f("A", "A: L_DPO - lam log sigmoid(gamma m); C: -log sigmoid(beta h + lam m); "
-                           "D: -log sigmoid(beta h - lam m0) with m0 from the frozen model")
+                           "D: -log sigmoid(beta h - lam m0) with m0 from the frozen model", choices=VARIANTS)
     pooling: str = _f("diverge", "pool unit activations over response tokens: diverge (mean from the first token "
                                  "where the pair's responses differ), mean, max or last", choices=POOLINGS)
     standardize: bool = _f(True, "standardise each unit's activation with base-model statistics")
@@ -130,7 +136,7 @@ class YFPOConfig:
                                   "step, about 1.4x the step time on CPU; target_share measures every step)")
     subtract_ref_margin: bool = _f(False, "use the margin minus the same margin under the frozen model")
     # -- optimisation ----------------------------------------------------------------------------------
-    trainable: str = _f("mlp_last_k", "what trains: " + ", ".join(TRAINABLE_SCOPES))
+    trainable: str = _f("mlp_last_k", "what trains: " + ", ".join(TRAINABLE_SCOPES), choices=TRAINABLE_SCOPES)
     last_k: int = _f(4, "how many final MLP blocks train (mlp_last_k scopes)")
     steps: int = _f(40, "optimizer steps")
     batch_pairs: int = _f(4, "pairs per step (per process)")
@@ -143,7 +149,7 @@ class YFPOConfig:
     eval_every: int = _f(10, "evaluate on held-out problems every N steps (and at the start and end)")
     exact_every: int = _f(0, "exact-match (generation) evaluation every N steps; 0 = only at the end if "
                                "n_exact_problems > 0")
-    n_exact_problems: int = _f(0, "held-out problems for eval/exact_match (generation is slow on CPU)")
+    n_exact_problems: int = _f(0, f"held-out problems for {M.EVAL_EXACT_MATCH} (generation is slow on CPU)")
     checkpoint_every: int = _f(10, "write a checkpoint every N steps (and at the end)")
     device: str = _f("cpu", "cpu or cuda")
 
@@ -153,22 +159,16 @@ class YFPOConfig:
             from yfpo_core.errors import YfpoError
 
             raise YfpoError("invalid training config: " + "; ".join(problems))
-        if self.trainable not in TRAINABLE_SCOPES:
-            problems.append(f"trainable must be one of {', '.join(TRAINABLE_SCOPES)}")
-        if self.variant not in ("A", "C", "D"):
-            problems.append("variant must be A, C or D")
-        if self.pooling not in POOLINGS:
-            problems.append(f"pooling must be one of {', '.join(POOLINGS)}")
-        if self.sign not in SIGN_SOURCES:
-            problems.append(f"sign must be one of {', '.join(SIGN_SOURCES)}")
+        for f in fields(self):
+            allowed = f.metadata.get("choices")
+            if allowed is not None and getattr(self, f.name) not in allowed:
+                problems.append(f"{f.name} must be one of {', '.join(allowed)}")
         if not 0 <= self.target_share < 1:
             problems.append("target_share must be in [0, 1)")
         if self.target_share > 0 and self.variant != "A":
             problems.append("target_share works with variant A only")
         if self.target_share > 0 and not self.neuron_set:
             problems.append("target_share > 0 needs a neuron_set")
-        if self.pair_source not in PAIR_SOURCES:
-            problems.append(f"pair_source must be one of {', '.join(PAIR_SOURCES)}")
         if self.lam < 0:
             problems.append("lam must be >= 0")
         if self.lam > 0 and not self.neuron_set:

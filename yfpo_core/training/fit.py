@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from yfpo_core.training import metric_names as M
 from yfpo_core.training.trainer import YFPOTrainer
 
 
@@ -22,11 +23,11 @@ def fit(trainer: YFPOTrainer, *, start_step: int = 0, should_stop: Callable[[], 
     """
     c = trainer.config
     if start_step == 0:
-        on_metrics({"step": 0, **trainer.evaluate(exact=c.n_exact_problems > 0 and c.exact_every > 0)})
+        on_metrics({M.STEP: 0, **trainer.evaluate(exact=c.n_exact_problems > 0 and c.exact_every > 0)})
     step = start_step
     while step < c.steps and not should_stop():
         step += 1
-        metrics = {"step": step, **trainer.train_step(step)}
+        metrics = {M.STEP: step, **trainer.train_step(step)}
         last = step == c.steps
         if last or (c.eval_every and step % c.eval_every == 0):
             exact = c.n_exact_problems > 0 and (last or (c.exact_every and step % c.exact_every == 0))

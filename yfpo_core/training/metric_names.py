@@ -17,6 +17,7 @@ LOGPS_REJECTED = "logps/rejected"
 GRAD_NORM = "grad_norm"
 LR = "lr"
 STEP_SECONDS = "step_seconds"
+ELAPSED_S = "elapsed_s"  # wall time since the run (or its resume) started, added by the run's recorder
 
 NEURON_MARGIN = "yfpo/neuron_margin"  # the training set's margin A(y_w) - A(y_l) on the step's batch
 AUX_LOSS = "yfpo/aux_loss"

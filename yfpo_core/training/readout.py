@@ -34,8 +34,6 @@ from jaxtyping import Float, Int
 from yfpo_core.training.batching import PairBatch, divergent_mask
 from yfpo_core.training.losses import activation_score
 
-SIGN_SOURCES: tuple[str, ...] = ("pairs", "set", "score", "none")
-POOLINGS: tuple[str, ...] = ("diverge", "mean", "max", "last")
 
 
 def pooling_mask(batch: PairBatch, pooling: str) -> tuple[Int[torch.Tensor, "rows T"], str]:
@@ -53,7 +51,7 @@ class UnitReadout:
     Attributes:
         mean, std: ``[u]`` base-model statistics over response tokens (used when ``standardize``).
         signs: ``[u]`` +1/-1 per unit (all +1 for ``sign = none``).
-        pooling: One of :data:`POOLINGS`.
+        pooling: One of :data:`yfpo_core.training.config.POOLINGS`.
         standardize: Whether to standardise.
     """
 
