@@ -29,26 +29,13 @@ from app.sidebar import required_model
 from yfpo_core.attribution import AttributionResult, attribute
 from yfpo_core.analysis.interventions import Intervention, ablation_test
 from yfpo_core.models import LoadedModel
-from yfpo_core.names import ATTRIBUTION_METHODS, ATTRIBUTION_TARGETS
+from yfpo_core.attribution.registry import METHOD_INFO, METHODS, TARGET_HELP, TARGETS
 from yfpo_core.problems import load_problems
 from yfpo_core.saes.sae import LoadedSAE, SAESpace
 from yfpo_core.units.unit import Unit
 
 UNIT_TYPES = ("MLP neurons", "SAE features")
 SAE_CHOICES = ("the model's default SAE", "a local folder")
-METHOD_HELP = {
-    "attnlrp": "AttnLRP relevance (one modified backward pass; the method of the YFPO paper)",
-    "grad_x_act": "activation × gradient (fast, licence-clean)",
-    "integrated_gradients": "activation × path-averaged gradient (slower: 'steps' passes per problem)",
-    "activation": "mean activation on the problems (no target)",
-    "contrast_math_nonmath": "math vs non-math texts, standardised difference (MathNeuro-style; no target)",
-    "contrast_correct_wrong": "activation on the gold answer minus on a wrong answer (no target)",
-}
-TARGET_HELP = {
-    "answer_logprob": "log p of the gold answer's tokens",
-    "solution_logprob": "log p of the whole gold solution",
-    "logit_diff": "logit of the gold answer minus a wrong answer at the first differing token",
-}
 RANK_BY = {"value": "largest positive", "abs": "largest |score|", "negative": "most negative"}
 MAX_SHOWN = 5000  # units on the plot and in the table (a 30 x 1536 model has 46k)
 # "units": "neurons" or "sae:<folder or release>"; "sae_stamp": when that SAE's weights were written
@@ -113,9 +100,9 @@ def _settings_form(model: LoadedModel, sae: LoadedSAE | None) -> dict[str, Any] 
                                                    default_limit=20 if widgets.is_toy(model) else 10,
                                                    columns=(c1, c2))
         c4, c5, c6 = st.columns([2, 2, 2])
-        method = c4.selectbox("Method", ATTRIBUTION_METHODS, key=state.LOCATE_METHOD,
-                              format_func=lambda m: f"{m} — {METHOD_HELP.get(m, '')}")
-        target = c5.selectbox("Target", ATTRIBUTION_TARGETS, key=state.LOCATE_TARGET,
+        method = c4.selectbox("Method", METHODS, key=state.LOCATE_METHOD,
+                              format_func=lambda m: f"{m} — {METHOD_INFO[m].help if m in METHOD_INFO else ''}")
+        target = c5.selectbox("Target", TARGETS, key=state.LOCATE_TARGET,
                               format_func=lambda t: f"{t} — {TARGET_HELP.get(t, '')}",
                               help="What the gradient methods explain; activation/contrast methods ignore it.")
         if features:

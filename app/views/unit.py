@@ -17,7 +17,7 @@ from yfpo_core.attribution import AttributionResult, token_scores
 from yfpo_core.analysis.inspection import UnitProfile, intervention_effect, profile_unit, unit_activations
 from yfpo_core.analysis.interventions import Intervention
 from yfpo_core.models import LoadedModel
-from yfpo_core.names import ATTRIBUTION_METHODS, ATTRIBUTION_TARGETS
+from yfpo_core.attribution.registry import METHODS, TARGETS
 from yfpo_core.problems import Problem
 from yfpo_core.saes.sae import LoadedSAE, SAESpace
 from yfpo_core.analysis.set_activations import TokenMap, set_token_activations, set_token_relevance
@@ -149,10 +149,10 @@ def _token_view(model: LoadedModel, unit: Unit, problems: list[Problem], sae: Lo
     c1, c2, c3 = st.columns([2, 2, 2])
     ids = [p.id for p in problems]
     pid = c1.selectbox("Problem", ids, key="unit_token_problem")
-    methods = list(ATTRIBUTION_METHODS)
+    methods = list(METHODS)
     method = c2.selectbox("Relevance method", methods, key="unit_token_method",
                           index=methods.index(result.method) if result else methods.index("grad_x_act"))
-    targets = list(ATTRIBUTION_TARGETS)
+    targets = list(TARGETS)
     target = c3.selectbox("Target", targets, key="unit_token_target",
                           index=targets.index(result.target) if result else 0)
     problem = problems[ids.index(pid)]

@@ -32,8 +32,6 @@ from yfpo_core.units.space import UnitSpace
 from yfpo_core.attribution.targets import PreparedProblem, target_from_rows, target_value
 from yfpo_core.models.base import LoadedModel
 
-GRADIENT_METHODS = ("attnlrp", "grad_x_act", "integrated_gradients")
-
 
 @dataclass
 class ProblemScores:

@@ -22,11 +22,10 @@ from yfpo_core.problems.answers import find_numbers
 from yfpo_core.errors import ProblemDataError
 from yfpo_core.scoring.evaluate import build_ranking_item
 from yfpo_core.models.base import LoadedModel
-from yfpo_core.names import ATTRIBUTION_TARGETS
+from yfpo_core.attribution.registry import TARGETS
 from yfpo_core.problems.base import Problem
 
 TargetName = Literal["answer_logprob", "solution_logprob", "logit_diff"]
-TARGETS: tuple[str, ...] = ATTRIBUTION_TARGETS
 
 
 class ProblemTooLongError(ProblemDataError, ValueError):

@@ -22,8 +22,7 @@ def _common(p: argparse.ArgumentParser, problems_default: str | None = "gsm8k-te
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from yfpo_core.names import ATTRIBUTION_METHODS as METHODS
-    from yfpo_core.names import ATTRIBUTION_TARGETS as TARGETS
+    from yfpo_core.attribution.registry import METHODS, TARGETS
 
     p = sub.add_parser("locate", help="score every MLP neuron over a problem set and save the top ones as a set")
     _common(p)
