@@ -15,8 +15,9 @@ import streamlit as st
 from app import resources, state
 from yfpo_core.errors import YfpoError, user_message
 from yfpo_core.models import LoadedModel
-from yfpo_core.units.neuron_set import NeuronSet, NeuronSetError
+from yfpo_core.units.neuron_set import NeuronSetError
 from yfpo_core.problems import Problem, list_sources
+from yfpo_core.units.space import unit_problem
 from yfpo_core.units.unit import Unit
 
 if TYPE_CHECKING:
@@ -83,21 +84,17 @@ def parse_unit(text: str, model: LoadedModel) -> Unit | None:
     except ValueError as exc:
         st.error(user_message(exc) or str(exc))
         return None
+    d_sae = None
     if unit.kind == "sae_feature":
         sae_id = unit.sae_id or ""
         known = sae_id in state.neuron_set(model).sae or sae_id in state.known_saes(model)
         sae = sae_of(model, sae_id) if known else load_sae(model, sae_id, missing=st.error)
         if sae is None:
             return None
-        if unit.index >= sae.d_sae:
-            st.error(f"feature {unit.index} is out of range: SAE {sae.sae_id} has {sae.d_sae} features "
-                     f"(0–{sae.d_sae - 1}).")
-            return None
-        return Unit("sae_feature", sae.hook_name, unit.index, sae_id=sae.sae_id)
-    cfg = model.model.cfg
-    if unit.layer >= cfg.n_layers or unit.index >= cfg.d_mlp:
-        st.error(f"{unit.short_label} is out of range for {model.name}: layers 0–{cfg.n_layers - 1}, "
-                 f"neurons 0–{cfg.d_mlp - 1}.")
+        unit, d_sae = Unit("sae_feature", sae.hook_name, unit.index, sae_id=sae.sae_id), sae.d_sae
+    problem = unit_problem(unit, model, d_sae)
+    if problem:
+        st.error(problem + ".")
         return None
     return unit
 
@@ -246,10 +243,6 @@ def remove_units(model: LoadedModel, units: Sequence[Unit]) -> int:
             removed += 1
     state.set_neuron_set(model, current, undoable=bool(removed))
     return removed
-
-
-def set_units(neuron_set: NeuronSet) -> list[Unit]:
-    return [su.unit for su in neuron_set.units]
 
 
 def selection_of(event: Any, field: str) -> list:

@@ -299,7 +299,7 @@ def _ablation_view(model: LoadedModel, result: AttributionResult, settings: Mapp
         if what.startswith("top-k") or not len(current):
             units, description = [s.unit for s in result.top(k, by)], f"top {k} by {RANK_BY[by]}"
         else:
-            units, description = widgets.set_units(current), f"the current set ({len(current)} units)"
+            units, description = current.units_only(), f"the current set ({len(current)} units)"
         ok, sae = widgets.sae_for_units(model, units, result)
         if units and ok:
             info = {"tested": description, "intervention": kind, "n_random": n_random,

@@ -23,6 +23,7 @@ from yfpo_core.analysis.interventions import Intervention, intervened
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
+from yfpo_core.units.space import check
 from yfpo_core.units.unit import Unit
 
 
@@ -65,10 +66,9 @@ def _space_for(model: LoadedModel, unit: Unit, sae: Any):
             raise ValueError(f"{unit.label} is an SAE feature: pass its SAE (sae=load_sae(...))")
         from yfpo_core.saes.sae import SAESpace
 
-        if unit.index >= sae.d_sae:
-            raise ValueError(f"{unit.label} is out of range: the SAE has {sae.d_sae} features")
+        check(unit, model, sae.d_sae)
         return SAESpace(sae)
-    _check_unit(model, unit)
+    check(unit, model)
     return UnitSpace("neuron", (unit.hook_name,), int(model.model.cfg.d_mlp))
 
 
@@ -94,13 +94,6 @@ def unit_activations(model: LoadedModel, unit: Unit, problems: Sequence[Problem]
     return UnitActivations(unit, ids, tokens, values, starts)
 
 
-def _check_unit(model: LoadedModel, unit: Unit) -> None:
-    cfg = model.model.cfg
-    if unit.layer >= cfg.n_layers or unit.index >= cfg.d_mlp:
-        raise ValueError(f"{unit.label} is out of range for {model.name} ({cfg.n_layers} layers x {cfg.d_mlp} "
-                         "neurons)")
-
-
 def logit_effect(model: LoadedModel, unit: Unit, k: int = 10, sae: Any = None
                  ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     """The ``k`` tokens whose logits the unit's output direction raises most, and the ``k`` it lowers most."""
@@ -108,7 +101,7 @@ def logit_effect(model: LoadedModel, unit: Unit, k: int = 10, sae: Any = None
         from yfpo_core.saes.sae import feature_logit_effect
 
         return feature_logit_effect(model, sae, unit.index, k)
-    _check_unit(model, unit)
+    check(unit, model)
     with torch.no_grad():
         direction = model.model.blocks[unit.layer].mlp.W_out[unit.index]  # [d_model]
         effect = (direction @ model.model.W_U).float().cpu()  # [vocab]

@@ -27,6 +27,7 @@ from yfpo_core.attribution import AttributionResult, UnitSpace, token_scores
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
+from yfpo_core.units.space import check
 from yfpo_core.units.unit import Unit
 
 __all__ = ["TokenMap", "compare_activations", "set_token_activations", "set_token_relevance"]
@@ -69,12 +70,9 @@ def _neurons(units: Sequence[Unit]) -> list[Unit]:
 
 def _space_for(model: LoadedModel, units: Sequence[Unit]) -> UnitSpace:
     hooks = tuple(sorted({u.hook_name for u in units}, key=lambda h: int(h.split(".")[1])))
-    cfg = model.model.cfg
     for u in units:
-        if u.layer >= cfg.n_layers or u.index >= cfg.d_mlp:
-            raise ValueError(f"{u.label} is out of range for {model.name} ({cfg.n_layers} layers x {cfg.d_mlp} "
-                             "neurons)")
-    return UnitSpace("neuron", hooks, int(cfg.d_mlp))
+        check(u, model)
+    return UnitSpace("neuron", hooks, int(model.model.cfg.d_mlp))
 
 
 def _columns(space: UnitSpace, maps: torch.Tensor, units: Sequence[Unit]) -> torch.Tensor:

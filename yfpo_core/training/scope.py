@@ -15,6 +15,7 @@ import torch
 from yfpo_core.errors import YfpoError
 from yfpo_core.training.config import YFPOConfig
 from yfpo_core.training.forward import FROM_TOKENS, UnitLayout
+from yfpo_core.units.space import unit_problem
 from yfpo_core.units.unit import Unit
 
 
@@ -101,7 +102,7 @@ def frozen_saes(units: Sequence[Unit], saes: Mapping[str, Any]) -> dict[str, tor
             for p in sae.parameters():
                 p.requires_grad_(False)
             out[unit.sae_id] = sae
-        if unit.index >= int(out[unit.sae_id].cfg.d_sae):
-            raise YfpoError(f"{unit.label} is out of range: SAE {unit.sae_id!r} has d_sae = "
-                            f"{int(out[unit.sae_id].cfg.d_sae)}")
+        problem = unit_problem(unit, None, int(out[unit.sae_id].cfg.d_sae))
+        if problem:
+            raise YfpoError(problem)
     return out

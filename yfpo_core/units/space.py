@@ -81,3 +81,32 @@ def neuron_space(model: Any, layers: Sequence[int] | None = None) -> UnitSpace:
     if bad:
         raise ValueError(f"layers {bad} out of range: the model has layers 0..{n_layers - 1}")
     return UnitSpace("neuron", tuple(mlp_post_hook(x) for x in chosen), int(model.cfg.d_mlp))
+
+
+def unit_problem(unit: Unit, model: Any, d_sae: int | None = None) -> str | None:
+    """Why ``unit`` does not exist, or ``None`` when it does: a neuron in ``model`` (a loaded model or a
+    ``HookedTransformer``), a feature among the ``d_sae`` features of its SAE.
+
+    The one answer to "does this unit exist here?", for every page and function that takes a unit from a
+    person; a neuron set's document checks the same ranges against its recorded dims
+    (:func:`yfpo_core.units.document.set_problem`)."""
+    if unit.kind == "sae_feature":
+        if d_sae is None:
+            return f"{unit.label} is an SAE feature: give its SAE"
+        if not 0 <= unit.index < d_sae:
+            return f"{unit.label} is out of range: SAE {unit.sae_id} has {d_sae} features (0-{d_sae - 1})"
+        return None
+    hooked = getattr(model, "model", model)
+    cfg, name = hooked.cfg, getattr(model, "name", getattr(hooked.cfg, "model_name", "the model"))
+    if not 0 <= unit.layer < cfg.n_layers or not 0 <= unit.index < cfg.d_mlp:
+        return (f"{unit.label} is out of range for {name} ({cfg.n_layers} layers x {cfg.d_mlp} neurons: layers "
+                f"0-{cfg.n_layers - 1}, neurons 0-{cfg.d_mlp - 1})")
+    return None
+
+
+def check(unit: Unit, model: Any, d_sae: int | None = None) -> Unit:
+    """``unit`` when it exists (see :func:`unit_problem`); a ``ValueError`` saying why not otherwise."""
+    problem = unit_problem(unit, model, d_sae)
+    if problem:
+        raise ValueError(problem)
+    return unit
