@@ -11,7 +11,6 @@ started them: two tabs train independently and each sees its own.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.runs import RunDir, TrainingRun, new_run_dir, run_slug
 from yfpo_core.runs.run_dir import NEURON_SET_FILE
 from yfpo_core.training import metric_names as M
-from yfpo_core.training.config import YFPOConfig
+from yfpo_core.training.config import YFPOConfig, sequence_length
 
 GROUPS: dict[str, list[str]] = {
     "Objective": ["beta", "gamma", "variant", "pooling", "sign", "standardize", "target_share", "subtract_ref_margin"],
@@ -56,7 +55,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
 def _defaults(model: LoadedModel) -> dict[str, Any]:
     """The config's defaults, adapted to the model (toy models train on toy problems)."""
     out = {f.name: f.default for f in fields(YFPOConfig) if f.default is not MISSING}
-    out["max_length"] = min(out["max_length"], int(model.model.cfg.n_ctx))
+    out["max_length"] = sequence_length(out["max_length"], model.model.cfg.n_ctx)
     if widgets.is_toy(model):
         out.update(problems="toy", eval_problems="toy", steps=30, eval_every=5, checkpoint_every=10)
     return out
@@ -134,21 +133,23 @@ def _form(model: LoadedModel, current: NeuronSet) -> dict[str, Any] | None:
 
 
 def _launch(model: LoadedModel, config: YFPOConfig, run_dir: Path) -> TrainingRun:
-    """Start the run on a private copy of the shared model, taken under its lock.
+    """Start the run on the shared model once no other analysis holds it.
 
-    Why not pass the shared model: the trainer deep-copies ``base.model`` without ``base.lock``; a copy
-    taken while another tab's attribution has its hooks attached would carry those hooks into training.
-    """
+    The trainer trains its own copy, taken under ``model.lock`` (so no other tab's hooks come with it); a
+    second copy here would only double the memory. Waiting for the lock here (in the page's background job,
+    when another tab is busy) keeps the page's "waiting for the model" message true until the run starts."""
     with model.lock:
-        base = model.with_model(copy.deepcopy(model.model), name=model.name)
-    return TrainingRun(config, run_dir=run_dir, base=base).start()
+        pass
+    return TrainingRun(config, run_dir=run_dir, base=model).start()
 
 
 def _start(model: LoadedModel, current: NeuronSet, values: dict[str, Any]) -> None:
     values = {**values, "model": state.get(state.MODEL_NAME), "device": state.get(state.DEVICE),
               "neuron_set": "current-set.json" if len(current) else None}
     n_ctx = int(model.model.cfg.n_ctx)
-    if values.get("max_length", 0) > n_ctx:  # the trainer does not check this; positions past n_ctx crash
+    # The trainer would cap it (sequence_length); the form refuses a typed value above the context
+    # instead, so that the length shown is the length that trains.
+    if values.get("max_length", 0) > n_ctx:
         st.error(f"invalid training config: max_length {values['max_length']} exceeds the model's context of "
                  f"{n_ctx} tokens; set max_length to {n_ctx} or less.")
         return

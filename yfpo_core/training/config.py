@@ -89,6 +89,12 @@ def field_problems(config: Any) -> list[str]:
     return problems
 
 
+def sequence_length(max_length: int, n_ctx: int) -> int:
+    """Tokens per training sequence on a model with context ``n_ctx``: ``max_length``, capped at the context
+    (positions past it do not exist). The trainer, its held-out probe and the Train form all use this."""
+    return min(int(max_length), int(n_ctx))
+
+
 def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 

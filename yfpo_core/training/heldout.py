@@ -23,6 +23,7 @@ import torch
 from yfpo_core.scoring.evaluate import RankingReport, build_ranking_item, exact_match, ranking_row
 from yfpo_core.scoring.logprobs import continuation_logprobs, continuation_logprobs_from_states, continuation_states
 from yfpo_core.training import metric_names as M
+from yfpo_core.training.config import sequence_length
 from yfpo_core.training.shared_cache import digest, shared
 
 PROBE_BATCH_PAIRS = 8
@@ -82,7 +83,7 @@ class HeldOutEval:
         t = self.trainer
         if self._probe_batches is None:
             pairs = corrupted_pairs(t.eval_problems, t.policy.prompt_format, mode="final", seed=0)
-            max_length = min(t.config.max_length, int(t.model.cfg.n_ctx))
+            max_length = sequence_length(t.config.max_length, t.model.cfg.n_ctx)
             self._probe_batches = [b.to(t.device) for b in make_batches(t.policy, pairs, PROBE_BATCH_PAIRS,
                                                                          max_length)] if pairs else []
         return self._probe_batches

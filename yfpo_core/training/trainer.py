@@ -35,7 +35,7 @@ from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.batching import PairBatch, make_batches
-from yfpo_core.training.config import YFPOConfig
+from yfpo_core.training.config import YFPOConfig, sequence_length
 from yfpo_core.training.forward import (
     FROM_TOKENS,
     GroupKey,
@@ -127,7 +127,7 @@ class YFPOTrainer:
                           f"(trainable={config.trainable}): training cannot change their activations, so the "
                           "neuron term is a constant and the run trains like DPO. Raise last_k (or use "
                           "trainable=all) to reach the units' layers.", stacklevel=2)
-        max_length = min(config.max_length, int(model.cfg.n_ctx))
+        max_length = sequence_length(config.max_length, model.cfg.n_ctx)
         self.batches = [b.to(self.device) for b in make_batches(base, list(train_pairs), config.batch_pairs,
                                                                max_length)]
         self.forward_module = PolicyForward(model, self.start_layer, self.layout, self.saes)
