@@ -13,7 +13,7 @@ import warnings
 import pytest
 import torch
 
-from tests.helpers import tiny_hooked
+from tests.helpers import TINY_TRAINER, tiny_hooked, trainer_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -40,3 +40,18 @@ def _private_cache(request, tmp_path_factory, monkeypatch):
 def tiny_model(request):
     """A tiny random HookedTransformer of each family, without tokenizer."""
     return tiny_hooked(request.param)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """The trainer tests' model, registered as :data:`~tests.helpers.TINY_TRAINER`, and a five-neuron set
+    in ``tmp_path / "set.json"``: ``(model, tmp_path)``."""
+    from yfpo_core.models import register_model
+    from yfpo_core.units.neuron_set import NeuronSet
+    from yfpo_core.units.unit import Unit
+
+    model = trainer_model()
+    register_model(TINY_TRAINER, lambda device: model)
+    units = [Unit.neuron(1, i) for i in range(5)]
+    NeuronSet.create(units, model, scores=[1.0] * 5).save(tmp_path / "set.json")
+    return model, tmp_path

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from app import state
+from tests.helpers import save_tiny_sae, tiny_toy
 from yfpo_core.models import register_model
 from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.units.neuronpedia import to_neuronpedia
@@ -33,10 +33,7 @@ PAGES = {"problems": "Problems", "locate": "Locate", "unit": "Unit detail", "neu
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_model():
-    from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
-
-    model = wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 16, "n_heads": 2,
-                                                              "d_mlp": 32})), source="test")
+    model = tiny_toy(n_layers=2, d_model=16, n_heads=2, d_mlp=32)
     register_model(TINY, lambda device: model)
     return model
 
@@ -45,18 +42,7 @@ def tiny_model():
 def tiny_sae(tmp_path_factory):
     """A tiny SAE (16 features) at the tiny model's blocks.1.mlp.hook_post, saved in sae-lens's folder format
     (random weights: what the app does with it does not depend on training)."""
-    from sae_lens import StandardSAE, StandardSAEConfig
-
-    cfg = StandardSAEConfig(d_in=32, d_sae=16)
-    cfg.metadata.hook_name = "blocks.1.mlp.hook_post"
-    sae = StandardSAE(cfg)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.randn(32, 16, generator=generator))
-        sae.W_dec.copy_(torch.randn(16, 32, generator=generator) * 0.3)
-    folder = tmp_path_factory.mktemp("saes") / "tiny-sae"
-    sae.save_model(str(folder))
-    return folder
+    return save_tiny_sae(tmp_path_factory.mktemp("saes") / "tiny-sae", d_in=32)
 
 
 @pytest.fixture(autouse=True)

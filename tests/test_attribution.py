@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from tests.helpers import tiny_hooked
+from tests.helpers import tiny_hooked, tiny_toy
 from yfpo_core.attribution import METHODS, attribute
 from yfpo_core.attribution.methods import gradient_relevance
 from yfpo_core.attribution.result import AttributionResult
 from yfpo_core.attribution.rules import _GatedHalfRule, _IdentityRule, attnlrp_rules, scale_gradient
 from yfpo_core.units.space import UnitSpace, neuron_space
 from yfpo_core.attribution.targets import PreparedProblem, prepare_problem, target_value
-from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, toy_tokenizer, wrap_toy_model
+from yfpo_core.models.toy import toy_tokenizer
 from yfpo_core.problems.base import Problem
 
 # -- each rule on its own, against values computed by hand ----------------------------------------
@@ -203,8 +203,7 @@ def test_grad_x_act_equals_activation_times_autograd_gradient():
 # -- planted neurons ------------------------------------------------------------------------------
 
 def _tiny_toy():
-    return wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4,
-                                                             "d_mlp": 64, "n_ctx": 96}), seed=3), source="test")
+    return tiny_toy(seed=3, n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=96)
 
 
 def _hand_problems() -> list[Problem]:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.helpers import tiny_hooked
+from tests.helpers import tiny_hooked, tiny_toy
 from yfpo_core.attribution.methods import _input_hooks, frozen_parameters, gradient_relevance, gradient_relevance_batch
 from yfpo_core.attribution.rules import attnlrp_rules
 from yfpo_core.units.space import neuron_space
@@ -98,11 +98,9 @@ def test_batched_problems_equal_one_at_a_time(family, lrp):
 def test_attribute_with_batches_equals_attribute_one_at_a_time():
     """Through :func:`attribute` on the toy model's format: problems sorted into batches come back in order."""
     from yfpo_core.attribution import attribute
-    from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
     from yfpo_core.problems import load_problems
 
-    loaded = wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4,
-                                                                "d_mlp": 64, "n_ctx": 256}), seed=3), source="test")
+    loaded = tiny_toy(seed=3, n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=256)
     problems = load_problems("toy", limit=7)
     one = attribute(loaded, problems, "attnlrp", batch_size=1)
     three = attribute(loaded, problems, "attnlrp", batch_size=3)

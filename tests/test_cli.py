@@ -7,12 +7,11 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
+from tests.helpers import save_tiny_sae, tiny_toy
 from yfpo_core.attribution.result import AttributionResult
 from yfpo_core.cli import main
 from yfpo_core.models import register_model
-from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
 from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.units.unit import Unit
 
@@ -21,8 +20,7 @@ TINY = "tiny-cli"
 
 @pytest.fixture(autouse=True)
 def tiny(monkeypatch, tmp_path):
-    model = wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4,
-                                                              "d_mlp": 64, "n_ctx": 256})), source="test")
+    model = tiny_toy(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=256)
     register_model(TINY, lambda device: model)
     monkeypatch.setenv("YFPO_RUNS_DIR", str(tmp_path / "runs"))
     return model
@@ -115,17 +113,7 @@ def test_pairs_train_runs_and_experiment(capsys, tmp_path, tiny):
 
 
 def test_locate_sae_features_and_re_rank_their_scores(tmp_path):
-    from sae_lens import StandardSAE, StandardSAEConfig
-
-    cfg = StandardSAEConfig(d_in=64, d_sae=16)
-    cfg.metadata.hook_name = "blocks.1.mlp.hook_post"
-    sae = StandardSAE(cfg)
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(0)
-        sae.W_enc.copy_(torch.randn(64, 16, generator=generator))
-        sae.W_dec.copy_(torch.randn(16, 64, generator=generator) * 0.3)
-    folder = tmp_path / "tiny-sae"
-    sae.save_model(str(folder))
+    folder = save_tiny_sae(tmp_path / "tiny-sae", d_in=64)
     units = f"sae:{folder}"
     first = tmp_path / "features.json"
     assert main(["locate", "--model", TINY, "--problems", "toy", "--limit", "3", "--units", units,

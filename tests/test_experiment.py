@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from tests.test_trainer import TINY, config, setup  # noqa: F401 - fixture
+from tests.helpers import trainer_config as config
 from yfpo_core.runs.experiment import paired_rows, rebuild_experiment, run_experiment
 from yfpo_core.runs import EVAL_ROWS_FILE
 from yfpo_core.training import metric_names as M

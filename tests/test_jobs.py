@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from tests.helpers import tiny_toy
 from yfpo_core.attribution import attribute
 from yfpo_core.errors import YfpoError
 from yfpo_core.jobs import BackgroundJob, JobProgress
@@ -19,10 +20,7 @@ from yfpo_core.units.unit import Unit
 
 @pytest.fixture(scope="module")
 def tiny():
-    from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
-
-    return wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4,
-                                                             "d_mlp": 64})), source="test")
+    return tiny_toy(n_layers=2, d_model=32, n_heads=4, d_mlp=64)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import tiny_hooked, tiny_toy
 from yfpo_core.errors import ModelUnavailableError
 from yfpo_core.scoring.generation import _generate_hf, _generate_tl, greedy_generate
 from yfpo_core.models import load_model, register_model
@@ -83,10 +84,9 @@ def test_unknown_name_and_bad_folder(tmp_path):
 
 
 def test_registered_models_and_handles_pass_through():
-    from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
+    from yfpo_core.models.toy import build_toy_model, toy_config_kwargs
 
-    tiny = wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 1, "d_model": 16, "n_heads": 2,
-                                                             "d_mlp": 32})), source="test")
+    tiny = tiny_toy(n_layers=1, d_model=16, n_heads=2, d_mlp=32)
     register_model("tiny-for-test", lambda device: tiny)
     assert load_model("tiny-for-test") is tiny
     assert load_model(tiny) is tiny
@@ -96,8 +96,6 @@ def test_registered_models_and_handles_pass_through():
 
 
 def test_fingerprint_sees_a_single_changed_weight():
-    from tests.helpers import tiny_hooked
-
     model = tiny_hooked("llama")
     before = weights_fingerprint(model)
     with torch.no_grad():

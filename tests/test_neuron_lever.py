@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_trainer import TINY, config, setup, trainer_for  # noqa: F401 - fixtures
+from tests.helpers import trainer_for
+from tests.helpers import trainer_config as config
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.batching import PairBatch
 from yfpo_core.training.readout import UnitReadout, signs_from_gradient, signs_from_scores, unit_directions

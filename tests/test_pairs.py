@@ -8,6 +8,7 @@ from fractions import Fraction
 import pytest
 import torch
 
+from tests import helpers
 from yfpo_core.problems.answers import extract_answer, find_numbers, format_number, parse_number
 from yfpo_core.errors import YfpoError
 from yfpo_core.scoring.evaluate import build_ranking_item, distractor_answers
@@ -51,9 +52,7 @@ def one_thread():
 
 @pytest.fixture
 def tiny_toy(one_thread):
-    from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
-
-    return wrap_toy_model(build_toy_model(toy_config_kwargs(TINY_ARCH)), source="test")
+    return helpers.tiny_toy(**TINY_ARCH)
 
 
 def _final_cut(problem: Problem) -> int:

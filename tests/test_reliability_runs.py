@@ -16,7 +16,8 @@ import textwrap
 import pytest
 import torch
 
-from tests.test_trainer import config, setup, trainer_for  # noqa: F401 - setup is a fixture
+from tests.helpers import trainer_for
+from tests.helpers import trainer_config as config
 from yfpo_core.errors import YfpoError
 from yfpo_core.runs import RunDir, execute, latest_checkpoint, read_metrics, read_status, resume_run
 from yfpo_core.training.config import YFPOConfig

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from tests.test_attribution import DRIVER, _hand_problems, _planted_model
+from tests.helpers import tiny_toy
 from yfpo_core.attribution import attribute
 from yfpo_core.errors import YfpoError
 from yfpo_core.analysis.interventions import Intervention, ablation_test
-from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
 from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.saes.config import SAETrainConfig
 from yfpo_core.saes.sae import SAESpace, feature_logit_effect, load_sae, sae_quality, train_sae
@@ -21,8 +21,7 @@ PLANTED_FEATURE = 3
 
 
 def tiny():
-    loaded = wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4,
-                                                               "d_mlp": 64, "n_ctx": 96})), source="test")
+    loaded = tiny_toy(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=96)
     return loaded
 
 

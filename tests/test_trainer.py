@@ -14,45 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from yfpo_core.models import register_model
-from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
+from tests.helpers import save_tiny_sae, trainer_for
+from tests.helpers import trainer_config as config
 from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.runs import TrainingRun, execute, latest_checkpoint, read_metrics, read_status, resolve_inputs, resume_run
-from yfpo_core.training.config import YFPOConfig
 from yfpo_core.training.trainer import NonFiniteLossError, YFPOTrainer
 from yfpo_core.units.unit import Unit
 
-TINY = "tiny-trainer-test"
 TRL_METRICS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
                "logps/rejected", "yfpo/neuron_margin", "yfpo/aux_loss", "yfpo/act_chosen", "yfpo/act_rejected"]
-
-
-def tiny_model():
-    return wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4,
-                                                             "d_mlp": 64, "n_ctx": 128})), source="test")
-
-
-@pytest.fixture
-def setup(tmp_path):
-    model = tiny_model()
-    register_model(TINY, lambda device: model)
-    units = [Unit.neuron(1, i) for i in range(5)]
-    NeuronSet.create(units, model, scores=[1.0] * 5).save(tmp_path / "set.json")
-    return model, tmp_path
-
-
-def config(tmp_path, **overrides) -> YFPOConfig:
-    base = dict(model=TINY, neuron_set=str(tmp_path / "set.json"), problems="toy", eval_problems="toy",
-                n_train_problems=8, n_eval_problems=4, steps=6, batch_pairs=4, lam=1.0, trainable="units",
-                lr=1e-2, warmup_steps=0, eval_every=3, checkpoint_every=2)
-    return YFPOConfig(**{**base, **overrides})
-
-
-def trainer_for(cfg: YFPOConfig) -> YFPOTrainer:
-    inputs = resolve_inputs(cfg)
-    return YFPOTrainer(cfg, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
-                       saes=inputs.saes, directions=inputs.directions, probe_units=inputs.probe_units,
-                       probe_scores=inputs.probe_scores, probe_directions=inputs.probe_directions)
 
 
 def test_neuron_term_gradient_reaches_only_the_units_weights(setup):
@@ -304,21 +274,6 @@ SAE_HOOK = "blocks.1.mlp.hook_post"
 
 def feature(index: int) -> Unit:
     return Unit("sae_feature", SAE_HOOK, index, sae_id="tiny-sae")
-
-
-def save_tiny_sae(folder: Path) -> Path:
-    """A tiny SAE (16 features) on the tiny model's blocks.1.mlp.hook_post (d_mlp 64), in sae-lens's format."""
-    from sae_lens import StandardSAE, StandardSAEConfig
-
-    cfg = StandardSAEConfig(d_in=64, d_sae=16)
-    cfg.metadata.hook_name = SAE_HOOK
-    sae = StandardSAE(cfg)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.randn(64, 16, generator=generator))
-        sae.W_dec.copy_(torch.randn(16, 64, generator=generator) * 0.3)
-    sae.save_model(str(folder))
-    return folder
 
 
 def save_feature_set(model, tmp: Path, units, name: str = "features.json", sae_path: str | None = None) -> str:
