@@ -144,7 +144,7 @@ def test_kill_mid_run_then_resume_gives_a_consistent_metrics_file(setup):
     script = tmp / "kill.py"
     script.write_text(textwrap.dedent(KILL_SCRIPT))
     run = tmp / "killed"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([sys.executable, str(script), str(run), "400", "fresh"], env=env)
     deadline = time.time() + 120
     while time.time() < deadline and len(read_metrics(run)) < 9 and proc.poll() is None:
@@ -192,7 +192,7 @@ NeuronSet.create([Unit.neuron(1, i) for i in range(4)], load_model(root + "/mode
 def test_two_process_data_parallel_run(tmp_path):
     """The same training code under torchrun with 2 CPU processes (gloo): accelerate wraps the policy in
     DistributedDataParallel, each process trains on its own batches, and the replicas end identical."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     (tmp_path / "setup.py").write_text(SETUP_TINY_LLAMA)
     subprocess.run([sys.executable, str(tmp_path / "setup.py"), str(tmp_path)], env=env, check=True,
                    capture_output=True, timeout=300)

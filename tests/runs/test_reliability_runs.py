@@ -2,7 +2,7 @@
 
 Covers items 2 (non-finite updates and checkpoints), 3 (two writers), 4 (grad_clip), 7 (stale status,
 ``runs list``), 8 (``pairs.jsonl`` atomic and repaired) and 9 (resume edge cases), on the tiny model of
-``tests/test_trainer.py``. Each test fails on the code before the fix.
+``tests/training/test_trainer.py``. Each test fails on the code before the fix.
 """
 
 from __future__ import annotations

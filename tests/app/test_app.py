@@ -24,7 +24,7 @@ from yfpo_core.units.neuronpedia import to_neuronpedia
 from yfpo_core.runs import list_runs
 from yfpo_core.units.unit import Unit
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app" / "main.py")
 TINY = "tiny-app-test"
 PAGES = {"problems": "Problems", "locate": "Locate", "unit": "Unit detail", "neuron-set": "Neuron set",

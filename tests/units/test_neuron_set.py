@@ -286,7 +286,7 @@ def test_allow_other_model_still_range_checks(tmp_path, demo):
 
 # -- the schema file ---------------------------------------------------------------------------------------
 def test_documented_example_loads():
-    text = (Path(__file__).parents[1] / "docs" / "neuron-set-format.md").read_text(encoding="utf-8")
+    text = (Path(__file__).parents[2] / "docs" / "neuron-set-format.md").read_text(encoding="utf-8")
     example = re.search(r"```json\n(.*?)```", text, re.S).group(1)
     loaded = NeuronSet.from_json(example, fake_model("smollm2-135m-instruct", "3f9a1c2b7d4e5f60", 30, 1536))
     assert [u.short_label for u in loaded.units_only()] == ["L20N1234", "L17N88", "L20F5021"]

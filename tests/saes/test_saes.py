@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from tests.test_attribution import DRIVER, _hand_problems, _planted_model
+from tests.attribution.test_attribution import DRIVER, _hand_problems, _planted_model
 from tests.helpers import tiny_toy
 from yfpo_core.attribution import attribute
 from yfpo_core.errors import YfpoError

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_cli import TINY, tiny  # noqa: F401 - tiny is the autouse fixture that registers the model
+from tests.cli.test_cli import TINY, tiny  # noqa: F401 - tiny is the autouse fixture that registers the model
 from yfpo_core.cli import main
 from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.units.unit import Unit
