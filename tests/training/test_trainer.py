@@ -131,7 +131,7 @@ cfg = YFPOConfig(model="tiny-kill", neuron_set=str(run.parent / "set.json"), pro
 if sys.argv[3] == "resume":
     run_ = resume_run(run)
     run_.base = model
-    run_._work()
+    run_.start().join()  # in this process's thread, to the end
     print(run_.state, run_.error)
 else:
     run.mkdir(exist_ok=True)
