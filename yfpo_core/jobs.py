@@ -73,7 +73,7 @@ class BackgroundJob(Generic[T]):
         self.fn = fn
         self.label = label
         self.key = key
-        self.state: JobState = "pending"
+        self._state: JobState = "pending"
         self.result: T | None = None
         self.error: str | None = None
         self.traceback: str | None = None
@@ -91,7 +91,7 @@ class BackgroundJob(Generic[T]):
         if self._thread is not None:
             raise RuntimeError("this job was already started")
         self.started_at = time.time()
-        self.state = "running"
+        self._state = "running"
         self._thread = threading.Thread(target=self._work, name=f"yfpo-job-{self.label or 'work'}", daemon=True)
         self._thread.start()
         return self
@@ -110,21 +110,27 @@ class BackgroundJob(Generic[T]):
 
     # -- reading ------------------------------------------------------------------------------------
     @property
+    def state(self) -> str:
+        """``pending``, ``running``, ``done``, ``failed`` or ``cancelled`` (a subclass may name its states in
+        its own words; :attr:`finished`, :attr:`succeeded` and :attr:`running` always read the job's)."""
+        return self._state
+
+    @property
     def progress(self) -> JobProgress:
         with self._lock:
             return self._progress
 
     @property
     def finished(self) -> bool:
-        return self.state in FINISHED_STATES
+        return self._state in FINISHED_STATES
 
     @property
     def succeeded(self) -> bool:
-        return self.state == "done"
+        return self._state == "done"
 
     @property
     def running(self) -> bool:
-        return self.state in ("pending", "running")
+        return self._state in ("pending", "running")
 
     @property
     def elapsed_s(self) -> float:
@@ -151,20 +157,20 @@ class BackgroundJob(Generic[T]):
                 raise JobCancelled()
             # A cancel after the last report comes too late to stop anything: the result is complete.
             self.result = self.fn(self._report)
-            self.state = "done"
+            self._state = "done"
         except JobCancelled:
-            self.state = "cancelled"
+            self._state = "cancelled"
         except (YfpoError, ValueError, OSError, RecursionError, MemoryError) as exc:
             # The same bounded, printable line the CLI prints (errors.user_message); a bare ValueError
             # is the core's bad-input error and is shown the same way.
             self.error = user_message(exc) or clip(printable(" ".join(str(exc).split())))
-            self.state = "failed"
+            self._state = "failed"
             if user_message(exc) is None and not isinstance(exc, ValueError):
                 self.traceback = tb.format_exc()
         except Exception as exc:  # noqa: BLE001 - a bug; kept with its traceback for the report
             self.error = f"{type(exc).__name__}: {exc}"
             self.traceback = tb.format_exc()
-            self.state = "failed"
+            self._state = "failed"
         finally:
             self.finished_at = time.time()
             self._done.set()

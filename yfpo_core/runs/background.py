@@ -1,4 +1,4 @@
-"""A training run in a background thread, for the app: start, stop, state, the error and a metrics snapshot.
+"""A training run in a background thread, for the app: a BackgroundJob with a stop flag and a metrics snapshot.
 
 It never calls a UI. :func:`resume_run` continues a run from its last checkpoint after a crash or a kill.
 """
@@ -12,18 +12,25 @@ from pathlib import Path
 from typing import Any
 
 from yfpo_core.errors import YfpoError, user_message
+from yfpo_core.jobs import BackgroundJob
 from yfpo_core.models.base import LoadedModel
+from yfpo_core.progress import ProgressCallback
 from yfpo_core.runs.execute import record_final_status, execute
 from yfpo_core.runs.run_dir import RunDir, new_run_dir, read_run_config, run_slug
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig
 
 
-class TrainingRun:
-    """A run in a background thread: ``start()``, ``stop()``, ``status``, ``error``, ``snapshot()``.
+class TrainingRun(BackgroundJob[dict]):
+    """A training run in a background thread: a :class:`~yfpo_core.jobs.BackgroundJob` plus a stop flag.
+
+    From the job it has ``start()``, ``wait()``, ``progress`` (steps), ``error`` and ``result`` (the run's
+    summary); :meth:`stop` asks it to stop after the current step, with a checkpoint (``cancel()`` means the
+    same here: a run is never cut mid-step). Its :attr:`state` speaks the run folder's words
+    (``status.json``): ``preparing``, ``running``, ``finished``, ``stopped``, ``failed``.
 
     The thread trains its own copy of the model; the metrics it produces are kept in memory (for the
-    UI) and on disk (so closing the tab loses nothing).
+    UI, :meth:`snapshot`) and on disk (so closing the tab loses nothing).
     """
 
     def __init__(self, config: YFPOConfig, run_dir: Path | None = None, base: LoadedModel | None = None,
@@ -33,63 +40,61 @@ class TrainingRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.base = base
         self.resume = resume
-        self.state = "pending"
-        self.error: str | None = None
         self.summary: dict[str, Any] | None = None
         self._metrics: list[dict[str, Any]] = RunDir(self.run_dir).metrics() if resume else []
-        self._lock = threading.Lock()
+        self._metrics_lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.started_at: float | None = None
+        self._phase = "preparing"  # "running" from the first metrics line on
+        super().__init__(self._train, label=f"run {self.run_dir.name}", key=str(self.run_dir))
 
-    def start(self) -> TrainingRun:
-        if self._thread is not None:
-            raise RuntimeError("this run was already started")
-        self.started_at = time.time()
-        self.state = "preparing"
-        self._thread = threading.Thread(target=self._work, name=f"yfpo-run-{self.run_dir.name}", daemon=True)
-        self._thread.start()
-        return self
+    @property
+    def state(self) -> str:
+        job = self._state
+        if job == "running":
+            return self._phase
+        if job == "done":
+            return self.summary["state"] if self.summary else "finished"
+        return "stopped" if job == "cancelled" else job  # pending, failed
 
     def stop(self) -> None:
         """Ask the run to stop after the current step (it writes a checkpoint and its summary)."""
         self._stop.set()
 
+    def cancel(self) -> None:
+        """Stop after the current step (see :meth:`stop`)."""
+        self.stop()
+
     def join(self, timeout: float | None = None) -> None:
-        if self._thread:
-            self._thread.join(timeout)
+        self.wait(timeout)
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     def _on_metrics(self, metrics: dict[str, Any]) -> None:
-        with self._lock:
+        with self._metrics_lock:
             if self.resume and self._metrics and metrics[M.STEP] <= self._metrics[-1][M.STEP]:
                 self._metrics = [m for m in self._metrics if m[M.STEP] < metrics[M.STEP]]
             self._metrics.append(dict(metrics))
-            self.state = "running"
+            self._phase = "running"
 
-    def _work(self) -> None:
-        from yfpo_core.runs.lock import RunLockedError
-
+    def _train(self, progress: ProgressCallback) -> dict[str, Any]:
         try:
             self.summary = execute(self.run_dir, self.config, base=self.base, resume=self.resume,
-                                   should_stop=self._stop.is_set, on_metrics=self._on_metrics)
-            self.state = self.summary["state"]
-        except RunLockedError as exc:  # another writer owns the directory: leave its status alone
-            self.error, self.state = user_message(exc), "failed"
-        except YfpoError as exc:  # execute() already wrote status.json ("failed", the reason, last checkpoint)
-            self.error, self.state = user_message(exc), "failed"
-        except Exception as exc:  # noqa: BLE001 - a bug, but the UI must show it, not die
-            self.error, self.state = user_message(exc) or f"{type(exc).__name__}: {exc}", "failed"
-            record_final_status(RunDir(self.run_dir), "failed", error=self.error, traceback=traceback.format_exc())
+                                   should_stop=self._stop.is_set, progress=progress, on_metrics=self._on_metrics)
+            return self.summary
+        except YfpoError:  # execute() wrote status.json, or another writer owns the folder: its status stays
+            raise
+        except Exception as exc:  # a bug: the run's status records it with its traceback; the job keeps it too
+            error = user_message(exc) or f"{type(exc).__name__}: {exc}"
+            record_final_status(RunDir(self.run_dir), "failed", error=error, traceback=traceback.format_exc())
+            raise
         finally:
             self.base = None  # the run holds no model once it has ended
 
     def snapshot(self) -> dict[str, Any]:
         """A copy of the metrics so far and the progress, safe to read from another thread."""
-        with self._lock:
+        with self._metrics_lock:
             metrics = [dict(m) for m in self._metrics]
         step = metrics[-1][M.STEP] if metrics else 0
         elapsed = time.time() - self.started_at if self.started_at else 0.0
