@@ -13,7 +13,7 @@ import warnings
 import pytest
 import torch
 
-from tests.helpers import TINY_TRAINER, tiny_hooked, trainer_model
+from tests.helpers import TINY_TRAINER, tiny_hooked, tiny_toy, trainer_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -40,6 +40,20 @@ def _private_cache(request, tmp_path_factory, monkeypatch):
 def tiny_model(request):
     """A tiny random HookedTransformer of each family, without tokenizer."""
     return tiny_hooked(request.param)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """A tiny random model of the toy family (2 layers of 64 neurons), shared by a module's tests."""
+    return tiny_toy(n_layers=2, d_model=32, n_heads=4, d_mlp=64)
+
+
+@pytest.fixture(scope="module")
+def toy_problems():
+    """Four toy problems."""
+    from yfpo_core.problems import load_problems
+
+    return load_problems("toy", limit=4)
 
 
 @pytest.fixture

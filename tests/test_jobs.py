@@ -8,21 +8,9 @@ import time
 
 import pytest
 
-from tests.helpers import tiny_toy
 from yfpo_core.attribution import attribute
 from yfpo_core.errors import YfpoError
 from yfpo_core.jobs import BackgroundJob, JobProgress
-from yfpo_core.problems import load_problems
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return tiny_toy(n_layers=2, d_model=32, n_heads=4, d_mlp=64)
-
-
-@pytest.fixture(scope="module")
-def problems():
-    return load_problems("toy", limit=4)
 
 
 # -- BackgroundJob ------------------------------------------------------------------------------------------
@@ -63,7 +51,7 @@ def test_job_errors_become_messages(exc, state, message):
     assert (job.traceback is not None) == isinstance(exc, KeyError)  # only bugs keep a traceback
 
 
-def test_cancel_stops_a_core_function_at_its_next_progress_report(tiny, problems):
+def test_cancel_stops_a_core_function_at_its_next_progress_report(toy, toy_problems):
     """The callback raises inside attribute(): the model lock is released and no hook is left behind."""
     started = threading.Event()
 
@@ -73,16 +61,16 @@ def test_cancel_stops_a_core_function_at_its_next_progress_report(tiny, problems
             time.sleep(0.05)
             progress(done, total, message)
 
-        return attribute(tiny, problems * 10, "grad_x_act", progress=report)
+        return attribute(toy, toy_problems * 10, "grad_x_act", progress=report)
 
     job = BackgroundJob(work, label="attribution").start()
     assert started.wait(10)
     job.cancel()
     assert job.wait(10)
     assert job.state == "cancelled" and job.result is None and job.progress.done < 40
-    assert tiny.lock.acquire(timeout=1)
-    tiny.lock.release()
-    assert all(not hp.fwd_hooks and not hp.bwd_hooks for hp in tiny.model.hook_dict.values())
+    assert toy.lock.acquire(timeout=1)
+    toy.lock.release()
+    assert all(not hp.fwd_hooks and not hp.bwd_hooks for hp in toy.model.hook_dict.values())
 
 
 def test_a_job_cancelled_before_it_runs_does_nothing():
