@@ -1,5 +1,5 @@
-"""Atomic file writes: a reader (the app, a resumed run, another process) sees the old file or the new one,
-never half of one, and a crash mid-write keeps the old file.
+"""Atomic file and folder writes: a reader (the app, a resumed run, another process) sees the old file or the
+new one, never half of one, and a crash mid-write keeps the old file.
 
 The data goes to a temporary file in the same folder (so the final ``os.replace`` is a rename on one file
 system), is flushed and fsynced, gets the permissions a plain ``open`` would give (``mkstemp`` makes files
@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def _umask() -> int:
@@ -52,3 +56,25 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def atomic_dir(path: str | os.PathLike[str], write: Callable[[Path], T], *, plain: bool = False) -> T:
+    """Make the folder ``path`` by calling ``write(temporary_folder)`` in a sibling temporary folder, then
+    renaming it over ``path`` (an older folder there is removed first); returns what ``write`` returned.
+
+    A crash or an error in ``write`` leaves no half-written folder at ``path``. With ``plain``, the folder
+    gets the permissions ``mkdir`` would have given it (``mkdtemp`` makes it private to its owner)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    if plain:
+        plain_permissions(tmp, directory=True)
+    try:
+        result = write(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result

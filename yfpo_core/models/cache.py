@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from yfpo_core.atomic import atomic_dir
 
 MANIFEST = "manifest.json"
 
@@ -112,18 +111,12 @@ def verify_entry(entry: Path, expected: dict[str, Any], full: bool = False) -> s
 def build_entry(entry: Path, build: Callable[[Path], dict[str, Any]]) -> None:
     """Run ``build(tmp_folder)`` (which writes the files and returns extra manifest fields), write the
     manifest with sizes and digests of every file, then atomically move the folder to ``entry``."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
-    try:
+    def write(tmp: Path) -> None:
         extra = build(tmp)
         files = {
             str(p.relative_to(tmp)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
             for p in sorted(tmp.rglob("*")) if p.is_file()
         }
         (tmp / MANIFEST).write_text(json.dumps({**extra, "files": files}, indent=2))
-        if entry.exists():
-            shutil.rmtree(entry)
-        os.replace(tmp, entry)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    atomic_dir(entry, write)

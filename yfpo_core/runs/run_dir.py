@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -30,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yfpo_core.atomic import atomic_write_text, plain_permissions
+from yfpo_core.atomic import atomic_dir, atomic_write_text
 from yfpo_core.errors import YfpoError
 from yfpo_core.jsonio import parse_json
 from yfpo_core.training import metric_names as M
@@ -312,22 +310,15 @@ class RunDir:
         if bad:
             raise NonFiniteLossError(f"step {step}: {len(bad)} tensor(s) are non-finite ({', '.join(bad[:3])}); "
                                      "no checkpoint was written for this step")
-        folder = self.path / CHECKPOINTS_DIR
-        folder.mkdir(exist_ok=True)
-        final = folder / f"step-{step:06d}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}.", dir=folder))
-        plain_permissions(tmp, directory=True)
-        try:
+        final = self.path / CHECKPOINTS_DIR / f"step-{step:06d}"
+
+        def write(tmp: Path) -> None:
             save_file({k: v.contiguous() for k, v in trainable.items()}, str(tmp / TRAINABLE_FILE))
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / OPTIMIZER_FILE))
             _atomic_json(tmp / CHECKPOINT_STATE, {"step": step, "optimizer_meta": meta,
                                                   "trainable": sorted(trainer.trainable_state())})
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+
+        atomic_dir(final, write, plain=True)
         return final
 
     def truncate_metrics(self, step: int) -> None:
