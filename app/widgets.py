@@ -203,30 +203,11 @@ def add_units(model: LoadedModel, units: Sequence[Unit], scores: Sequence[float 
     or else from the SAEs this tab loaded). Returns how many were added. A set made of picks from several
     attributions says so in ``selection``.
     """
-    from dataclasses import replace
-
-    current = state.neuron_set(model)
-    added = 0
-    scores = list(scores) if scores is not None else [None] * len(units)
     for sae_id, entry in (sae or {}).items():
         state.remember_sae(model, sae_id, dict(entry))
     try:
-        for sae_id in sorted({u.sae_id for u in units if u.kind == "sae_feature"} - set(current.sae)):
-            entry = state.known_saes(model).get(sae_id or "")
-            if entry is not None:
-                current = current.with_sae(sae_id, hook_name=entry["hook_name"], d_sae=int(entry["d_sae"]),
-                                           path_or_release=str(entry.get("path_or_release", "")))
-        for unit, score in zip(units, scores, strict=True):
-            if unit not in current:
-                current = current.add(unit, score=score)
-                added += 1
-        if added and selection:
-            old = current.selection
-            same = all(old.get(k) == selection.get(k) for k in ("method", "target"))
-            if old and not same:
-                methods = sorted({str(old.get("method")), str(selection.get("method"))} - {"None"})
-                selection = {"method": "mixed", "params": {"methods": methods}}
-            current = replace(current, selection=selection, problems=problems or current.problems)
+        current, added = state.neuron_set(model).merge(units, scores, selection=selection, problems=problems,
+                                                       sae=state.known_saes(model))
     except NeuronSetError as exc:
         st.error(user_message(exc) or str(exc))
         return 0

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 from yfpo_core.atomic import atomic_write_bytes
 from yfpo_core.errors import YfpoError, clip
 from yfpo_core.jsonio import JsonInputError, parse_json
-from yfpo_core.units.unit import layer_of
+from yfpo_core.units.set_unit import SetUnit
+from yfpo_core.units.unit import Unit, layer_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from yfpo_core.models.base import LoadedModel
     from yfpo_core.units.neuron_set import NeuronSet
-    from yfpo_core.units.set_unit import SetUnit
 
 FORMAT = "yfpo-neuron-set"
 SCHEMA_VERSION = 1
@@ -308,6 +308,25 @@ def _unit_problem(su: SetUnit, n_layers: int, d_mlp: int, sae: Mapping[str, Mapp
         return (f"layer {unit.layer} is out of range: model {model_name!r} has n_layers = {n_layers} (layers 0 "
                 f"to {n_layers - 1}). Remove the unit, or use the model the set was made for.")
     return None
+
+
+def read_units(items: Sequence[Mapping[str, Any]], source: str) -> list[SetUnit]:
+    """The units of a document that passed the schema, with ``layer`` checked against ``hook_name``."""
+    units = []
+    for i, item in enumerate(items):
+        try:
+            unit = Unit(item["kind"], item["hook_name"], int(item["index"]), item.get("sae_id"))
+        except ValueError as exc:
+            raise NeuronSetError(f"units[{i}]: {exc}. Fix that entry.", source) from None
+        hook_layer = layer_of(unit.hook_name)  # the schema guarantees blocks.<layer>.
+        if int(item["layer"]) != hook_layer:
+            raise NeuronSetError(
+                f"units[{i}] ({unit.label}): \"layer\" is {item['layer']} but its hook_name "
+                f"{unit.hook_name!r} is in layer {hook_layer}. Make them agree (the hook name is "
+                "what the workbench uses).", source)
+        units.append(SetUnit(unit, item.get("score"), item.get("label", ""), item.get("note", ""),
+                             item.get("direction")))
+    return units
 
 
 def check_created(created: str, source: str) -> None:

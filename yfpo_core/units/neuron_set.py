@@ -44,6 +44,7 @@ from yfpo_core.units.document import (
     dims_of_model,
     parse_document,
     read_document_text,
+    read_units,
     save_document,
     set_problem,
     too_large,
@@ -51,7 +52,7 @@ from yfpo_core.units.document import (
     yfpo_version,
 )
 from yfpo_core.units.set_unit import SetUnit, UnitRef, unit_key
-from yfpo_core.units.unit import Unit, layer_of
+from yfpo_core.units.unit import Unit
 
 if TYPE_CHECKING:
     from yfpo_core.models.base import LoadedModel
@@ -270,6 +271,41 @@ class NeuronSet:
         """A copy where the unit's score is ``score``."""
         return self._with_entry(ref, score=score)
 
+    def merge(self, units: Sequence[Unit], scores: Sequence[float | None] | None = None, *,
+              selection: Mapping[str, Any] | None = None, problems: Mapping[str, Any] | None = None,
+              sae: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[NeuronSet, int]:
+        """A copy with the units of ``units`` not yet in the set appended (with their scores), and how many.
+
+        Features bring their SAE's entry (``{"hook_name", "d_sae", "path_or_release"}``) from ``sae`` into
+        the set's ``sae`` section when it does not describe it yet. When units were added, ``selection`` and
+        ``problems`` say where they came from; a set made of picks from several methods or targets says
+        ``{"method": "mixed", "params": {"methods": [...]}}``.
+
+        Raises:
+            NeuronSetError: As :meth:`add` (out of range, an undescribed SAE).
+        """
+        current = self
+        scores = list(scores) if scores is not None else [None] * len(units)
+        sae = sae or {}
+        for sae_id in sorted({u.sae_id for u in units if u.kind == "sae_feature"} - set(current.sae)):
+            entry = sae.get(sae_id or "")
+            if entry is not None:
+                current = current.with_sae(sae_id, hook_name=entry["hook_name"], d_sae=int(entry["d_sae"]),
+                                           path_or_release=str(entry.get("path_or_release", "")))
+        added = 0
+        for unit, score in zip(units, scores, strict=True):
+            if unit not in current:
+                current = current.add(unit, score=score)
+                added += 1
+        if added and selection:
+            old = current.selection
+            same = all(old.get(k) == selection.get(k) for k in ("method", "target"))
+            if old and not same:
+                methods = sorted({str(old.get("method")), str(selection.get("method"))} - {"None"})
+                selection = {"method": "mixed", "params": {"methods": methods}}
+            current = replace(current, selection=dict(selection), problems=dict(problems or current.problems))
+        return current, added
+
     def with_sae(self, sae_id: str, *, hook_name: str, d_sae: int, path_or_release: str = "") -> NeuronSet:
         """A copy that describes SAE ``sae_id``, so that its features can be added and range-checked."""
         sae = {**self.sae, sae_id: {"hook_name": hook_name, "d_sae": int(d_sae), "path_or_release": path_or_release}}
@@ -340,20 +376,7 @@ class NeuronSet:
                                  source) from None
         check_header(data, source)
         check_schema(data, source)
-        units = []
-        for i, item in enumerate(data["units"]):
-            try:
-                unit = Unit(item["kind"], item["hook_name"], int(item["index"]), item.get("sae_id"))
-            except ValueError as exc:
-                raise NeuronSetError(f"units[{i}]: {exc}. Fix that entry.", source) from None
-            hook_layer = layer_of(unit.hook_name)  # the schema guarantees blocks.<layer>.
-            if int(item["layer"]) != hook_layer:
-                raise NeuronSetError(
-                    f"units[{i}] ({unit.label}): \"layer\" is {item['layer']} but its hook_name "
-                    f"{unit.hook_name!r} is in layer {hook_layer}. Make them agree (the hook name is "
-                    "what the workbench uses).", source)
-            units.append(SetUnit(unit, item.get("score"), item.get("label", ""), item.get("note", ""),
-                                 item.get("direction")))
+        units = read_units(data["units"], source)
         created = data.get("created", "")
         check_created(created, source)
         meta = data["model"]
