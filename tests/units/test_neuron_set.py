@@ -133,6 +133,21 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, demo, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set.json"]
 
 
+def test_merge_appends_new_units_with_their_sae_and_says_when_picks_mix_methods(demo):
+    feature = Unit("sae_feature", "blocks.1.hook_resid_post", 9, "res1")
+    res1 = {"hook_name": "blocks.1.hook_resid_post", "d_sae": 16, "path_or_release": "saes/res1"}
+    merged, added = demo.merge([Unit.neuron(2, 5), Unit.neuron(1, 1), feature], [9.0, 0.25, None],
+                               selection={"method": "activation-diff"}, problems={"source": "toy"}, sae={"res1": res1})
+    assert added == 2 and merged.units[:3] == demo.units  # L2N5 was there: kept as it was
+    assert merged.get("L1N1").score == 0.25 and merged.sae["res1"] == res1
+    assert merged.selection == {"method": "mixed", "params": {"methods": ["activation-diff", "attribution"]}}
+    assert merged.problems == {"source": "toy"}
+    same, none_added = merged.merge([Unit.neuron(1, 1)], selection={"method": "other"})
+    assert none_added == 0 and same == merged  # nothing added: where the set came from is unchanged
+    with pytest.raises(NeuronSetError, match="not described"):
+        demo.merge([Unit("sae_feature", "blocks.1.hook_resid_post", 1, "unknown")])
+
+
 # -- refusals on load ------------------------------------------------------------------------------------
 def test_not_json_names_line_and_column(tmp_path):
     path = tmp_path / "broken.json"
