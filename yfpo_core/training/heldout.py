@@ -120,8 +120,8 @@ def evaluate_policy(trainer: Any, exact: bool = False) -> dict[str, float]:
 
     Before the first step the policy is the base model, so each part is shared with every run from the
     same base (:func:`~yfpo_core.training.shared_cache.shared`), keyed by exactly what it depends on: the
-    ranking and exact match by the problems only (the same for every arm and seed of an experiment), the probe margin also by the probe
-    units and their readout (statistics and signs come from the run's training pairs)."""
+    ranking and exact match by the problems only (the same for every arm and seed of an experiment), the probe
+    margin also by the probe units and their readout (statistics and signs come from the run's training pairs)."""
     fresh = trainer.steps_taken == 0
     out: dict[str, float] = {}
     held_out = trainer.held_out

@@ -12,10 +12,12 @@ Three ways to get pairs:
   measures) with a nearby wrong answer from :func:`~yfpo_core.scoring.evaluate.distractor_answers`. ``"step"``
   changes one intermediate result and nothing else, so the rejected text has a wrong step but, often, the
   right answer: a preference that a pure answer check cannot express. No model needed; instant.
-* :func:`~yfpo_core.training.on_policy.on_policy_pairs`: responses sampled from the model itself, judged by their final answer. Pairs of
-  the model's own texts keep the DPO reference log-probabilities in a realistic range; a weak model that is
-  never right can still get pairs with ``fallback_gold`` (gold response against its own wrong ones).
-* :func:`~yfpo_core.training.pairs_io.load_pairs`: a user's JSONL file, validated line by line with messages that say how to fix it.
+* :func:`~yfpo_core.training.on_policy.on_policy_pairs`: responses sampled from the model itself, judged by
+  their final answer. Pairs of the model's own texts keep the DPO reference log-probabilities in a realistic
+  range; a weak model that is never right can still get pairs with ``fallback_gold`` (gold response against
+  its own wrong ones).
+* :func:`~yfpo_core.training.pairs_io.load_pairs`: a user's JSONL file, validated line by line with messages
+  that say how to fix it.
 
 Every random choice uses a private RNG seeded from ``(seed, problem id)``, so a problem's pair does not
 change when other problems are added, removed or reordered.
@@ -234,5 +236,5 @@ def split_pairs(pairs: Sequence[PreferencePair], held_out_fraction: float, seed:
     return [p for p in pairs if p.problem_id not in held_ids], [p for p in pairs if p.problem_id in held_ids]
 
 
-__all__ = ["CORRUPTION_MODES", "PairDataError", "PreferencePair", "corrupted_pairs", "intermediate_steps", "problem_seed",
-           "split_pairs"]
+__all__ = ["CORRUPTION_MODES", "PairDataError", "PreferencePair", "corrupted_pairs", "intermediate_steps",
+           "problem_seed", "split_pairs"]

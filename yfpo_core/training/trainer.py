@@ -238,8 +238,11 @@ class YFPOTrainer:
         key = ("directions", self.base_fingerprint, self.start_layer, self.config.pooling,
                self.units_key(layout.groups_from(0), layout),
                digest(*[t for b in self.batches for t in (b.tokens, b.response_mask)]))
-        gradient = shared(key, lambda: unit_directions(lambda i: unit_gradients(self.model, self.start_layer, layout, self.saes, self.batches[i], self.prefix_for(i)[0]), self.batches,
-                                                        self.config.pooling))
+        def gradients(i: int) -> torch.Tensor:  # [rows, T, u] of batch i
+            batch, (resid, _) = self.batches[i], self.prefix_for(i)
+            return unit_gradients(self.model, self.start_layer, layout, self.saes, batch, resid)
+
+        gradient = shared(key, lambda: unit_directions(gradients, self.batches, self.config.pooling))
         if layout is self.layout:
             self.direction_gradient = gradient
         return signs_from_gradient(gradient)
@@ -341,7 +344,8 @@ class YFPOTrainer:
             raise NonFiniteLossError(f"step {step}: the loss is {out.loss.item()}; the step was not applied")
         params = [p for _, p, _ in self.params]
         split = share_mode or (c.grad_share and self.measures_grad_share(step))
-        aux_grads = aux_gradients(out.losses["aux"], params, [m for _, _, m in self.params], self.world) if split and c.uses_neuron_term else None
+        masks = [m for _, _, m in self.params]
+        aux_grads = aux_gradients(out.losses["aux"], params, masks, self.world) if split and c.uses_neuron_term else None
         backward_of = out.losses["dpo"] if split else out.loss  # without the split: one combined backward
         if self.accelerator is not None:
             self.accelerator.backward(backward_of)

@@ -8,8 +8,8 @@ its features come from (``d_sae``), how the units were selected and on which pro
 Why a format of our own, and why so strict on load: a set is applied to a model by index. A set made for
 another model, or hand-edited into an out-of-range or duplicated unit, would silently train or ablate the
 wrong neurons, or crash deep inside a hook. So every way in (:meth:`NeuronSet.create`, :meth:`~NeuronSet.add`,
-:meth:`~NeuronSet.load`, :func:`~yfpo_core.units.neuronpedia.from_neuronpedia`) ends in the same checks, and every failure is a
-:class:`NeuronSetError` that names the file, the problem and the fix. The document is plain JSON
+:meth:`~NeuronSet.load`, :func:`~yfpo_core.units.neuronpedia.from_neuronpedia`) ends in the same checks,
+and every failure is a :class:`NeuronSetError` that names the file, the problem and the fix. The document is plain JSON
 (never pickle), described by ``yfpo_core/units/schemas/neuron_set.v1.schema.json`` and
 ``docs/neuron-set-format.md``; :mod:`~yfpo_core.units.document` reads, writes and checks it, and
 :mod:`~yfpo_core.units.neuronpedia` converts Neuronpedia lists.
