@@ -237,7 +237,7 @@ def _run_record(run_dir: Path, name: str, seed: int, summary: dict[str, Any]) ->
                               "seconds": summary["seconds"]}
     for metric in METRICS:
         final, initial = _final_and_initial(rows, metric)
-        if metric in (M.NEURON_MARGIN, M.AUX_SHARE):  # training-batch metrics: mean over the run's steps
+        if metric in (M.NEURON_MARGIN, M.AUX_SHARE):  # training-batch metrics: mean over the steps that logged them
             values = [r[metric] for r in rows if r.get(metric) is not None]
             final, initial = (statistics.fmean(values), None) if values else (None, None)
         record[f"{metric} final"] = final
@@ -284,7 +284,7 @@ def write_experiment(out_dir: Path, shared: YFPOConfig, seeds: Sequence[int], ru
               f"{shared.n_eval_problems} held-out problems ({shared.eval_problems}, eval seed {shared.eval_seed}); "
               f"seeds {list(seeds)}. Wall time {wall_seconds / 60:.1f} min.")
     markdown = (f"{design}\n\nHeld-out metrics at the end of training (mean ± std over seeds; Δ = change from step "
-                f"0; {M.NEURON_MARGIN} and {M.AUX_SHARE} are means over the training steps).\n\n"
+                f"0; {M.NEURON_MARGIN} and {M.AUX_SHARE} are means over the training steps that logged them).\n\n"
                 + "\n".join(lines) + "\n\nPaired differences to DPO at the end of training (mean over seeds and "
                 "problems; 95% two-level bootstrap over seeds and problems, * = excludes 0; 95% t-interval over "
                 "the per-seed means).\n\n" + "\n".join(paired_lines) + "\n")
