@@ -12,7 +12,8 @@ as a complete ``#### <number>`` line has been written, whichever comes first.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -77,8 +78,17 @@ def finish_generation(loaded: LoadedModel, new_ids: list[int], max_new_tokens: i
     return Generation(text=text, n_new_tokens=len(new_ids), stop_reason=reason)
 
 
-@torch.no_grad()
 def _generate_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int) -> Generation:
+    return finish_generation(loaded, list(stream_tl(loaded, prompt_ids, max_new_tokens)), max_new_tokens)
+
+
+def stream_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int,
+              step_context: Callable[[], AbstractContextManager] = nullcontext) -> Iterator[int]:
+    """Greedy token ids, one at a time, from the TransformerLens model with a KV cache; stops after EOS or
+    once the stop text is complete (that token is still yielded; :func:`finish_generation` cuts it).
+
+    Each forward pass runs inside ``step_context()``, so hooks can be entered per token and two streams
+    (one plain, one steered: :mod:`yfpo_core.steering`) can take turns on one model."""
     model = loaded.model
     device = model.cfg.device
     eos = loaded.tokenizer.eos_token_id
@@ -89,13 +99,14 @@ def _generate_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int
     for _ in range(max_new_tokens):
         if ids.shape[1] + (cache.entries[0].past_keys.shape[1]) > model.cfg.n_ctx:
             break
-        logits = model(ids, return_type="logits", past_kv_cache=cache, attention_mask=torch.ones_like(ids))
+        with torch.no_grad(), step_context():
+            logits = model(ids, return_type="logits", past_kv_cache=cache, attention_mask=torch.ones_like(ids))
         token = int(logits[0, -1].argmax())
         new_ids.append(token)
+        yield token
         if token == eos or find_stop(loaded.decode(new_ids[-48:]), end_text) is not None:
             break
         ids = torch.tensor([[token]], device=device)
-    return finish_generation(loaded, new_ids, max_new_tokens)
 
 
 @torch.no_grad()

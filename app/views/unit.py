@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import background, state, widgets
+from app import background, state, steering_panel, widgets
 from app.components import colored_tokens_html, histogram_chart, intervention_chart, logit_effect_chart
 from app.sidebar import required_model
 from yfpo_core.attribution import AttributionResult, token_scores
@@ -221,3 +221,5 @@ def render() -> None:
     _token_view(model, unit, problems, sae)
     st.divider()
     _effect_view(model, unit, problems, source, sae)
+    st.divider()
+    steering_panel.render(model, [unit], sae, prefix="unit", problems=problems)

@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         eval_command,
         locate_commands,
         sae_commands,
+        steer_commands,
         toy_commands,
         train_commands,
     )
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="yfpo", description="YFPO Workbench: locate math neurons in language models and fine-tune with them.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (data_commands, eval_command, locate_commands, sae_commands, train_commands, toy_commands):
+    for module in (data_commands, eval_command, locate_commands, sae_commands, train_commands, toy_commands,
+                   steer_commands):
         module.register(sub)
     return parser
 
