@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import background, resources, state, widgets
+from app import background, faithfulness_panel, resources, state, widgets
 from app.components import (
     ablation_chart,
     feature_grid_heatmap,
@@ -368,6 +368,8 @@ def render() -> None:
         _start(model, settings, sae)
     _collect()
     background.show("locate")
+    with st.expander("Which method finds the most causal units? Faithfulness curves"):
+        faithfulness_panel.render(model)
     current = state.attribution(model)
     if current is None:
         st.info("Choose the settings and press **Run attribution**. On the toy model it takes a second; on "

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     from yfpo_core.cli import (
         data_commands,
         eval_command,
+        faithfulness_command,
         locate_commands,
         sae_commands,
         steer_commands,
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="yfpo", description="YFPO Workbench: locate math neurons in language models and fine-tune with them.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (data_commands, eval_command, locate_commands, sae_commands, train_commands, toy_commands,
-                   steer_commands):
+                   steer_commands, faithfulness_command):
         module.register(sub)
     return parser
 
