@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         data_commands,
         eval_command,
         faithfulness_command,
+        index_commands,
         locate_commands,
         sae_commands,
         steer_commands,
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="yfpo", description="YFPO Workbench: locate math neurons in language models and fine-tune with them.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (data_commands, eval_command, locate_commands, sae_commands, train_commands, toy_commands,
-                   steer_commands, faithfulness_command):
+                   steer_commands, faithfulness_command, index_commands):
         module.register(sub)
     return parser
 
