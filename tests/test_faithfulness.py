@@ -108,7 +108,7 @@ def test_overlap_and_rank_correlation():
 def test_report_round_trips_and_draws(run):
     _, _, _, report = run
     again = FaithfulnessReport.from_dict(json.loads(json.dumps(report.to_dict())))
-    assert again.rows() == report.rows() and again.overlap == report.overlap
+    assert json.dumps(again.rows()) == json.dumps(report.rows()) and again.overlap == report.overlap
     assert len(report.to_csv().strip().splitlines()) == 1 + 2 * 4
     assert report.overlap[0]["method_a"] == "grad_x_act" and 0 <= report.overlap[0]["jaccard"] <= 1
     fig = faithfulness_figure(report, "ranking_accuracy")
