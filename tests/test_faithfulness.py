@@ -121,7 +121,10 @@ def test_cli_writes_json_csv_and_html(tmp_path, capsys):
     from yfpo_core.cli import main
     from yfpo_core.models import register_model
 
-    model = _planted_model()
+    from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
+
+    model = wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4, "d_mlp": 64,
+                                                              "n_ctx": 256})), source="test")  # toy problems fit
     register_model("tiny-faithfulness", lambda device: model)
     out = tmp_path / "faith"
     assert main(["faithfulness", "--model", "tiny-faithfulness", "--problems", "toy", "--locate", "2", "--heldout",

@@ -348,7 +348,7 @@ def _finish(folder: Path, state: _State, tokens: list[int], lengths: list[int], 
     meta = {**meta, "n_units": n_units, "n_texts": len(texts), "n_tokens": len(tokens),
             "tokens_per_second": round(len(tokens) / max(seconds, 1e-9), 1),
             "texts": [{"id": t.id, "math": t.math, "source": t.source, "offset": o, "length": n}
-                      for t, o, n in zip(texts, offsets, lengths, strict=True)]}
+                      for t, o, n in zip(texts, offsets[:-1], lengths, strict=True)]}
     atomic_write_text(folder / META_FILE, json.dumps(meta))
     for name in (STATE_FILE, STATE_META):
         (folder / name).unlink(missing_ok=True)

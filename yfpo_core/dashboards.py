@@ -65,14 +65,14 @@ def _example(index: ActivationIndex, model: LoadedModel, token: int, value: floa
     ids = index.whole("tokens")
     text = index.text_of(token)
     tokens, values, center = [], [], 0
-    for j, value in enumerate(window.float().tolist()):
+    for j, around in enumerate(window.float().tolist()):
         where = token - width + j
-        if math.isnan(value) or not 0 <= where < len(ids):
+        if math.isnan(around) or not 0 <= where < len(ids):
             continue
         if where == token:
             center = len(tokens)
         tokens.append(model.decode([int(ids[where])]))
-        values.append(value)
+        values.append(around)
     return Example(text_id=text["id"], math=bool(text["math"]), token=tokens[center], value=value, tokens=tokens,
                    values=values, center=center)
 

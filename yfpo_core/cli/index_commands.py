@@ -80,14 +80,15 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def find_index_or_fail(model, sae, corpus: str | None = None):
+def find_index_or_fail(model, sae, corpus: str | None = None, model_arg: str | None = None):
     from yfpo_core.activation_index import find_index
 
     index = find_index(model, sae, None if corpus in (None, "default") else re.sub(r"[^\w.]", "_", Path(corpus).stem))
     if index is None:
         what = f" --units sae:{sae.source}" if sae is not None else ""
-        raise YfpoError(f"no activation index for {model.name}{' / ' + sae.sae_id if sae else ''} yet: build it with "
-                        f"`yfpo index build --model {model.name}{what}`")
+        name = model_arg or model.name
+        raise YfpoError(f"no activation index for {name}{' / ' + sae.sae_id if sae else ''} yet: build it with "
+                        f"`yfpo index build --model {name}{what}`")
     return index
 
 
@@ -99,12 +100,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     model, sae = _setup(args)
     try:
         if args.token is not None:
-            rows = search_index(find_index_or_fail(model, sae, args.corpus), model, args.token, k=args.k)
+            rows = search_index(find_index_or_fail(model, sae, args.corpus, args.model), model, args.token, k=args.k)
             print(f"Units whose top corpus contexts peak on {args.token!r}:")
         else:
             index = find_index(model, sae) if args.rank_by == "relative" else None
             if args.rank_by == "relative" and index is None:
-                find_index_or_fail(model, sae)
+                find_index_or_fail(model, sae, model_arg=args.model)
             tokens = text_tokens(model, args.text)
             rows = search_live(model, args.text, args.position, sae=sae, index=index, k=args.k, rank_by=args.rank_by)
             print(f"Units most active on token {args.position} ({tokens[args.position]!r}) of the text:")
@@ -114,12 +115,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_dashboard(model, unit, sae, corpus: str | None = None, top: int = 8) -> int:
+def print_dashboard(model, unit, sae, corpus: str | None = None, top: int = 8, model_arg: str | None = None) -> int:
     """What ``yfpo inspect --from-index`` prints: the unit's corpus dashboard from the activation index."""
     from yfpo_core.dashboards import unit_dashboard
     from yfpo_core.errors import printable
 
-    index = find_index_or_fail(model, sae, corpus)
+    index = find_index_or_fail(model, sae, corpus, model_arg)
     dash = unit_dashboard(index, unit, model, sae=sae, n_top=top)
     s = dash.stats
     print(f"{unit.label} over {dash.corpus['n_texts']} texts ({dash.corpus['n_tokens']} tokens, corpus "

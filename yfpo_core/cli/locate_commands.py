@@ -267,7 +267,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.from_index:
         from yfpo_core.cli.index_commands import print_dashboard
 
-        return print_dashboard(model, unit, sae, top=args.top)
+        return print_dashboard(model, unit, sae, top=args.top, model_arg=args.model)
     problems = _problems(args, "gsm8k-test-100")
     try:
         with tqdm_progress(f"activations of {unit.short_label}", unit="problem") as progress:
