@@ -16,6 +16,8 @@ NAME = "faithfulness"
 
 
 def render(model: LoadedModel) -> None:
+    st.divider()
+    st.subheader("Which method finds the most causal units? Faithfulness curves")
     st.caption("For each method: rank the MLP neurons on some problems, zero the top k on *other* problems, and "
                "compare with random sets of the same layers. A line that falls faster than the grey band found "
                "units that matter. On SmolLM2 every method and k costs minutes; start with a few methods.")

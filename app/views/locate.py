@@ -368,14 +368,14 @@ def render() -> None:
         _start(model, settings, sae)
     _collect()
     background.show("locate")
-    with st.expander("Which method finds the most causal units? Faithfulness curves"):
-        faithfulness_panel.render(model)
     current = state.attribution(model)
     if current is None:
         st.info("Choose the settings and press **Run attribution**. On the toy model it takes a second; on "
                 "SmolLM2 about a second per problem.")
+        faithfulness_panel.render(model)
         return
     key, result, stored_settings = current
     _result_view(model, result, stored_settings)
     st.divider()
     _ablation_view(model, result, stored_settings)
+    faithfulness_panel.render(model)
