@@ -174,3 +174,10 @@ def test_cli_steer_writes_both_answers(capsys, tmp_path):
     assert all(r["plain"]["token_ids"] == r["steered"]["token_ids"] for r in data["results"])
     assert main(["steer", "--model", "toy-arith", "--prompt", "Q: 1+1?", "--unit", "L7N3", "--value", "1"]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_the_cli_offers_the_steering_kinds():
+    from yfpo_core.analysis.steering import STEER_KINDS
+    from yfpo_core.cli import steer_commands
+
+    assert steer_commands.STEER_KINDS == STEER_KINDS

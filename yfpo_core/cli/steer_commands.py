@@ -10,9 +10,12 @@ from yfpo_core.cli.checks import check_output, count
 from yfpo_core.errors import YfpoError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from yfpo_core.analysis.steering import STEER_KINDS
+# The kinds of yfpo_core.analysis.steering.STEER_KINDS (a test checks they agree), written out here so that
+# `yfpo --help` does not load torch through the steering module.
+STEER_KINDS: tuple[str, ...] = ("clamp", "scale", "add")
 
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("steer", help="generate with a unit set clamped, scaled or added to, beside the plain answer")
     p.add_argument("--model", default=None, help="model name or folder (default: the set's model, else the "
                                                  "embedded smollm2-135m-instruct)")
