@@ -23,6 +23,7 @@ PAGES: tuple[PageInfo, ...] = (
     PageInfo("locate", "Locate", ":material/travel_explore:", "Explore"),
     PageInfo("unit", "Unit detail", ":material/biotech:", "Explore"),
     PageInfo("neuron-set", "Neuron set", ":material/hub:", "Explore"),
+    PageInfo("search", "Search", ":material/search:", "Explore"),
     PageInfo("train", "Train", ":material/model_training:", "Train"),
     PageInfo("runs", "Runs", ":material/monitoring:", "Train"),
 )

@@ -70,6 +70,7 @@ TRAIN_OBJECTIVE = "train_objective"
 TRAIN_RUN_NAME = "train_run_name"
 TRAIN_RANDOM_CONTROL = "train_random_control"
 RUNS_METRICS = "runs_metrics"
+STEER_LIVE = "steer_live"  # {job name: steering_panel.LiveText}: the texts a running steering job has written so far
 KEPT_WIDGETS: tuple[str, ...] = (
     LOCATE_SOURCE, LOCATE_LIMIT, LOCATE_UNIT_TYPE, LOCATE_SAE_CHOICE, LOCATE_SAE_PATH, LOCATE_METHOD, LOCATE_TARGET,
     LOCATE_LAYERS, LOCATE_NORMALIZE, LOCATE_STEPS, LOCATE_RANK_BY, LOCATE_TOP_N, ABLATE_WHAT, ABLATE_K, ABLATE_KIND,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import background, resources, state, widgets
+from app import background, faithfulness_panel, resources, state, widgets
 from app.components import (
     ablation_chart,
     feature_grid_heatmap,
@@ -359,8 +359,10 @@ def render() -> None:
     if current is None:
         st.info("Choose the settings and press **Run attribution**. On the toy model it takes a second; on "
                 "SmolLM2 about a second per problem.")
+        faithfulness_panel.render(model)
         return
     key, result, stored_settings = current
     _result_view(model, result, stored_settings)
     st.divider()
     _ablation_view(model, result, stored_settings)
+    faithfulness_panel.render(model)

@@ -207,5 +207,17 @@ def render() -> None:
                  help="Restores the set as it was before the last clear, import or removal"):
         state.undo_neuron_set(model)
         st.rerun()
+    if len(current):
+        _steer(model, current)
     _export(current)
     _import(model, current)
+
+
+def _steer(model: LoadedModel, current: NeuronSet) -> None:
+    from app import steering_panel
+
+    units = current.units_only()
+    ok, sae = steering_panel.units_and_sae(model, units)
+    if ok:
+        problems = widgets.load_problems(widgets.default_source(model), 20) or []
+        steering_panel.render(model, units, sae, prefix="set", problems=problems)

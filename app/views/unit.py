@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import background, state, widgets
+from app import background, index_panel, state, steering_panel, widgets
 from app.components import colored_tokens_html, histogram_chart, intervention_chart, logit_effect_chart
 from app.sidebar import required_model
 from yfpo_core.attribution import AttributionResult, token_scores
@@ -218,6 +218,13 @@ def render() -> None:
     if profile is not None:
         _profile_view(profile)
     st.divider()
+    attribution = state.attribution(model)
+    score = index_panel.attribution_of(model, unit)
+    index_panel.render(model, unit, sae, score if score is not None else _score(attribution[1] if attribution else None,
+                                                                              unit))
+    st.divider()
     _token_view(model, unit, problems, sae)
     st.divider()
     _effect_view(model, unit, problems, source, sae)
+    st.divider()
+    steering_panel.render(model, [unit], sae, prefix="unit", problems=problems)

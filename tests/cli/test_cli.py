@@ -30,8 +30,16 @@ def test_help_is_fast_and_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "yfpo_core", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     for command in ("models", "problems", "eval", "locate", "ablate", "inspect", "pairs", "train", "runs",
-                    "experiment", "sae", "toy"):
+                    "experiment", "sae", "toy", "steer", "faithfulness", "index", "search"):
         assert command in out.stdout
+
+
+def test_building_the_parser_does_not_load_torch():
+    code = ("import sys\nfrom yfpo_core.cli import build_parser\nbuild_parser()\n"
+            "print(sorted({'torch', 'transformer_lens', 'transformers'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
 
 
 def test_problems_and_sources(capsys):

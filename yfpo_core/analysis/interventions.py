@@ -26,7 +26,7 @@ from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
 from yfpo_core.units.unit import Unit
 
-InterventionKind = Literal["zero", "mean", "scale", "clamp"]
+InterventionKind = Literal["zero", "mean", "scale", "clamp", "add"]
 METRICS = ("ranking_accuracy", "gold_logprob", "mean_margin")
 
 
@@ -35,7 +35,7 @@ class Intervention:
     """What to do to each selected unit's activation.
 
     ``zero``: set to 0. ``mean``: set to its mean over reference text (``means``). ``scale``: multiply by
-    ``factor``. ``clamp``: set to ``value``.
+    ``factor``. ``clamp``: set to ``value``. ``add``: add ``value`` (steering, :mod:`yfpo_core.analysis.steering`).
     """
 
     kind: InterventionKind = "zero"
@@ -44,8 +44,8 @@ class Intervention:
     means: dict[str, torch.Tensor] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("zero", "mean", "scale", "clamp"):
-            raise ValueError(f"unknown intervention {self.kind!r}: use zero, mean, scale or clamp")
+        if self.kind not in ("zero", "mean", "scale", "clamp", "add"):
+            raise ValueError(f"unknown intervention {self.kind!r}: use zero, mean, scale, clamp or add")
 
 
 def group_by_hook(units: Sequence[Unit]) -> dict[str, list[int]]:
@@ -68,6 +68,8 @@ def _apply(x: torch.Tensor, index: torch.Tensor, intervention: Intervention, mea
         x[..., idx] = x[..., idx] * intervention.factor
     elif intervention.kind == "clamp":
         x[..., idx] = intervention.value
+    elif intervention.kind == "add":
+        x[..., idx] = x[..., idx] + intervention.value
     else:
         x[..., idx] = means.to(x.device, x.dtype)[idx]
     return x

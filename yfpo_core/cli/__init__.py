@@ -34,8 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     from yfpo_core.cli import (
         data_commands,
         eval_command,
+        faithfulness_command,
+        index_commands,
         locate_commands,
         sae_commands,
+        steer_commands,
         toy_commands,
         train_commands,
     )
@@ -43,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="yfpo", description="YFPO Workbench: locate math neurons in language models and fine-tune with them.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (data_commands, eval_command, locate_commands, sae_commands, train_commands, toy_commands):
+    for module in (data_commands, eval_command, locate_commands, sae_commands, train_commands, toy_commands,
+                   steer_commands, faithfulness_command, index_commands):
         module.register(sub)
     return parser
 

@@ -62,6 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=count(1), default=8, help="top-activating problems to show")
     p.add_argument("--effect", action="store_true", help="also measure answer ranking with the unit zeroed "
                                                         "and doubled")
+    p.add_argument("--from-index", action="store_true", help="draw the unit's corpus dashboard from the activation "
+                                                            "index (`yfpo index build`) instead of --problems")
     p.set_defaults(handler=cmd_inspect)
 
 
@@ -261,6 +263,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             unit = Unit.parse(args.unit)
         except ValueError as exc:
             raise YfpoError(str(exc)) from None
+    if args.from_index:
+        from yfpo_core.cli.index_commands import print_dashboard
+
+        return print_dashboard(model, unit, sae, top=args.top, model_arg=args.model)
     problems = _problems(args, "gsm8k-test-100")
     try:
         with tqdm_progress(f"activations of {unit.short_label}", unit="problem") as progress:

@@ -8,13 +8,15 @@ twin would be stale) use a TransformerLens loop with a KV cache.
 Generation stops at the end-of-sequence token, at the model family's end-of-response text, or as soon
 as a complete ``#### <number>`` line has been written, whichever comes first. Greedy decoding
 (:func:`greedy_generate`, for evaluation) and sampling (:func:`sample_responses`, for on-policy pairs) share
-one TransformerLens loop and one stopping rule for the Hugging Face path.
+one TransformerLens loop and one stopping rule for the Hugging Face path; :func:`stream_tl` hands out that
+loop's greedy tokens one at a time (for steering, :mod:`yfpo_core.analysis.steering`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,14 +104,18 @@ def _answer_complete(loaded: LoadedModel, width: int) -> Any:
     return StoppingCriteriaList([AnswerComplete()])
 
 
-@torch.no_grad()
-def _decode_tl(loaded: LoadedModel, prompt_ids: list[int], n_rows: int, max_new_tokens: int,
-               pick: Callable[[torch.Tensor], torch.Tensor]) -> list[list[int]]:
+def _decode_tl_steps(loaded: LoadedModel, prompt_ids: list[int], n_rows: int, max_new_tokens: int,
+                     pick: Callable[[torch.Tensor], torch.Tensor],
+                     step_context: Callable[[], AbstractContextManager] = nullcontext
+                     ) -> Iterator[list[tuple[int, int]]]:
     """The TransformerLens decoding loop with a KV cache: ``n_rows`` continuations of one prompt, the next
-    token of every row chosen by ``pick`` (``[rows, vocab]`` logits -> ``[rows, 1]`` ids).
+    token of every row chosen by ``pick`` (``[rows, vocab]`` logits -> ``[rows, 1]`` ids). Yields, after
+    every forward pass, the ``(row, token)`` pairs recorded in it.
 
-    The rows share the prompt, so they need no padding; a finished row keeps being computed (cheap at
-    this batch size) but its tokens are no longer recorded.
+    The rows share the prompt, so they need no padding; a finished row (EOS, or its stop text complete:
+    that token is still recorded, :func:`finish_generation` cuts it) keeps being computed (cheap at this
+    batch size) but its tokens are no longer recorded. Each forward pass runs inside ``step_context()``, so
+    hooks can be entered per token and two loops (one plain, one steered) can take turns on one model.
     """
     model = loaded.model
     device = torch.device(model.cfg.device or "cpu")
@@ -122,21 +128,50 @@ def _decode_tl(loaded: LoadedModel, prompt_ids: list[int], n_rows: int, max_new_
     for _ in range(max_new_tokens):
         if ids.shape[1] + cache.entries[0].past_keys.shape[1] > model.cfg.n_ctx:
             break
-        logits = model(ids, return_type="logits", past_kv_cache=cache, attention_mask=torch.ones_like(ids))
-        tokens = pick(logits[:, -1])
+        with torch.no_grad(), step_context():
+            logits = model(ids, return_type="logits", past_kv_cache=cache, attention_mask=torch.ones_like(ids))
+            tokens = pick(logits[:, -1])
+        step = []
         for row, token in enumerate(tokens[:, 0].tolist()):
             if not done[row]:
                 rows[row].append(token)
+                step.append((row, token))
                 done[row] = token == eos or find_stop(loaded.decode(rows[row][-STOP_WINDOW:]), end_text) is not None
+        yield step
         if all(done):
             break
         ids = tokens
+
+
+def _decode_tl(loaded: LoadedModel, prompt_ids: list[int], n_rows: int, max_new_tokens: int,
+               pick: Callable[[torch.Tensor], torch.Tensor]) -> list[list[int]]:
+    """All rows of :func:`_decode_tl_steps`, once they are done."""
+    rows: list[list[int]] = [[] for _ in range(n_rows)]
+    for step in _decode_tl_steps(loaded, prompt_ids, n_rows, max_new_tokens, pick):
+        for row, token in step:
+            rows[row].append(token)
     return rows
 
 
+def _greedy_pick(logits: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(-1, keepdim=True)
+
+
+def stream_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int,
+              step_context: Callable[[], AbstractContextManager] = nullcontext) -> Iterator[int]:
+    """Greedy token ids, one at a time, from the TransformerLens model with a KV cache (the one loop,
+    :func:`_decode_tl_steps`, with one row); stops after EOS or once the stop text is complete (that token
+    is still yielded; :func:`finish_generation` cuts it).
+
+    Each forward pass runs inside ``step_context()``, so hooks can be entered per token and two streams
+    (one plain, one steered: :mod:`yfpo_core.analysis.steering`) can take turns on one model."""
+    for step in _decode_tl_steps(loaded, prompt_ids, 1, max_new_tokens, _greedy_pick, step_context):
+        for _, token in step:
+            yield token
+
+
 def _generate_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int) -> Generation:
-    (new_ids,) = _decode_tl(loaded, prompt_ids, 1, max_new_tokens, lambda logits: logits.argmax(-1, keepdim=True))
-    return finish_generation(loaded, new_ids, max_new_tokens)
+    return finish_generation(loaded, list(stream_tl(loaded, prompt_ids, max_new_tokens)), max_new_tokens)
 
 
 @torch.no_grad()
