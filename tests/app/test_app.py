@@ -547,6 +547,10 @@ def start_training(at: AppTest):
     next(b for b in at.button if "Start training" in b.label).click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
+    if not at.session_state[state.TRAIN_RUNS]:
+        # The model was busy (another tab's run copying it): the start waits for the lock in a background
+        # job (test_train_waits_for_a_busy_model_without_freezing_the_page); the run appears once it ends.
+        settle(at)
     return at.session_state[state.TRAIN_RUNS][-1]
 
 
