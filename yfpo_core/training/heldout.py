@@ -123,19 +123,21 @@ def evaluate_policy(trainer: Any, exact: bool = False) -> dict[str, float]:
     ranking and exact match by the problems only (the same for every arm and seed of an experiment), the probe
     margin also by the probe units and their readout (statistics and signs come from the run's training pairs)."""
     fresh = trainer.steps_taken == 0
+
+    def once(key: tuple, make):  # the base model's value is shared; a trained policy's is its own
+        return shared(key, make) if fresh else make()
+
     out: dict[str, float] = {}
     held_out = trainer.held_out
     if held_out is not None:
-        key = ("eval-ranking", trainer.base_fingerprint, tuple(p.id + p.question + p.solution
-                                                           for p in trainer.eval_problems))
-        ranking, rows = shared(key, lambda: (held_out.ranking(), held_out.last["ranking"])) if fresh else \
-            (held_out.ranking(), held_out.last["ranking"])
+        problems = tuple(p.id + p.question + p.solution for p in trainer.eval_problems)
+        ranking, rows = once(("eval-ranking", trainer.base_fingerprint, problems),
+                             lambda: (held_out.ranking(), held_out.last["ranking"]))
         out.update(ranking)
         held_out.last["ranking"] = rows
         if trainer.probe_layout.units:
             r = trainer.probe_readout
-            key = ("eval-probe", trainer.base_fingerprint, trainer.start_layer,
-                   tuple(p.id + p.question + p.solution for p in trainer.eval_problems),
+            key = ("eval-probe", trainer.base_fingerprint, trainer.start_layer, problems,
                    trainer.units_key(trainer.probe_layout.groups_from(0), trainer.probe_layout),
                    digest(r.mean, r.std, r.signs), r.pooling, r.standardize)
 
@@ -143,13 +145,13 @@ def evaluate_policy(trainer: Any, exact: bool = False) -> dict[str, float]:
                 margin = held_out.probe_margin()
                 return margin, held_out.last.get("neuron_margin", []) if margin is not None else []
 
-            margin, rows = shared(key, probe) if fresh else probe()
+            margin, rows = once(key, probe)
             if margin is not None:
                 out[M.EVAL_NEURON_MARGIN] = margin
                 held_out.last["neuron_margin"] = rows
     if exact and trainer.exact_problems:
         key = ("eval-exact", trainer.base_fingerprint, tuple(p.id + p.question for p in trainer.exact_problems))
-        accuracy, rows = shared(key, lambda: _exact_match(trainer)) if fresh else _exact_match(trainer)
+        accuracy, rows = once(key, lambda: _exact_match(trainer))
         out[M.EVAL_EXACT_MATCH] = accuracy
         if held_out is not None:
             held_out.last["exact"] = rows
