@@ -1,6 +1,7 @@
 """An activation index over a corpus, built once per model, unit space (all MLP neurons or one SAE's
 features) and corpus, for corpus-wide unit dashboards (:mod:`yfpo_core.analysis.dashboards`) and search.
-The corpus itself (default texts, a user's JSONL) is read by :mod:`yfpo_core.analysis.index_corpus`.
+The corpus itself (default texts, a user's JSONL) is read by :mod:`yfpo_core.analysis.index_corpus`; the
+running statistics and their merge are in :mod:`yfpo_core.analysis.index_state`.
 
 For every unit the index keeps, in one pass over the corpus:
 
@@ -9,14 +10,20 @@ For every unit the index keeps, in one pass over the corpus:
 * a **uniform sample of the tokens where it is active** (> 0; ``SAMPLES`` of them, with ``SAMPLE_WINDOW``
   tokens either side), from which dashboards draw examples per activation quantile. The sample is a
   bottom-k of random keys (one key per token and unit, from a generator seeded per text), which is a
-  uniform sample without replacement and makes a resumed build identical to an uninterrupted one;
+  uniform sample without replacement and makes a resumed or data-parallel build identical to one pass;
 * a **histogram** over fixed, signed, log-spaced bins (:data:`EDGES`, 1e-3 to 1e3 each sign), exact counts;
 * exact **count, sum, sum of squares, min, max, active count**, and **sums on math and non-math texts**.
 
 Files (never pickles): ``index.safetensors`` (tensors, unit-first so one unit's row is one slice read
-through a memory map) and ``index.json`` (model, units, corpus texts, settings, timings) in
+through a memory map) and ``index.json`` (model, units, corpus texts, settings, timings, processes) in
 :func:`index_dir` under the user cache. A build writes ``build_state.safetensors``/``build_state.json`` every
 ``checkpoint_s`` seconds and when stopped (Ctrl-C, a cancelled job); building again resumes from there.
+
+**Data-parallel** (``dist``, under ``torchrun`` / ``accelerate launch``): process ``r`` of ``N`` indexes the
+texts ``r, r+N, ...`` into its own :class:`IndexState`; rank 0 gathers the ``N`` states, merges them (the
+one-pass index: see :mod:`yfpo_core.analysis.index_state`) and alone writes the index. Each process
+checkpoints its own share (``build_state.rank<r>-of-<N>.*``), so a build stopped or failed on any process
+resumes when started again with the same number of processes; with another number it starts over.
 """
 
 from __future__ import annotations
@@ -38,18 +45,23 @@ from yfpo_core.analysis.index_corpus import (  # noqa: F401 (the corpus is part 
     default_corpus,
     read_corpus,
 )
+from yfpo_core.analysis.index_state import (  # noqa: F401 (the settings are part of this module's interface)
+    EDGES,
+    N_BINS,
+    SAMPLE_WINDOW,
+    SAMPLES,
+    TOP_K,
+    TOP_WINDOW,
+    IndexState,
+)
 from yfpo_core.atomic import atomic_write, atomic_write_text
+from yfpo_core.distributed import Distributed
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.paths import cache_dir
 from yfpo_core.progress import ProgressCallback, report
 from yfpo_core.units.unit import Unit
 
 INDEX_VERSION = 1
-TOP_K, TOP_WINDOW = 16, 10
-SAMPLES, SAMPLE_WINDOW = 32, 6
-_POS = torch.logspace(-3, 3, 25)
-EDGES = torch.cat([-_POS.flip(0), _POS])  # 50 edges -> 51 bins; the middle bin is |x| < 1e-3
-N_BINS = len(EDGES) + 1
 INDEX_FILE, META_FILE, STATE_FILE, STATE_META = "index.safetensors", "index.json", "build_state.safetensors", "build_state.json"
 
 
@@ -75,118 +87,41 @@ def index_dir(model: LoadedModel, texts: Sequence[CorpusText], sae: Any = None, 
     return _units_dir(model, sae) / f"{corpus_name}-{corpus_fingerprint(texts)}"
 
 
-class _State:
-    """The running statistics of a build, unit-last (``[..., n_units]``) so that each text updates them
-    with a few whole-tensor operations."""
-
-    NAMES = ("sum", "sum_sq", "max", "min", "active", "hist", "math_sum", "other_sum", "top_values", "top_tokens",
-             "top_windows", "sample_keys", "sample_values", "sample_tokens", "sample_windows")
-
-    def __init__(self, n: int) -> None:
-        self.sum = torch.zeros(n, dtype=torch.float64)
-        self.sum_sq = torch.zeros(n, dtype=torch.float64)
-        self.max = torch.full((n,), float("-inf"))
-        self.min = torch.full((n,), float("inf"))
-        self.active = torch.zeros(n, dtype=torch.int64)
-        self.hist = torch.zeros(n * N_BINS, dtype=torch.int64)
-        self.math_sum = torch.zeros(n, dtype=torch.float64)
-        self.other_sum = torch.zeros(n, dtype=torch.float64)
-        self.top_values = torch.full((TOP_K, n), float("-inf"))
-        self.top_tokens = torch.full((TOP_K, n), -1, dtype=torch.int64)
-        self.top_windows = torch.full((TOP_K, 2 * TOP_WINDOW + 1, n), float("nan"), dtype=torch.float16)
-        self.sample_keys = torch.full((SAMPLES, n), float("inf"))
-        self.sample_values = torch.full((SAMPLES, n), float("nan"))
-        self.sample_tokens = torch.full((SAMPLES, n), -1, dtype=torch.int64)
-        self.sample_windows = torch.full((SAMPLES, 2 * SAMPLE_WINDOW + 1, n), float("nan"), dtype=torch.float16)
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, name).contiguous() for name in self.NAMES}
-
-    @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> _State:
-        state = cls.__new__(cls)
-        for name in cls.NAMES:
-            setattr(state, name, tensors[name])
-        return state
-
-    def update(self, x: torch.Tensor, first_token: int, math: bool, generator: torch.Generator) -> None:
-        """Fold in one text's activations ``x`` (``[pos, n_units]``, float32) whose first token has global
-        index ``first_token``."""
-        length, n = x.shape
-        sums = x.sum(0, dtype=torch.float64)
-        self.sum += sums
-        self.sum_sq += (x * x).sum(0, dtype=torch.float64)
-        (self.math_sum if math else self.other_sum).add_(sums)
-        self.max = torch.maximum(self.max, x.max(0).values)
-        self.min = torch.minimum(self.min, x.min(0).values)
-        active = x > 0
-        self.active += active.sum(0)
-        bins = torch.bucketize(x, EDGES).add_(torch.arange(n) * N_BINS)
-        self.hist += torch.bincount(bins.flatten(), minlength=n * N_BINS)
-        # top-k: this text's best positions per unit, merged with the best so far
-        k = min(TOP_K, length)
-        values, positions = x.topk(k, dim=0)
-        self.top_values, self.top_tokens, self.top_windows = _merge(
-            (self.top_values, self.top_tokens, self.top_windows),
-            (values, positions + first_token, _windows(x, positions, TOP_WINDOW)), TOP_K, largest=True)
-        # uniform sample of active tokens: the smallest random keys win
-        keys = torch.rand(x.shape, generator=generator).masked_fill_(~active, float("inf"))
-        s = min(SAMPLES, length)
-        kept, positions = keys.topk(s, dim=0, largest=False)
-        merged = _merge((self.sample_keys, self.sample_values, self.sample_tokens, self.sample_windows),
-                        (kept, x.gather(0, positions), positions + first_token, _windows(x, positions, SAMPLE_WINDOW)),
-                        SAMPLES, largest=False)
-        self.sample_keys, self.sample_values, self.sample_tokens, self.sample_windows = merged
-        empty = torch.isinf(self.sample_keys)
-        self.sample_tokens.masked_fill_(empty, -1)
-        self.sample_values.masked_fill_(empty, float("nan"))
-
-
-def _windows(x: torch.Tensor, positions: torch.Tensor, width: int) -> torch.Tensor:
-    """``x[p - width : p + width + 1, unit]`` for each position ``p`` of each unit (NaN outside the text):
-    ``[k, 2 * width + 1, n_units]`` in float16."""
-    n = x.shape[1]
-    pad = torch.full((width, n), float("nan"))
-    padded = torch.cat([pad, x, pad])
-    offsets = torch.arange(2 * width + 1)
-    index = (positions[:, None, :] + offsets[None, :, None]).reshape(-1, n)
-    return padded.gather(0, index).reshape(positions.shape[0], 2 * width + 1, n).half()
-
-
-def _merge(old: tuple[torch.Tensor, ...], new: tuple[torch.Tensor, ...], k: int, largest: bool) -> tuple[torch.Tensor, ...]:
-    """Keep the ``k`` best rows (by the first tensor) per unit of ``old`` and ``new`` stacked together."""
-    key = torch.cat([old[0], new[0]])
-    order = key.topk(k, dim=0, largest=largest).indices  # [k, n]
-    out = []
-    for a, b in zip(old, new, strict=True):
-        both = torch.cat([a, b.to(a.dtype)])
-        index = order if both.dim() == 2 else order[:, None, :].expand(k, both.shape[1], both.shape[2])
-        out.append(both.gather(0, index))
-    return tuple(out)
-
-
 def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def state_files(dist: Distributed) -> tuple[str, str]:
+    """The checkpoint files of this process's share: the plain names in one process, one pair per rank
+    (``build_state.rank<r>-of-<N>.*``) in a data-parallel build."""
+    if dist.world == 1:
+        return STATE_FILE, STATE_META
+    stem = f"build_state.rank{dist.rank}-of-{dist.world}"
+    return f"{stem}.safetensors", f"{stem}.json"
+
+
 @torch.no_grad()
 def build_index(model: LoadedModel, texts: Sequence[CorpusText], *, sae: Any = None, folder: str | Path | None = None,
                 corpus_name: str = "default", checkpoint_s: float = 60.0, seed: int = 0,
-                progress: ProgressCallback | None = None, stop_after: int | None = None) -> Path:
+                progress: ProgressCallback | None = None, stop_after: int | None = None,
+                dist: Distributed | None = None) -> Path:
     """Build (or resume building) the index of ``model``'s units over ``texts``; returns its folder.
 
     ``stop_after`` (texts) interrupts on purpose after that many texts of this call, leaving a checkpoint
-    (for tests of resuming). Texts longer than the model's context are cut to it."""
+    (for tests of resuming). Texts longer than the model's context are cut to it. With ``dist`` (one
+    process of a data-parallel run; see the module docstring) this process indexes its share of the texts
+    and ``progress`` counts that share; every process returns the folder, rank 0 alone writes the index."""
     from yfpo_core.attribution.methods import activations
 
+    dist = dist or Distributed()
     if not texts:
         raise IndexError_("the corpus is empty")
     space = unit_space(model, sae)
     n_units = space.n_rows * space.width
     folder = Path(folder) if folder is not None else index_dir(model, texts, sae, corpus_name)
-    if (folder / META_FILE).exists() and (folder / INDEX_FILE).exists():
+    if dist.exchange((folder / META_FILE).exists() and (folder / INDEX_FILE).exists())[0]:  # rank 0's disk decides
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     identity = {"version": INDEX_VERSION, "model": model.name, "model_fingerprint": model.fingerprint,
@@ -196,52 +131,68 @@ def build_index(model: LoadedModel, texts: Sequence[CorpusText], *, sae: Any = N
                 "corpus": corpus_name, "corpus_fingerprint": corpus_fingerprint(texts), "seed": seed,
                 "settings": {"top_k": TOP_K, "top_window": TOP_WINDOW, "samples": SAMPLES,
                              "sample_window": SAMPLE_WINDOW, "edges": EDGES.tolist()}}
-    state, done, tokens, lengths, seconds = _State(n_units), 0, [], [], 0.0
-    if (folder / STATE_META).exists() and (folder / STATE_FILE).exists():
-        saved = json.loads((folder / STATE_META).read_text())
-        if saved.get("identity") == identity and _state_done(folder / STATE_FILE) == saved.get("done"):
-            from safetensors.torch import load_file
-
-            loaded = load_file(str(folder / STATE_FILE))
-            state = _State.from_tensors(loaded)
-            done, seconds, lengths = int(saved["done"]), float(saved["seconds"]), list(saved["lengths"])
-            tokens = loaded["tokens"].tolist()
-    n_ctx = int(model.model.cfg.n_ctx)
+    share = identity if dist.world == 1 else {**identity, "rank": dist.rank, "processes": dist.world}
+    n_ctx, started = int(model.model.cfg.n_ctx), time.perf_counter()
+    ids = [model.encode_prompt(t.text)[:n_ctx] for t in texts]  # every process: the global token offsets
+    offsets = [0]
+    for text_ids in ids:
+        offsets.append(offsets[-1] + len(text_ids))
+    mine = dist.shard(len(texts))
+    state_file, state_meta = (folder / name for name in state_files(dist))
+    state, done, seconds = _resume(state_file, state_meta, share, n_units)
 
     def checkpoint() -> None:
-        tensors = {**state.tensors(), "tokens": torch.tensor(tokens, dtype=torch.int64)}
-        _save(folder / STATE_FILE, tensors, {"done": str(done)})
-        atomic_write_text(folder / STATE_META, json.dumps({"identity": identity, "done": done, "seconds": seconds,
-                                                           "lengths": lengths}))
+        _save(state_file, state.tensors(), {"done": str(done)})
+        atomic_write_text(state_meta, json.dumps({"identity": share, "done": done, "seconds": seconds}))
 
-    first, last = done, time.perf_counter()
-    saved_at = last
+    first, last = done, started
+    saved_at, n_tokens = time.perf_counter(), sum(len(ids[i]) for i in mine[:done])
     try:
         with model.lock:
-            for i in range(first, len(texts)):
-                if stop_after is not None and i >= first + stop_after:
+            for j in range(first, len(mine)):
+                if stop_after is not None and j >= first + stop_after:
                     break
-                ids = model.encode_prompt(texts[i].text)
-                lengths.append(min(len(ids), n_ctx))
-                ids = ids[:n_ctx]
-                x = activations(model, space, tuple(ids)).reshape(len(ids), n_units).float().cpu()
-                state.update(x, len(tokens), texts[i].math, torch.Generator().manual_seed(seed * 1_000_003 + i))
-                tokens += ids
-                done = i + 1
+                i = mine[j]
+                x = activations(model, space, tuple(ids[i])).reshape(len(ids[i]), n_units).float().cpu()
+                state.update(x, offsets[i], texts[i].math, torch.Generator().manual_seed(seed * 1_000_003 + i))
+                done, n_tokens = j + 1, n_tokens + len(ids[i])
                 now = time.perf_counter()
                 seconds, last = seconds + now - last, now
                 if now - saved_at >= checkpoint_s:
                     checkpoint()
                     saved_at = now
-                report(progress, done, len(texts), f"{len(tokens)} tokens")
+                report(progress, done, len(mine), f"{n_tokens} tokens")
+        shares = dist.exchange((done == len(mine), seconds))  # a status round: did every process finish?
+        if not all(finished for finished, _ in shares):
+            checkpoint()
+            return folder
+        parts = dist.gather([dist.rank], [state.tensors()])
+        if parts is not None:  # rank 0: the one-pass state, written once
+            own = parts[0] if len(parts) == 1 else {name: value.clone() for name, value in parts[0].items()}
+            merged = IndexState.from_tensors(own)  # (a copy: this process's own state must stay its share)
+            for part in parts[1:]:
+                merged.merge(IndexState.from_tensors(part))
+            meta = {**identity, "processes": dist.world, "build_seconds": round(max(s for _, s in shares), 2)}
+            _finish(folder, merged, ids, texts, n_units, meta)
+        dist.exchange(None)  # the index is written: the other processes may drop their checkpoints
     except BaseException:
         checkpoint()
         raise
-    if done < len(texts):
-        checkpoint()
-        return folder
-    _finish(folder, state, tokens, lengths, texts, n_units, {**identity, "build_seconds": round(seconds, 2)})
+    state_file.unlink(missing_ok=True)
+    state_meta.unlink(missing_ok=True)
     return folder
+
+
+def _resume(state_file: Path, state_meta: Path, share: dict[str, Any], n_units: int) -> tuple[IndexState, int, float]:
+    """This process's checkpoint when it belongs to this build (the same model, units, corpus, settings and
+    share of the texts), else an empty state: ``(state, texts done, seconds spent)``."""
+    if state_meta.exists() and state_file.exists():
+        saved = json.loads(state_meta.read_text())
+        if saved.get("identity") == share and _state_done(state_file) == saved.get("done"):
+            from safetensors.torch import load_file
+
+            return IndexState.from_tensors(load_file(str(state_file))), int(saved["done"]), float(saved["seconds"])
+    return IndexState(n_units), 0, 0.0
 
 
 def _state_done(path: Path) -> int | None:
@@ -266,25 +217,26 @@ def _unit_first(name: str, value: torch.Tensor, n_units: int) -> torch.Tensor:
     return value
 
 
-def _finish(folder: Path, state: _State, tokens: list[int], lengths: list[int], texts: Sequence[CorpusText],
-            n_units: int, meta: dict[str, Any]) -> None:
+def _finish(folder: Path, state: IndexState, ids: list[list[int]], texts: Sequence[CorpusText], n_units: int,
+            meta: dict[str, Any]) -> None:
     final = {name: _unit_first(name, value, n_units) for name, value in state.tensors().items() if name != "sample_keys"}
+    lengths = [len(text_ids) for text_ids in ids]
     offsets = [0]
     for n in lengths:
         offsets.append(offsets[-1] + n)
-    final["tokens"] = torch.tensor(tokens, dtype=torch.int64)
-    final["count"] = torch.tensor([len(tokens)], dtype=torch.int64)
+    final["tokens"] = torch.tensor([t for text_ids in ids for t in text_ids], dtype=torch.int64)
+    final["count"] = torch.tensor([offsets[-1]], dtype=torch.int64)
     final["math_count"] = torch.tensor([sum(n for n, t in zip(lengths, texts, strict=True) if t.math)])
     final["other_count"] = torch.tensor([sum(n for n, t in zip(lengths, texts, strict=True) if not t.math)])
     _save(folder / INDEX_FILE, final)
     seconds = meta["build_seconds"]
-    meta = {**meta, "n_units": n_units, "n_texts": len(texts), "n_tokens": len(tokens),
-            "tokens_per_second": round(len(tokens) / max(seconds, 1e-9), 1),
+    meta = {**meta, "n_units": n_units, "n_texts": len(texts), "n_tokens": offsets[-1],
+            "tokens_per_second": round(offsets[-1] / max(seconds, 1e-9), 1),
             "texts": [{"id": t.id, "math": t.math, "source": t.source, "offset": o, "length": n}
                       for t, o, n in zip(texts, offsets[:-1], lengths, strict=True)]}
     atomic_write_text(folder / META_FILE, json.dumps(meta))
-    for name in (STATE_FILE, STATE_META):
-        (folder / name).unlink(missing_ok=True)
+    for path in folder.glob("build_state*"):  # every share's checkpoint (other processes' too, on a shared disk)
+        path.unlink(missing_ok=True)
 
 
 @dataclass

@@ -18,7 +18,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", default="default", help="default (GSM8K-100 with solutions, GSM-Symbolic variants, "
                                                        "non-math texts; the toy model's own texts for toy-arith) or "
                                                        "a JSONL file with a \"text\" (and \"id\", \"math\") per line")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<n>; under torchrun / accelerate launch, "
+                                                   "cuda means each process's own GPU")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,12 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler=cmd_search)
 
 
-def _setup(args: argparse.Namespace):
+def _setup(args: argparse.Namespace, device: str | None = None):
     from yfpo_core.cli.locate_commands import _units_sae
     from yfpo_core.models import DEFAULT_MODEL, load_model
 
-    model = load_model(args.model or DEFAULT_MODEL, device=args.device)
-    return model, _units_sae(args, model, args.device)
+    device = device or args.device
+    model = load_model(args.model or DEFAULT_MODEL, device=device)
+    return model, _units_sae(args, model, device)
 
 
 def _corpus(args: argparse.Namespace, model):
@@ -66,17 +68,33 @@ def _corpus(args: argparse.Namespace, model):
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
+    """Under torchrun / accelerate launch every process indexes its share of the texts; rank 0 merges the
+    shares and alone writes the index (see :mod:`yfpo_core.analysis.activation_index`)."""
+    from yfpo_core.cli import print_error
+    from yfpo_core.distributed import launched
+
+    with launched(args.device, announce=print_error) as dist:
+        return _index_build(args, dist)
+
+
+def _index_build(args: argparse.Namespace, dist) -> int:
     from yfpo_core.analysis.activation_index import META_FILE, build_index
+    from yfpo_core.cli.locate_commands import _share
     from yfpo_core.progress import tqdm_progress
 
-    model, sae = _setup(args)
+    model, sae = _setup(args, dist.device)
     texts, name = _corpus(args, model)
-    with tqdm_progress(f"indexing {len(texts)} texts", unit="text") as progress:
+    with tqdm_progress(f"indexing {len(texts)} texts{_share(dist)}", unit="text",
+                       disable=not dist.is_main) as progress:
         folder = build_index(model, texts, sae=sae, folder=args.folder, corpus_name=name,
-                             checkpoint_s=args.checkpoint_every, progress=progress)
+                             checkpoint_s=args.checkpoint_every, progress=progress, dist=dist)
+    if not dist.is_main:
+        return 0  # rank 0 merged the shares, wrote the index and reports
     meta = json.loads((folder / META_FILE).read_text())
+    processes = meta.get("processes", 1)
     print(f"index of {meta['n_units']} units over {meta['n_texts']} texts ({meta['n_tokens']} tokens) in {folder}")
-    print(f"build time {meta['build_seconds']:.1f} s ({meta['tokens_per_second']:.0f} tokens/s)")
+    print(f"build time {meta['build_seconds']:.1f} s ({meta['tokens_per_second']:.0f} tokens/s)"
+          + (f" on {processes} processes" if processes > 1 else ""))
     return 0
 
 

@@ -1,0 +1,116 @@
+"""The running statistics of an activation index: one pass over texts, the same texts split into shards and
+merged (in any order), and brute force agree; the best-k lists exactly, even with many tied values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from yfpo_core.analysis.index_state import EDGES, SAMPLE_WINDOW, SAMPLES, TOP_K, TOP_WINDOW, IndexState
+
+N_UNITS = 6
+SEED = 5
+
+
+def _texts(lengths: list[int], ties: bool) -> list[torch.Tensor]:
+    """Activations ``[pos, units]`` per text; with ``ties`` drawn from a handful of values (zeros included)."""
+    g = torch.Generator().manual_seed(0)
+    if ties:
+        return [torch.randint(-2, 4, (n, N_UNITS), generator=g).float() / 2 for n in lengths]
+    return [torch.randn(n, N_UNITS, generator=g) for n in lengths]
+
+
+def _fold(texts: list[torch.Tensor], which: list[int]) -> IndexState:
+    """One pass over the texts ``which`` (global indices), as a build does."""
+    offsets = torch.tensor([0] + [len(x) for x in texts]).cumsum(0).tolist()
+    state = IndexState(N_UNITS)
+    for i in which:
+        state.update(texts[i], offsets[i], i % 3 == 0, torch.Generator().manual_seed(SEED * 1_000_003 + i))
+    return state
+
+
+def _assert_same(a: IndexState, b: IndexState) -> None:
+    ta, tb = a.tensors(), b.tensors()
+    for name in IndexState.NAMES:
+        if ta[name].dtype == torch.float64:  # sums: only the order of the float64 additions differs
+            torch.testing.assert_close(ta[name], tb[name], rtol=1e-12, atol=1e-12, msg=name)
+        else:
+            torch.testing.assert_close(ta[name], tb[name], rtol=0, atol=0, equal_nan=True, msg=name)
+
+
+@pytest.mark.parametrize("ties", [True, False])
+@pytest.mark.parametrize("lengths", [[5, 9, 3, 12, 7, 4, 11], [40, 25, 37, 50, 3]])
+def test_shards_merged_in_any_order_equal_one_pass(lengths, ties):
+    texts = _texts(lengths, ties)
+    one = _fold(texts, list(range(len(texts))))
+    for world in (2, 3):
+        shards = [_fold(texts, list(range(rank, len(texts), world))) for rank in range(world)]
+        for order in (range(world), reversed(range(world))):
+            order = list(order)
+            merged = _fold(texts, [])  # an empty state first, as rank 0 starts from its own (maybe empty) share
+            for rank in order:
+                merged.merge(IndexState.from_tensors({k: v.clone() for k, v in shards[rank].tensors().items()}))
+            _assert_same(merged, one)
+    # a checkpoint split (texts before and after) is a merge too
+    split = _fold(texts, [0, 1])
+    split.merge(_fold(texts, list(range(2, len(texts)))))
+    _assert_same(split, one)
+
+
+def test_best_k_lists_are_the_brute_force_best_under_value_then_token():
+    """Texts shorter than TOP_K: every token is a candidate, so the lists can be checked against sorting
+    all tokens by (value descending, token ascending) and (random key, token)."""
+    lengths = [5, 9, 3, 12, 7, 4, 11]
+    assert max(lengths) <= min(TOP_K, SAMPLES)
+    texts = _texts(lengths, ties=True)
+    state = _fold(texts, list(range(len(texts))))
+    x = torch.cat(texts)
+    keys = torch.cat([torch.rand(t.shape, generator=torch.Generator().manual_seed(SEED * 1_000_003 + i))
+                      for i, t in enumerate(texts)])
+    tokens = list(range(len(x)))
+    for unit in range(N_UNITS):
+        best = sorted(tokens, key=lambda t: (-float(x[t, unit]), t))[:TOP_K]
+        assert state.top_tokens[:, unit].tolist() == best
+        assert state.top_values[:, unit].tolist() == [float(x[t, unit]) for t in best]
+        active = [t for t in tokens if x[t, unit] > 0]
+        sample = sorted(active, key=lambda t: (float(keys[t, unit]), t))[:SAMPLES]
+        kept = state.sample_tokens[:, unit].tolist()
+        assert kept == sample + [-1] * (SAMPLES - len(sample))
+        assert state.sample_values[: len(sample), unit].tolist() == [float(x[t, unit]) for t in sample]
+    assert int(state.active.sum()) == int((x > 0).sum())
+
+
+def test_windows_and_exact_counts():
+    texts = _texts([40, 25, 37], ties=False)
+    state = _fold(texts, [0, 1, 2])
+    x = torch.cat(texts)
+    offsets = [0, 40, 65, 102]
+    assert torch.equal(state.max, x.max(0).values) and torch.equal(state.min, x.min(0).values)
+    assert state.sum.tolist() == pytest.approx(x.double().sum(0).tolist(), rel=1e-12)
+    assert state.math_sum.tolist() == pytest.approx(texts[0].double().sum(0).tolist(), rel=1e-12)  # text 0: math
+    hist = state.hist.reshape(N_UNITS, -1)
+    for unit in range(N_UNITS):
+        assert hist[unit].tolist() == torch.bincount(torch.bucketize(x[:, unit].contiguous(), EDGES),
+                                                     minlength=len(EDGES) + 1).tolist()
+        for slot, token in enumerate(state.top_tokens[:, unit].tolist()):
+            text = max(j for j in range(3) if offsets[j] <= token)
+            for j, value in enumerate(state.top_windows[slot, :, unit].float().tolist()):
+                where = token - TOP_WINDOW + j
+                if offsets[text] <= where < offsets[text + 1]:
+                    assert value == pytest.approx(float(x[where, unit]), rel=1e-3, abs=1e-3)
+                else:
+                    assert value != value  # NaN: never across a text boundary
+
+
+def test_empty_sample_slots_are_all_alike():
+    """A unit active on fewer tokens than SAMPLES leaves slots with token -1, value NaN and an all-NaN
+    window, whatever inactive tokens were candidates (so merges compare equal)."""
+    texts = [torch.tensor([[1.0, -1.0]] * 3 + [[-1.0, -1.0]] * 20), torch.tensor([[-1.0, -1.0]] * 30)]
+    state = IndexState(2)
+    for i, x in enumerate(texts):
+        state.update(x, 23 * i, False, torch.Generator().manual_seed(i))
+    assert sorted(state.sample_tokens[:3, 0].tolist()) == [0, 1, 2]
+    assert (state.sample_tokens[3:, 0] == -1).all() and (state.sample_tokens[:, 1] == -1).all()
+    assert state.sample_values[3:, 0].isnan().all() and state.sample_windows[3:, :, 0].isnan().all()
+    assert state.sample_windows[:, :, 1].isnan().all()
+    assert state.sample_windows.shape == (SAMPLES, 2 * SAMPLE_WINDOW + 1, 2)
