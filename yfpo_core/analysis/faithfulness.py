@@ -10,6 +10,9 @@ the unablated model.
 
 :func:`method_overlap` compares the methods' rankings: the Jaccard index of their top-100 sets and the
 Spearman correlation of their full score vectors.
+
+Under ``torchrun`` / ``accelerate launch`` (:func:`faithfulness_curves_sharded`) the locate problems and
+the held-out problems are both sharded over the processes; rank 0 reduces, as in one process.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from typing import Any
 
 import torch
 
-from yfpo_core.scoring.evaluate import answer_ranking
+from yfpo_core.scoring.evaluate import RankingReport, answer_ranking
 from yfpo_core.analysis.interventions import Intervention, intervened, random_unit_sets
+from yfpo_core.distributed import Distributed
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.attribution.registry import METHODS as ATTRIBUTION_METHODS
 from yfpo_core.problems.base import Problem
@@ -56,8 +60,21 @@ def split_problems(problems: Sequence[Problem], n_locate: int) -> tuple[list[Pro
 def zeroed_metrics(model: LoadedModel, problems: Sequence[Problem], units: Sequence[Unit], sae: Any = None
                    ) -> dict[str, float]:
     """Answer-ranking accuracy and mean gold log-prob with ``units`` zeroed (none: the plain model)."""
+    return curve_metrics(zeroed_rows(model, problems, units, sae))
+
+
+def zeroed_rows(model: LoadedModel, problems: Sequence[Problem], units: Sequence[Unit], sae: Any = None
+                ) -> list[dict[str, Any]]:
+    """One answer-ranking row per problem with ``units`` zeroed (none: the plain model)."""
+    if not problems:
+        return []
     with intervened(model, units, Intervention("zero"), sae) if units else nullcontext():
-        summary = answer_ranking(model, problems).summary()
+        return answer_ranking(model, problems).rows
+
+
+def curve_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The curves' metrics over answer-ranking rows."""
+    summary = RankingReport(rows=list(rows)).summary()
     return {metric: float(summary[metric]) for metric in CURVE_METRICS}
 
 
@@ -88,6 +105,7 @@ class FaithfulnessReport:
     overlap: list[dict[str, Any]]
     settings: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
+    processes: int = 1  # how many processes of a data-parallel run computed it
 
     @property
     def methods(self) -> list[str]:
@@ -121,14 +139,14 @@ class FaithfulnessReport:
         return {"format": "yfpo-faithfulness", "version": 1, "settings": self.settings, "baseline": self.baseline,
                 "points": [{"method": p.method, "k": p.k, "tested": p.tested, "random": p.random, "units": p.units,
                             "random_units": p.random_units} for p in self.points],
-                "rows": self.rows(), "overlap": self.overlap, "seconds": self.seconds}
+                "rows": self.rows(), "overlap": self.overlap, "seconds": self.seconds, "processes": self.processes}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaithfulnessReport:
         points = [CurvePoint(p["method"], int(p["k"]), dict(p["tested"]), list(p["random"]), list(p.get("units", [])),
                              list(p.get("random_units", []))) for p in data["points"]]
         return cls(dict(data["baseline"]), points, list(data["overlap"]), dict(data["settings"]),
-                   dict(data.get("seconds", {})))
+                   dict(data.get("seconds", {})), int(data.get("processes", 1)))
 
 
 def _ranks(values: torch.Tensor) -> torch.Tensor:
@@ -164,7 +182,7 @@ def method_overlap(results: dict[str, Any], k: int = OVERLAP_K, rank_by: str = "
 def faithfulness_curves(model: LoadedModel, locate: Sequence[Problem], heldout: Sequence[Problem],
                         methods: Sequence[str] = ATTRIBUTION_METHODS, *, target: str = "answer_logprob",
                         ks: Sequence[int] = KS, n_random: int = 3, seed: int = 0, rank_by: str = "value",
-                        layers: Sequence[int] | None = None, sae: Any = None, steps: int = 4,
+                        layers: Sequence[int] | None = None, sae: Any = None, steps: int = 4, batch_size: int = 1,
                         results: dict[str, Any] | None = None,
                         progress: ProgressCallback | None = None) -> FaithfulnessReport:
     """Faithfulness curves of ``methods`` (see the module docstring).
@@ -175,10 +193,38 @@ def faithfulness_curves(model: LoadedModel, locate: Sequence[Problem], heldout: 
         ks: Set sizes (capped by the number of units).
         n_random: Random same-layer sets per point.
         layers: Rank only the neurons of these layers (default all); ``sae`` ranks its features instead.
+        batch_size: Locate problems per attribution pass (AttnLRP, grad x act). Larger is faster, but a
+            problem's scores then depend on which problems share its pass (float rounding), and units whose
+            scores nearly tie (there are many near zero) can trade places in the ranking and in the
+            Spearman overlap. One at a time (the default) gives the same scores bit for bit however the
+            problems are split over processes.
         results: Attribution results already computed on ``locate`` (by method); the rest are computed.
         progress: Called after each attribution and each evaluation.
     """
-    from yfpo_core.attribution import attribute
+    report_ = faithfulness_curves_sharded(Distributed(), model, locate, heldout, methods, target=target, ks=ks,
+                                          n_random=n_random, seed=seed, rank_by=rank_by, layers=layers, sae=sae,
+                                          steps=steps, batch_size=batch_size, results=results, progress=progress)
+    assert report_ is not None  # a single process is rank 0
+    return report_
+
+
+def faithfulness_curves_sharded(dist: Distributed, model: LoadedModel, locate: Sequence[Problem],
+                                heldout: Sequence[Problem], methods: Sequence[str] = ATTRIBUTION_METHODS, *,
+                                target: str = "answer_logprob", ks: Sequence[int] = KS, n_random: int = 3,
+                                seed: int = 0, rank_by: str = "value", layers: Sequence[int] | None = None,
+                                sae: Any = None, steps: int = 4, batch_size: int = 1,
+                                results: dict[str, Any] | None = None, progress: ProgressCallback | None = None
+                                ) -> FaithfulnessReport | None:
+    """:func:`faithfulness_curves` as one process of a data-parallel run.
+
+    Each method ranks the units with :func:`~yfpo_core.attribution.attribute_sharded` (every process scores
+    its share of the locate problems, rank 0 reduces) and rank 0 sends the ranking to every process; the
+    random sets are drawn from ``seed`` on every process (the same sets); each process then ranks the answers
+    of its share of the held-out problems under every condition (none, each top-k, each random set) and
+    rank 0 computes every point's metrics from all problems' rows in problem order, as one process would.
+    ``results`` counts on rank 0 only. Returns the report on rank 0 and ``None`` elsewhere; ``progress``
+    counts this process's share."""
+    from yfpo_core.attribution import attribute_sharded
     from yfpo_core.units.space import neuron_space
 
     shared = {p.id for p in locate} & {p.id for p in heldout}
@@ -201,7 +247,8 @@ def faithfulness_curves(model: LoadedModel, locate: Sequence[Problem], heldout: 
     ks = capped_ks(ks, n_units)
     widths = {hook: space.width for hook in space.unit_hook_names}
     results = dict(results or {})
-    total = (len(methods) - len(set(results) & set(methods))) + 1 + len(methods) * len(ks) * (1 + n_random)
+    todo = dist.exchange([m for m in methods if m not in results])[0]  # rank 0's results decide, for all
+    total = len(todo) + 1 + len(methods) * len(ks) * (1 + n_random)
     done, seconds = 0, {"attribution": 0.0, "evaluation": 0.0}
 
     def step(message: str) -> None:
@@ -209,39 +256,56 @@ def faithfulness_curves(model: LoadedModel, locate: Sequence[Problem], heldout: 
         done += 1
         report(progress, done, total, message)
 
-    for method in methods:
-        if method not in results:
-            started = time.perf_counter()
-            results[method] = attribute(model, list(locate), method, target, units=space, steps=steps)
-            seconds["attribution"] += time.perf_counter() - started
-            step(f"{method}: ranked")
+    for method in todo:
+        started = time.perf_counter()
+        result = attribute_sharded(dist, model, list(locate), method, target, units=space, steps=steps,
+                                   batch_size=batch_size)
+        if result is not None:
+            results[method] = result
+        seconds["attribution"] += time.perf_counter() - started
+        step(f"{method}: ranked")
     started = time.perf_counter()
-    baseline = zeroed_metrics(model, heldout, [], sae)
-    step("baseline")
-    points = []
+    top = {m: [s.unit for s in results[m].top(max(ks), rank_by)] for m in methods} if dist.is_main else None
+    ranked: dict[str, list[Unit]] = dist.exchange(top)[0]  # rank 0's ranking, on every process
+    conditions: list[tuple[str, int, list[Unit], list[list[Unit]]]] = []  # method, k, its top-k, its random sets
     for method in methods:
-        ranked = [s.unit for s in results[method].top(max(ks), rank_by)]
         for k in ks:
-            units = ranked[:k]
-            tested = zeroed_metrics(model, heldout, units, sae)
-            step(f"{method} top {k}")
+            units = ranked[method][:k]
             try:
                 sets = random_unit_sets(units, widths, n_random, seed=seed + 1000 * k, exclude=units)
             except ValueError:  # the top-k fill a layer: no disjoint random set of the same layers exists
                 sets = []
-            randoms = []
-            for s in sets:
-                randoms.append(zeroed_metrics(model, heldout, s, sae))
-                step(f"{method} top {k}: random set {len(randoms)}/{n_random}")
-            points.append(CurvePoint(method, k, tested, randoms, [u.label for u in units],
-                                     [[u.label for u in s] for s in sets]))
+            conditions.append((method, k, units, sets))
+    mine = dist.shard(len(heldout))
+    shard = [heldout[i] for i in mine]
+    columns = [zeroed_rows(model, shard, [], sae)]  # per condition, one row per problem of the shard
+    step("baseline")
+    for method, k, units, sets in conditions:
+        columns.append(zeroed_rows(model, shard, units, sae))
+        step(f"{method} top {k}")
+        for j, s in enumerate(sets):
+            columns.append(zeroed_rows(model, shard, s, sae))
+            step(f"{method} top {k}: random set {j + 1}/{n_random}")
+    gathered = dist.gather(mine, [tuple(column[j] for column in columns) for j in range(len(shard))])
+    if gathered is None:
+        return None
+    metrics = iter([curve_metrics([per_problem[c] for per_problem in gathered]) for c in range(len(columns))])
+    baseline = next(metrics)
+    points = []
+    for method, k, units, sets in conditions:
+        tested = next(metrics)
+        randoms = [next(metrics) for _ in sets]
+        points.append(CurvePoint(method, k, tested, randoms, [u.label for u in units],
+                                 [[u.label for u in s] for s in sets]))
     seconds["evaluation"] = time.perf_counter() - started
     settings = {"model": model.name, "model_fingerprint": model.fingerprint, "methods": list(methods),
                 "target": target, "ks": ks, "n_random": n_random, "seed": seed, "rank_by": rank_by,
+                "batch_size": batch_size,
                 "units": space.to_dict() if sae is None else {"kind": "sae_feature", "sae_id": sae.sae_id},
                 "n_units": n_units, "locate_ids": [p.id for p in locate], "heldout_ids": [p.id for p in heldout]}
     overlap = method_overlap({m: results[m] for m in methods}, rank_by=rank_by)
-    return FaithfulnessReport(baseline, points, overlap, settings, {k: round(v, 2) for k, v in seconds.items()})
+    return FaithfulnessReport(baseline, points, overlap, settings, {k: round(v, 2) for k, v in seconds.items()},
+                              processes=dist.world)
 
 
 def faithfulness_figure(report_: FaithfulnessReport, metric: str = "gold_logprob"):

@@ -30,8 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", default=None, help="comma-separated layers to rank (default: all)")
     p.add_argument("--units", default="neurons", help="neurons, or sae:<ref> for the features of an SAE")
     p.add_argument("--steps", type=count(1), default=4, help="integrated-gradients path points (default 4)")
+    p.add_argument("--batch-size", type=count(1), default=1,
+                   help="locate problems per attnlrp / grad_x_act pass (default 1: faster when larger, but scores "
+                        "then depend on which problems share a pass, so near-tied units may rank differently "
+                        "with another number of processes)")
     p.add_argument("--seed", type=int, default=0, help="seed for generated problem sets and the random sets")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<n>; under torchrun / accelerate launch, "
+                                                   "cuda means each process's own GPU")
     p.add_argument("--out", type=Path, required=True, help="report stem: writes <out>.json, <out>.csv and "
                                                           "<out>.html (one chart per metric)")
     p.set_defaults(handler=cmd_faithfulness)
@@ -45,14 +50,11 @@ def _ks(text: str) -> list[int]:
 
 
 def cmd_faithfulness(args: argparse.Namespace) -> int:
-    from yfpo_core.atomic import atomic_write_text
-    from yfpo_core.cli.locate_commands import _units_sae
-    from yfpo_core.cli.output import print_table
-    from yfpo_core.analysis.faithfulness import CURVE_METRICS, faithfulness_curves, faithfulness_figure, split_problems
-    from yfpo_core.models import DEFAULT_MODEL, load_model
+    """Under torchrun / accelerate launch every process ranks its share of the locate problems and evaluates
+    its share of the held-out ones; rank 0 reduces, prints and writes (see :mod:`yfpo_core.distributed`)."""
     from yfpo_core.attribution.registry import METHODS as ATTRIBUTION_METHODS
-    from yfpo_core.problems import load_problems
-    from yfpo_core.progress import tqdm_progress
+    from yfpo_core.cli import print_error
+    from yfpo_core.distributed import launched
 
     stem = Path(str(args.out).removesuffix(".json"))
     for suffix in (".json", ".csv", ".html"):
@@ -63,21 +65,39 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
         raise YfpoError(f"--methods: unknown method {unknown[0] if unknown else '(none)'}; choose from "
                         f"{', '.join(ATTRIBUTION_METHODS)}")
     ks = _ks(args.ks)
-    model = load_model(args.model or DEFAULT_MODEL, device=args.device)
+    with launched(args.device, announce=print_error) as dist:
+        return _faithfulness(args, dist, stem, methods, ks)
+
+
+def _faithfulness(args: argparse.Namespace, dist, stem: Path, methods: list[str], ks: list[int]) -> int:
+    from yfpo_core.atomic import atomic_write_text
+    from yfpo_core.cli.locate_commands import _share, _units_sae
+    from yfpo_core.cli.output import print_table
+    from yfpo_core.analysis.faithfulness import (CURVE_METRICS, faithfulness_curves_sharded, faithfulness_figure,
+                                                 split_problems)
+    from yfpo_core.models import DEFAULT_MODEL, load_model
+    from yfpo_core.problems import load_problems
+    from yfpo_core.progress import tqdm_progress
+
+    model = load_model(args.model or DEFAULT_MODEL, device=dist.device)
     layers = parse_layers(args.layers, int(model.model.cfg.n_layers))
-    sae = _units_sae(args, model, args.device)
+    sae = _units_sae(args, model, dist.device)
     source = args.problems or ("toy" if model.native_problems == "toy" else "gsm8k-test-100")
     problems = load_problems(source, limit=args.locate + args.heldout, seed=args.seed)
     try:
         locate, heldout = split_problems(problems, args.locate)
-        with tqdm_progress("faithfulness", unit="step") as progress:
-            report = faithfulness_curves(model, locate, heldout, methods, target=args.target, ks=ks,
-                                         n_random=args.random, seed=args.seed, rank_by=args.rank_by, layers=layers,
-                                         sae=sae, steps=args.steps, progress=progress)
+        with tqdm_progress(f"faithfulness{_share(dist)}", unit="step", disable=not dist.is_main) as progress:
+            report = faithfulness_curves_sharded(dist, model, locate, heldout, methods, target=args.target, ks=ks,
+                                                 n_random=args.random, seed=args.seed, rank_by=args.rank_by,
+                                                 layers=layers, sae=sae, steps=args.steps,
+                                                 batch_size=args.batch_size, progress=progress)
     except ValueError as exc:
         raise YfpoError(str(exc)) from None
+    if report is None:
+        return 0  # rank 0 has every problem's rows and writes the files
     print(f"\nFaithfulness on {len(heldout)} held-out problems of {source} (ranked on {len(locate)} others), "
-          f"{args.random} random same-layer sets per point:")
+          f"{args.random} random same-layer sets per point" + (f" ({dist.world} processes)" if dist.world > 1 else "")
+          + ":")
     print_table([{k: v for k, v in row.items() if not k.endswith("_std")} for row in report.rows()])
     print(f"\nOverlap of the methods' top-{min(100, report.settings['n_units'])} sets:")
     print_table(report.overlap)
