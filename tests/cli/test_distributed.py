@@ -1,5 +1,6 @@
-"""Data-parallel locate, ablate and eval: 2 CPU processes (torchrun, gloo) on the toy model give the
-1-process result, one file is written by rank 0, and a failure on one rank stops both with one message.
+"""Data-parallel locate, ablate, eval, the activation index and the faithfulness curves: 2 CPU processes
+(torchrun, gloo) on the toy model give the 1-process result, one file is written by rank 0, and a failure on
+one rank stops both with one message.
 
 Kept fast like the 2-process training test: the shipped toy model, a handful of toy problems, one thread per
 process. The 1-process references run in this process (``main([...])``), the 2-process runs under
@@ -24,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = ["--model", "toy-arith", "--problems", "toy", "--limit", "7", "--seed", "3"]
 
 
-def torchrun(*args: str, launcher: str = "torchrun", timeout: int = 300) -> subprocess.CompletedProcess:
+def torchrun(*args: str, launcher: str = "torchrun", timeout: int = 300, script: Path | None = None
+             ) -> subprocess.CompletedProcess:
     """``yfpo <args>`` in 2 processes, launched by torchrun or by ``accelerate launch`` (its multi-process
-    launcher, which works on CPU too: the processes then talk over gloo)."""
+    launcher, which works on CPU too: the processes then talk over gloo); ``script`` runs instead of
+    ``-m yfpo_core`` (a test's own entry point that breaks something on one rank)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     if launcher == "torchrun":
         start = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -34,8 +37,8 @@ def torchrun(*args: str, launcher: str = "torchrun", timeout: int = 300) -> subp
         start = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
                  "0"]
-    return subprocess.run([*start, "-m", "yfpo_core", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    entry = [str(script)] if script is not None else ["-m", "yfpo_core"]
+    return subprocess.run([*start, *entry, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def relative_gap(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -191,6 +194,135 @@ def test_a_bug_on_rank_1_stops_both_with_its_traceback_and_one_message(tmp_path)
     assert "rank 1 of 2 processes failed: ValueError" in errors[0] and "traceback is printed above" in errors[0]
     assert "Traceback" in out.stderr.split("yfpo: error:")[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["problems.jsonl"]
+
+
+def error_lines(out: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in out.stderr.splitlines() if line.startswith("yfpo: error:")]
+
+
+# -- the activation index and the faithfulness curves ----------------------------------------------------
+
+OUT_OF_MEMORY_ON_RANK_1 = """
+import os, sys
+import torch
+import yfpo_core.attribution.methods as methods
+
+real, calls = methods.activations, []
+
+
+def activations(*args, **kwargs):  # rank 1 runs out of memory on its second text
+    calls.append(1)
+    if os.environ["RANK"] == "1" and len(calls) == 2:
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+    return real(*args, **kwargs)
+
+
+methods.activations = activations
+from yfpo_core.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _index_corpus(path: Path) -> Path:
+    """Math and non-math toy texts, interleaved, of different lengths (the shares hold different tokens)."""
+    from yfpo_core.problems.synthetic import generate_toy_nonmath, generate_toy_problems
+
+    math = [f"Q: {p.question}\nA: {p.solution}" for p in generate_toy_problems(6, seed=1)]
+    other = generate_toy_nonmath(5, seed=1)
+    rows = [{"id": f"t{i}", "text": text, "math": i % 2 == 0}
+            for i, text in enumerate(t for pair in zip(math, other + [""]) for t in pair if t)]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    return path
+
+
+def _assert_same_index(two: Path, one: Path) -> None:
+    """Counts, top-k and sampled tokens, their values and windows identical; sums within 1e-5 relative."""
+    from safetensors.torch import load_file
+
+    t1, t2 = load_file(str(one / "index.safetensors")), load_file(str(two / "index.safetensors"))
+    assert t1.keys() == t2.keys() and {"top_tokens", "sample_tokens", "hist", "sum"} <= set(t1)
+    for name in t1:
+        if t1[name].dtype == torch.float64:
+            assert relative_gap(t2[name], t1[name]) < 1e-5, name
+        else:
+            torch.testing.assert_close(t2[name], t1[name], rtol=0, atol=0, equal_nan=True, msg=name)
+    m1, m2 = (json.loads((folder / "index.json").read_text()) for folder in (one, two))
+    assert m1["processes"] == 1 and m2["processes"] == 2
+    assert {k: v for k, v in m2.items() if "second" not in k and k != "processes"} == \
+        {k: v for k, v in m1.items() if "second" not in k and k != "processes"}  # texts, offsets, settings
+    assert sorted(p.name for p in two.iterdir()) == ["index.json", "index.safetensors"]  # no checkpoint left
+
+
+def test_two_process_index_build_equals_one_process_and_resumes_after_a_failed_rank(tmp_path):
+    corpus = _index_corpus(tmp_path / "corpus.jsonl")
+    build = ["index", "build", "--model", "toy-arith", "--corpus", str(corpus)]
+    assert main([*build, "--folder", str(tmp_path / "one")]) == 0
+    out = torchrun(*build, "--folder", str(tmp_path / "two"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("index of ") == 1 and "on 2 processes" in out.stdout  # rank 0 alone reports
+    _assert_same_index(tmp_path / "two", tmp_path / "one")
+    from safetensors.torch import load_file
+
+    counts = load_file(str(tmp_path / "one" / "index.safetensors"))
+    assert int(counts["math_count"][0]) > 0 and int(counts["other_count"][0]) > 0  # both sums are compared
+
+    # rank 1 fails on its second text: both stop, one message, no index; each share keeps its checkpoint
+    script = tmp_path / "entry" / "oom_on_rank_1.py"
+    script.parent.mkdir()
+    script.write_text(OUT_OF_MEMORY_ON_RANK_1)
+    failed = tmp_path / "failed"
+    out = torchrun(*build, "--folder", str(failed), script=script)
+    assert out.returncode != 0
+    errors = error_lines(out)
+    assert len(errors) == 1, out.stderr[-3000:]
+    assert "rank 1 of 2 processes failed: OutOfMemoryError" in errors[0] and "no output was written" in errors[0]
+    assert not (failed / "index.json").exists() and not (failed / "index.safetensors").exists()
+    states = {p.name: json.loads(p.read_text())["done"] for p in failed.glob("build_state.rank*.json")}
+    assert states == {"build_state.rank0-of-2.json": 6, "build_state.rank1-of-2.json": 1}  # 11 texts: 6 + 5
+
+    # started again with 2 processes it resumes both shares and ends where an uninterrupted build does
+    out = torchrun(*build, "--folder", str(failed))
+    assert out.returncode == 0, out.stderr[-3000:]
+    _assert_same_index(failed, tmp_path / "one")
+
+
+def test_two_process_faithfulness_equals_one_process(tmp_path):
+    args = ["faithfulness", "--model", "toy-arith", "--problems", "toy", "--locate", "3", "--heldout", "5",
+            "--methods", "attnlrp,activation", "--ks", "1,5,20", "--random", "2", "--seed", "3"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    out = torchrun(*args, "--out", str(tmp_path / "two"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("wrote ") == 1 and "(2 processes)" in out.stdout
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert one["processes"] == 1 and two["processes"] == 2
+    assert two["settings"] == one["settings"] and len(one["settings"]["heldout_ids"]) == 5
+    assert [(p["method"], p["k"], p["units"], p["random_units"]) for p in two["points"]] == \
+        [(p["method"], p["k"], p["units"], p["random_units"]) for p in one["points"]]  # the same sets zeroed
+    assert len(one["rows"]) == len(two["rows"]) == 2 * 4
+    for r2, r1 in zip(two["rows"] + two["overlap"], one["rows"] + one["overlap"], strict=True):
+        numbers = [k for k, v in r1.items() if isinstance(v, float)]
+        assert {k: v for k, v in r2.items() if k not in numbers} == {k: v for k, v in r1.items() if k not in numbers}
+        assert [r2[k] for k in numbers] == pytest.approx([r1[k] for k in numbers], rel=1e-5, abs=1e-9, nan_ok=True)
+    assert one["baseline"] != one["points"][-1]["tested"]  # zeroing did something to compare
+    assert (tmp_path / "two.csv").read_text() == (tmp_path / "one.csv").read_text()
+    assert (tmp_path / "two.html").exists()
+
+
+def test_a_locate_problem_that_fails_on_rank_1_leaves_no_faithfulness_report(tmp_path):
+    fine = {"question": "Tom has 3 apples and gets 4 more. How many apples?", "answer": "7",
+            "solution": "3+4=7\n#### 7"}
+    long = dict(fine, question="Tom has 3 apples. " * 30 + "How many apples?")
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("\n".join(json.dumps({**p, "id": f"p{i}"}) for i, p in enumerate([fine, long, fine, fine])))
+    out = torchrun("faithfulness", "--model", "toy-arith", "--problems", str(problems), "--locate", "2",
+                   "--heldout", "2", "--methods", "activation", "--ks", "1", "--out", str(tmp_path / "report"))
+    assert out.returncode != 0
+    errors = error_lines(out)
+    assert len(errors) == 1, out.stderr[-3000:]
+    assert "rank 1 of 2 processes failed" in errors[0] and "problem p1 needs" in errors[0]
+    assert "Traceback" not in out.stderr.split("yfpo: error:")[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["problems.jsonl"]  # no .json, .csv, .html
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
