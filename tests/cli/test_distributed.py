@@ -68,7 +68,8 @@ def test_cuda_means_each_process_its_own_gpu():
 @pytest.mark.parametrize("command", [
     ["locate", "--out", "x.json"], ["ablate", "--set", "s.json"], ["inspect", "--unit", "0:1"], ["eval"],
     ["pairs", "--out", "p.jsonl"], ["train"], ["experiment", "--set", "s.json"], ["sae", "train", "--out", "d"],
-    ["sae", "eval"], ["toy", "train"]], ids=lambda c: " ".join(c[:2]) if c[0] in ("sae", "toy") else c[0])
+    ["sae", "eval"], ["toy", "train"], ["index", "build"], ["faithfulness", "--out", "f"]],
+    ids=lambda c: " ".join(c[:2]) if c[0] in ("sae", "toy", "index") else c[0])
 def test_every_command_that_runs_a_model_takes_device_cuda(command):
     from yfpo_core.cli import build_parser
 
@@ -332,3 +333,14 @@ def test_locate_ablate_and_eval_run_on_cuda(tmp_path):
     assert main(["ablate", "--set", str(tmp_path / "set.json"), "--random", "2", "--device", "cuda"]) == 0
     assert main(["eval", *args, "--metric", "ranking", "--quiet"]) == 0
     assert main(["eval", *args, "--metric", "exact", "--max-new-tokens", "16", "--quiet"]) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
+def test_index_build_and_faithfulness_run_on_cuda(tmp_path):
+    assert main(["index", "build", "--model", "toy-arith", "--limit", "6", "--device", "cuda",
+                 "--folder", str(tmp_path / "index")]) == 0
+    assert json.loads((tmp_path / "index" / "index.json").read_text())["n_texts"] == 6
+    assert main(["faithfulness", "--model", "toy-arith", "--problems", "toy", "--locate", "2", "--heldout", "3",
+                 "--methods", "attnlrp,activation", "--ks", "1,5", "--random", "2", "--device", "cuda",
+                 "--out", str(tmp_path / "faith")]) == 0
+    assert json.loads((tmp_path / "faith.json").read_text())["processes"] == 1
