@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yfpo_core.analysis.index_state import EDGES, SAMPLE_WINDOW, SAMPLES, TOP_K, TOP_WINDOW, IndexState
+from yfpo_core.analysis.index_state import EDGES, SAMPLE_WINDOW, SAMPLES, TOP_K, TOP_WINDOW, IndexState, order_key
 
 N_UNITS = 6
 SEED = 5
@@ -114,3 +114,12 @@ def test_empty_sample_slots_are_all_alike():
     assert state.sample_values[3:, 0].isnan().all() and state.sample_windows[3:, :, 0].isnan().all()
     assert state.sample_windows[:, :, 1].isnan().all()
     assert state.sample_windows.shape == (SAMPLES, 2 * SAMPLE_WINDOW + 1, 2)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_order_key_sorts_by_value_then_the_smaller_token(largest):
+    values = [float("-inf"), -2.5, -1.0, -1e-30, -0.0, 0.0, 1e-30, 0.5, 0.5, 3.0, 3.0, float("inf")]
+    tokens = [4, 0, 7, 2, 9, 3, 11, 5, 1, 8, 6, -1]
+    key = order_key(torch.tensor(values)[:, None], torch.tensor(tokens)[:, None], largest)[:, 0]
+    order = sorted(range(len(values)), key=lambda i: (-values[i] if largest else values[i], tokens[i]))
+    assert key.argsort(descending=largest).tolist() == order  # -0.0 and 0.0 are one value: the token decides
