@@ -1,7 +1,9 @@
-"""Data-parallel runs of ``yfpo locate``, ``ablate`` and ``eval`` under ``torchrun`` / ``accelerate launch``.
+"""Data-parallel runs of ``yfpo locate``, ``ablate``, ``eval``, ``index build`` and ``faithfulness`` under
+``torchrun`` / ``accelerate launch``.
 
-The heavy commands are a *map* over problems (attribution, ranking, generation: each problem on its own)
-followed by a *reduce* (means, top-k, accuracies). Only the map is spread: each process takes the problems
+The heavy commands are a *map* over problems (attribution, ranking, generation: each problem on its own;
+the index: each text) followed by a *reduce* (means, top-k, accuracies; the index merges per-process
+statistics, see :mod:`yfpo_core.analysis.index_state`). Only the map is spread: each process takes the problems
 ``i`` with ``i % world == rank`` (deterministic, and round-robin keeps long and short problems mixed), the
 per-problem results travel to rank 0 with ``torch.distributed.gather_object``, and rank 0 runs the same
 reduce as one process on the same list in the same order. That is why N processes give one process's
