@@ -86,3 +86,79 @@ def trainer_for(cfg):
     return YFPOTrainer(cfg, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
                        saes=inputs.saes, directions=inputs.directions, probe_units=inputs.probe_units,
                        probe_scores=inputs.probe_scores, probe_directions=inputs.probe_directions)
+
+
+# -- planted units: a tiny toy model (and SAE) whose best units are known by construction ----------------------
+def attribution_toy():
+    """The tiny toy model the attribution tests plant neurons in (seed 3, 2 layers of 64 neurons)."""
+    return tiny_toy(seed=3, n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=96)
+
+
+def hand_problems() -> list:
+    """Four problems whose answer is 9 (the planted neurons' answer)."""
+    from yfpo_core.problems.base import Problem
+
+    questions = ["Ann has 9 pens and 9 cups. How many?", "Ben saw 9 cats. How many?",
+                 "Cara ate 9 figs and 9 plums. How many?", "Dan made 9 hats. How many?"]
+    return [Problem(id=f"hand/{i}", question=q, solution="#### 9", answer="9", source="test")
+            for i, q in enumerate(questions)]
+
+
+DRIVER = (1, 3)      # always on, writes towards the logits of " " and "9": the gold answer " 9"
+NINE = (0, 5)        # fires only on the token "9": math text has it, the contrast text and wrong answer do not
+
+
+def planted_model():
+    """The tiny toy model with two planted neurons (see DRIVER and NINE)."""
+    from yfpo_core.models.toy import toy_tokenizer
+
+    loaded = attribution_toy()
+    model, vocab = loaded.model, toy_tokenizer().get_vocab()
+    axis = model.cfg.d_model - 1  # a residual dimension reserved for the "9" signal
+    with torch.no_grad():
+        model.W_E[:, axis] = 0.0
+        model.W_pos[:, axis] = 0.0
+        model.W_E[vocab["9"], axis] = 8.0
+        for block in model.blocks:
+            block.attn.W_O[..., axis] = 0.0
+            block.mlp.W_out[:, axis] = 0.0
+        layer, index = NINE
+        model.blocks[layer].mlp.W_in[:, index] = 0.0
+        model.blocks[layer].mlp.W_in[axis, index] = 2.0
+        model.blocks[layer].mlp.b_in[index] = -3.0
+        layer, index = DRIVER
+        model.blocks[layer].mlp.W_in[:, index] = 0.0
+        model.blocks[layer].mlp.b_in[index] = 3.0
+        direction = model.W_U[:, vocab[" "]] + model.W_U[:, vocab["9"]]
+        model.blocks[layer].mlp.W_out[index] = 3.0 * direction / direction.norm() ** 2
+    return loaded
+
+
+PLANTED_FEATURE = 3  # the feature of planted_sae() that reads and writes the DRIVER neuron
+
+
+def planted_sae(model):
+    """A hand-made SAE at blocks.1.mlp.hook_post whose feature 3 reads and writes the planted DRIVER neuron."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    cfg = StandardSAEConfig(d_in=64, d_sae=8, apply_b_dec_to_input=False)
+    cfg.metadata.hook_name = "blocks.1.mlp.hook_post"
+    sae = StandardSAE(cfg)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(64, 8) * 0.01)
+        sae.W_dec.copy_(torch.randn(8, 64) * 0.01)
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+        sae.W_enc[:, PLANTED_FEATURE] = 0.0
+        sae.W_enc[DRIVER[1], PLANTED_FEATURE] = 1.0
+        sae.W_dec[PLANTED_FEATURE] = 0.0
+        sae.W_dec[PLANTED_FEATURE, DRIVER[1]] = 1.0
+    import warnings
+
+    from yfpo_core.saes.sae import LoadedSAE
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        sae.use_error_term = True
+    return LoadedSAE(sae, "planted", "blocks.1.mlp.hook_post", "memory")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.attribution.test_attribution import _tiny_toy
+from tests.helpers import attribution_toy
 from yfpo_core.analysis.activation_index import (
     EDGES,
     INDEX_FILE,
@@ -42,7 +42,7 @@ TEXTS = [CorpusText("m/0", "Q: Ann has 12 pens. She buys 7 more.\nA: 12+7=19. ##
 @pytest.fixture(scope="module")
 def model():
     torch.set_num_threads(1)
-    return _tiny_toy()
+    return attribution_toy()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
-from tests.attribution.test_attribution import DRIVER, _planted_model
+from tests.helpers import DRIVER, planted_model
 from yfpo_core.scoring.evaluate import answer_ranking
 from yfpo_core.analysis.faithfulness import (
     FaithfulnessReport,
@@ -34,7 +34,7 @@ def _problems(n: int = 8) -> list[Problem]:
 @pytest.fixture(scope="module")
 def run():
     torch.set_num_threads(1)
-    model = _planted_model()
+    model = planted_model()
     locate, heldout = split_problems(_problems(), 3)
     report = faithfulness_curves(model, locate, heldout, ["grad_x_act", "activation"], ks=(1, 5, 200), n_random=3)
     return model, locate, heldout, report
@@ -75,7 +75,7 @@ def test_the_planted_driver_is_found_and_matters_more_than_random_neurons(run):
 
 
 def test_held_out_problems_must_not_be_locate_problems():
-    model = _planted_model()
+    model = planted_model()
     problems = _problems(4)
     with pytest.raises(ValueError, match="not located on"):
         faithfulness_curves(model, problems[:3], problems[2:], ["activation"], ks=(1,))

@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from tests.attribution.test_attribution import DRIVER, _planted_model
-from tests.saes.test_saes import PLANTED_FEATURE, _planted_sae
+from tests.helpers import DRIVER, PLANTED_FEATURE, planted_model, planted_sae
 from yfpo_core.scoring.generation import greedy_generate
 from yfpo_core.models.toy import toy_tokenizer
 from yfpo_core.problems.base import Problem
@@ -32,7 +31,7 @@ def _naive_greedy(model, prompt_ids, n, context):
 
 @pytest.mark.parametrize("steering", [Steering("scale", 1.0), Steering("add", 0.0)])
 def test_neutral_steering_equals_plain_generation_token_for_token(steering):
-    model = _planted_model()
+    model = planted_model()
     result = steer_generation(model, QUESTION, [DRIVER_UNIT, Unit.neuron(0, 7)], steering, max_new_tokens=12)
     assert steering.neutral
     assert result.steered.token_ids == result.plain.token_ids and result.first_difference is None
@@ -43,8 +42,8 @@ def test_neutral_steering_equals_plain_generation_token_for_token(steering):
 
 
 def test_neutral_feature_steering_keeps_the_error_term_and_the_plain_answer():
-    model = _planted_model()
-    sae = _planted_sae(model)
+    model = planted_model()
+    sae = planted_sae(model)
     feature = Unit("sae_feature", sae.hook_name, PLANTED_FEATURE, sae_id="planted")
     result = steer_generation(model, QUESTION, [feature], Steering("add", 0.0), sae=sae, max_new_tokens=12)
     assert result.steered.token_ids == result.plain.token_ids
@@ -58,7 +57,7 @@ def _cache(model, tokens, context=None):
 
 
 def test_adding_to_a_neuron_changes_exactly_its_activation_and_what_it_writes():
-    model = _planted_model()
+    model = planted_model()
     tokens = torch.tensor([model.encode_prompt(model.prompt_format.prompt(QUESTION))])
     plain = _cache(model, tokens)
     steer = _cache(model, tokens, steered(model, [DRIVER_UNIT], Steering("add", 2.5)))
@@ -80,7 +79,7 @@ def test_adding_to_a_neuron_changes_exactly_its_activation_and_what_it_writes():
 
 
 def test_clamp_and_scale_set_the_activation():
-    model = _planted_model()
+    model = planted_model()
     tokens = torch.tensor([model.encode_prompt(model.prompt_format.prompt(QUESTION))])
     post = f"blocks.{DRIVER[0]}.mlp.hook_post"
     plain = _cache(model, tokens)[post][..., DRIVER[1]]
@@ -91,8 +90,8 @@ def test_clamp_and_scale_set_the_activation():
 
 
 def test_adding_to_a_feature_adds_its_decoder_direction():
-    model = _planted_model()
-    sae = _planted_sae(model)
+    model = planted_model()
+    sae = planted_sae(model)
     feature = Unit("sae_feature", sae.hook_name, PLANTED_FEATURE, sae_id="planted")
     tokens = torch.tensor([model.encode_prompt(model.prompt_format.prompt(QUESTION))])
     plain = _cache(model, tokens)
@@ -103,7 +102,7 @@ def test_adding_to_a_feature_adds_its_decoder_direction():
 
 
 def test_strong_steering_changes_the_answer_where_the_unit_writes():
-    model = _planted_model()
+    model = planted_model()
     steering = Steering("add", 40.0)
     result = steer_generation(model, QUESTION, [DRIVER_UNIT], steering, max_new_tokens=10)
     assert result.first_difference is not None
@@ -119,7 +118,7 @@ def test_strong_steering_changes_the_answer_where_the_unit_writes():
 
 
 def test_streaming_callback_and_gold_check():
-    model = _planted_model()
+    model = planted_model()
     seen = []
     problem = Problem(id="hand/0", question=QUESTION, solution="#### 18", answer="18", source="test")
     result = steer_generation(model, problem, [DRIVER_UNIT], Steering("add", 40.0), max_new_tokens=6,
@@ -132,7 +131,7 @@ def test_streaming_callback_and_gold_check():
 
 
 def test_bad_units_and_values_are_refused_in_words():
-    model = _planted_model()
+    model = planted_model()
     with pytest.raises(ValueError, match="out of range"):
         steer_generation(model, QUESTION, [Unit.neuron(5, 0)], Steering("add", 1.0))
     with pytest.raises(ValueError, match="at least one unit"):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from tests.helpers import tiny_hooked, tiny_toy
+from tests.helpers import DRIVER, NINE, attribution_toy, hand_problems, planted_model, tiny_hooked, tiny_toy
 from yfpo_core.attribution import METHODS, attribute
 from yfpo_core.attribution.methods import gradient_relevance
 from yfpo_core.attribution.result import AttributionResult
@@ -178,8 +178,8 @@ def test_relevance_is_conserved_with_constant_attention(family):
 
 
 def test_grad_x_act_equals_activation_times_autograd_gradient():
-    loaded = _tiny_toy()
-    problem = _hand_problems()[0]
+    loaded = attribution_toy()
+    problem = hand_problems()[0]
     prepared = prepare_problem(loaded, problem, "answer_logprob")
     space = neuron_space(loaded.model)
     scores = gradient_relevance(loaded, space, prepared, lrp=False)
@@ -202,57 +202,18 @@ def test_grad_x_act_equals_activation_times_autograd_gradient():
 
 # -- planted neurons ------------------------------------------------------------------------------
 
-def _tiny_toy():
-    return tiny_toy(seed=3, n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=96)
-
-
-def _hand_problems() -> list[Problem]:
-    questions = ["Ann has 9 pens and 9 cups. How many?", "Ben saw 9 cats. How many?",
-                 "Cara ate 9 figs and 9 plums. How many?", "Dan made 9 hats. How many?"]
-    return [Problem(id=f"hand/{i}", question=q, solution="#### 9", answer="9", source="test")
-            for i, q in enumerate(questions)]
-
-
-DRIVER = (1, 3)      # always on, writes towards the logits of " " and "9": the gold answer " 9"
-NINE = (0, 5)        # fires only on the token "9": math text has it, the contrast text and wrong answer do not
-
-
-def _planted_model():
-    """The tiny toy model with two planted neurons (see DRIVER and NINE)."""
-    loaded = _tiny_toy()
-    model, vocab = loaded.model, toy_tokenizer().get_vocab()
-    axis = model.cfg.d_model - 1  # a residual dimension reserved for the "9" signal
-    with torch.no_grad():
-        model.W_E[:, axis] = 0.0
-        model.W_pos[:, axis] = 0.0
-        model.W_E[vocab["9"], axis] = 8.0
-        for block in model.blocks:
-            block.attn.W_O[..., axis] = 0.0
-            block.mlp.W_out[:, axis] = 0.0
-        layer, index = NINE
-        model.blocks[layer].mlp.W_in[:, index] = 0.0
-        model.blocks[layer].mlp.W_in[axis, index] = 2.0
-        model.blocks[layer].mlp.b_in[index] = -3.0
-        layer, index = DRIVER
-        model.blocks[layer].mlp.W_in[:, index] = 0.0
-        model.blocks[layer].mlp.b_in[index] = 3.0
-        direction = model.W_U[:, vocab[" "]] + model.W_U[:, vocab["9"]]
-        model.blocks[layer].mlp.W_out[index] = 3.0 * direction / direction.norm() ** 2
-    return loaded
-
-
 @pytest.mark.parametrize("method", ["attnlrp", "grad_x_act", "integrated_gradients", "activation"])
 def test_planted_driver_neuron_ranks_first(method):
-    loaded = _planted_model()
-    result = attribute(loaded, _hand_problems(), method, "answer_logprob", steps=4)
+    loaded = planted_model()
+    result = attribute(loaded, hand_problems(), method, "answer_logprob", steps=4)
     best = result.top(1)[0].unit
     assert (best.layer, best.index) == DRIVER, result.top(5)
 
 
 @pytest.mark.parametrize("method", ["contrast_math_nonmath", "contrast_correct_wrong"])
 def test_planted_digit_neuron_ranks_first_in_contrasts(method):
-    loaded = _planted_model()
-    problems = _hand_problems()
+    loaded = planted_model()
+    problems = hand_problems()
     no_digits = [loaded.prompt_format.prompt(p.question.replace("9", "x")) + "#### x\n" for p in problems]
     result = attribute(loaded, problems, method, contrast_texts=no_digits)
     best = result.top(1)[0].unit
@@ -260,8 +221,8 @@ def test_planted_digit_neuron_ranks_first_in_contrasts(method):
 
 
 def test_every_method_runs_on_both_families_and_result_round_trips(tmp_path):
-    loaded = _tiny_toy()
-    problems = _hand_problems()[:2]
+    loaded = attribution_toy()
+    problems = hand_problems()[:2]
     for method in METHODS:
         result = attribute(loaded, problems, method, "logit_diff", steps=2)
         assert result.scores.shape == (2, 64) and result.per_problem.shape == (2, 2, 64)
@@ -274,6 +235,6 @@ def test_every_method_runs_on_both_families_and_result_round_trips(tmp_path):
 
 
 def test_attnlrp_reports_relevance_absorbed_by_softmax_and_biases():
-    result = attribute(_tiny_toy(), _hand_problems(), "attnlrp", "logit_diff")
+    result = attribute(attribution_toy(), hand_problems(), "attnlrp", "logit_diff")
     budgets = result.params["relevance_budget"]
     assert len(budgets) == 4 and all(math.isfinite(b) for b in budgets)
