@@ -7,6 +7,8 @@
   goes through :class:`~yfpo_core.runs.run_dir.RunDir`, so the app never touches a run folder's files.
 * Metric names are written only in :mod:`yfpo_core.training.metric_names`; everyone else reads the constants.
 * Importing every module of the core does not load streamlit (checked by really importing them).
+* Tests use the code's public names only: no private name imported from :mod:`yfpo_core` (or from another
+  test module: shared builders live in ``tests/helpers.py``), no private attribute read or patched.
 """
 
 from __future__ import annotations
@@ -190,3 +192,48 @@ def test_yfpo_core_never_imports_streamlit():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(modules) > 10
+
+
+def private_names_reached(path: Path, rel: str | None = None) -> list[str]:
+    """Where a test file reaches a private name (one leading underscore; dunders are public protocol):
+    ``from x import _y`` (of any module), ``import yfpo_core._x`` (or a test module's), an attribute
+    ``obj._y`` of anything (the code's objects, or a library's: a test that needs one asks for a public
+    way), or ``setattr(obj, "_y", ...)`` / ``monkeypatch.setattr(obj, "_y", ...)`` by name."""
+    rel = rel or _rel(path)
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [a.name for a in node.names if private(a.name)]
+            if node.module.split(".")[0] in ("yfpo_core", "tests"):
+                names += [part for part in node.module.split(".") if private(part)]
+            found += [f"{rel}:{node.lineno}: from {node.module} import {n}" for n in names]
+        elif isinstance(node, ast.Import):
+            found += [f"{rel}:{node.lineno}: import {a.name}" for a in node.names
+                      if a.name.split(".")[0] in ("yfpo_core", "tests") and any(map(private, a.name.split(".")))]
+        elif isinstance(node, ast.Attribute) and private(node.attr):
+            found.append(f"{rel}:{node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "setattr" \
+                and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
+                and isinstance(node.args[1].value, str) and private(node.args[1].value.rsplit(".", 1)[-1]):
+            found.append(f"{rel}:{node.lineno}: setattr {node.args[1].value}")
+    return sorted(found, key=lambda hit: int(hit.split(":")[1]))
+
+
+def test_tests_reach_no_private_names():
+    found = [hit for path in _sources("tests") for hit in private_names_reached(path)]
+    assert not found, "go through a public name instead (make one public if it deserves it):\n" + "\n".join(found)
+
+
+def test_the_private_name_check_sees_imports_attributes_and_patches(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from yfpo_core.models.smollm2 import NAME, _hidden\nimport yfpo_core._secret\n"
+                     "from tests.helpers import tiny_toy\nfrom torch import _C\n"
+                     "x = obj._cache + obj.__class__.__name__\nmonkeypatch.setattr(mod, '_build', 1)\n"
+                     "monkeypatch.setattr(mod, 'build', 1)\nsetattr(obj, 'x._y', 2)\n", encoding="utf-8")
+    assert private_names_reached(probe, "tests/probe.py") == [
+        "tests/probe.py:1: from yfpo_core.models.smollm2 import _hidden", "tests/probe.py:2: import yfpo_core._secret",
+        "tests/probe.py:4: from torch import _C", "tests/probe.py:5: ._cache", "tests/probe.py:6: setattr _build", "tests/probe.py:8: setattr x._y"]

@@ -75,7 +75,7 @@ def test_adding_to_a_neuron_changes_exactly_its_activation_and_what_it_writes():
     written = 2.5 * model.model.blocks[layer].mlp.W_out[index]
     torch.testing.assert_close(steer[f"blocks.{layer}.hook_mlp_out"] - plain[f"blocks.{layer}.hook_mlp_out"],
                                written.expand_as(plain[f"blocks.{layer}.hook_mlp_out"]), atol=1e-4, rtol=0)
-    assert not model.model.blocks[layer].mlp.hook_post._forward_hooks  # no hook left behind
+    assert not any(point.has_hooks() for point in model.model.hook_dict.values())  # no hook left behind
 
 
 def test_clamp_and_scale_set_the_activation():

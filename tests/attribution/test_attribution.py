@@ -16,7 +16,7 @@ from tests.helpers import DRIVER, NINE, attribution_toy, hand_problems, planted_
 from yfpo_core.attribution import METHODS, attribute
 from yfpo_core.attribution.methods import gradient_relevance
 from yfpo_core.attribution.result import AttributionResult
-from yfpo_core.attribution.rules import _GatedHalfRule, _IdentityRule, attnlrp_rules, scale_gradient
+from yfpo_core.attribution.rules import attnlrp_rules, gated_half_rule, identity_rule, scale_gradient
 from yfpo_core.units.space import UnitSpace, neuron_space
 from yfpo_core.attribution.targets import PreparedProblem, prepare_problem, target_value
 from yfpo_core.models.toy import toy_tokenizer
@@ -28,7 +28,7 @@ from yfpo_core.problems.base import Problem
 def test_identity_rule_passes_relevance_through_the_activation():
     pre = torch.tensor([2.0, -1.0, 0.0], requires_grad=True)
     post = F.gelu(pre.detach())
-    out = _IdentityRule.apply(pre, post)
+    out = identity_rule(pre, post)
     out.backward(torch.ones(3))
     # relevance at the input x * grad equals relevance at the output act(x) * 1: GELU(2)=1.9545, GELU(-1)=-0.1587
     torch.testing.assert_close(pre.detach() * pre.grad, torch.tensor([1.9545, -0.1587, 0.0]), atol=1e-4, rtol=0)
@@ -39,7 +39,7 @@ def test_gated_product_splits_relevance_half_and_half():
     gate = torch.tensor([2.0], requires_grad=True)
     up = torch.tensor([3.0], requires_grad=True)
     act = F.silu(gate.detach())  # SiLU(2) = 1.76159
-    out = _GatedHalfRule.apply(gate, up, act)
+    out = gated_half_rule(gate, up, act)
     assert math.isclose(out.item(), 1.76159 * 3, rel_tol=1e-5)
     out.backward()
     # each factor gets half of the product's relevance 5.28478

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.helpers import tiny_hooked, tiny_toy
-from yfpo_core.attribution.methods import _input_hooks, frozen_parameters, gradient_relevance, gradient_relevance_batch
+from yfpo_core.attribution.methods import input_leaf_hooks, frozen_parameters, gradient_relevance, gradient_relevance_batch
 from yfpo_core.attribution.rules import attnlrp_rules
 from yfpo_core.units.space import neuron_space
 from yfpo_core.attribution.targets import PreparedProblem, target_value
@@ -50,7 +50,7 @@ def _reference(loaded: LoadedModel, prepared: PreparedProblem, lrp: bool) -> tor
         acts[name] = x
 
     with torch.enable_grad(), frozen_parameters(model), attnlrp_rules(model) if lrp else nullcontext(), \
-            space.reading(model, keep), model.hooks(fwd_hooks=_input_hooks(model, {})):
+            space.reading(model, keep), model.hooks(fwd_hooks=input_leaf_hooks(model, {})):
         target_value(model(torch.tensor([prepared.tokens]))[0], prepared).backward()
     return torch.stack([(acts[h] * acts[h].grad)[0].detach() for h in space.hook_names], dim=1)
 

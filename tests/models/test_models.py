@@ -9,7 +9,7 @@ import torch
 
 from tests.helpers import tiny_hooked, tiny_toy
 from yfpo_core.errors import ModelUnavailableError
-from yfpo_core.scoring.generation import _generate_hf, _generate_tl, greedy_generate
+from yfpo_core.scoring.generation import generate_hf, generate_tl, greedy_generate
 from yfpo_core.models import load_model, register_model
 from yfpo_core.models.base import weights_fingerprint
 from yfpo_core.models.toy import toy_tokenizer
@@ -57,8 +57,8 @@ def test_generation_paths_agree(local_folders):
     loaded = load_model(str(local_folders / "llama"))
     prompt = loaded.encode_prompt("Q: How many?\nA: ")
     with torch.no_grad():
-        tl = _generate_tl(loaded, prompt, max_new_tokens=12)
-        (hf,) = _generate_hf(loaded, loaded.hf_twin(), [prompt], max_new_tokens=12)
+        tl = generate_tl(loaded, prompt, max_new_tokens=12)
+        (hf,) = generate_hf(loaded, loaded.hf_twin(), [prompt], max_new_tokens=12)
     assert tl == hf
     # A batch with prompts of different lengths (left padding) gives the same as one at a time.
     prompts = ["Q: a\nA: ", "Q: a longer question here\nA: "]

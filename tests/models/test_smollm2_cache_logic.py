@@ -22,7 +22,7 @@ def fake(monkeypatch, tmp_path):
             calls["build"] += 1
             (folder / "tl").mkdir()
             (folder / "tl" / "model.safetensors").write_bytes(b"w" * 500)
-            return {**smollm2._expected_manifest(gguf_path), "fingerprint": "abc"}
+            return {**smollm2.expected_manifest(gguf_path), "fingerprint": "abc"}
         return build
 
     def fake_load(entry: Path, device: str):
@@ -32,8 +32,8 @@ def fake(monkeypatch, tmp_path):
             raise ValueError("header is garbage")
         return ("loaded", (entry / "tl" / "model.safetensors").stat().st_size)
 
-    monkeypatch.setattr(smollm2, "_build", fake_build)
-    monkeypatch.setattr(smollm2, "_load_cached", fake_load)
+    monkeypatch.setattr(smollm2, "cache_builder", fake_build)
+    monkeypatch.setattr(smollm2, "load_cached", fake_load)
     return calls
 
 
@@ -119,7 +119,7 @@ def test_damaged_twin_files_are_found_and_the_entry_marked_for_rebuild(tmp_path)
     build_entry(entry, build)
     (entry / "hf" / "model.safetensors").write_bytes(b"H" * 100)
     manifest = read_manifest(entry)
-    problem = digest_problem(entry, manifest, smollm2._files_under(manifest, "hf"))
+    problem = digest_problem(entry, manifest, smollm2.manifest_files_under(manifest, "hf"))
     assert problem is not None and "hf/model.safetensors" in problem
     invalidate(entry)
     assert read_manifest(entry) is None  # the next load rebuilds

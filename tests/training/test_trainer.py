@@ -90,15 +90,16 @@ def test_background_run_stop_and_snapshot(setup):
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(setup, monkeypatch):
     _, tmp = setup
     original = YFPOTrainer.compute_loss
+    current = {"step": 0}
 
     def poisoned(self, i):
         out = original(self, i)
-        if self._step_counter == 5:
+        if current["step"] == 5:
             out.loss = out.loss * float("nan")
         return out
 
     def counting_step(self, step):
-        self._step_counter = step
+        current["step"] = step
         return original_step(self, step)
 
     original_step = YFPOTrainer.train_step
