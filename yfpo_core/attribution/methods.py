@@ -43,7 +43,8 @@ class ProblemScores:
 
 @contextmanager
 def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
-    """No parameter gradients during attribution (only activation gradients are needed); restored after."""
+    """No parameter gradients while reading units (attribution needs only activation gradients; an SAE spliced
+    in reads features, it does not train); each parameter's flag is restored after."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:
         p.requires_grad_(False)

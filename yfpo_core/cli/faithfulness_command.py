@@ -46,11 +46,11 @@ def _ks(text: str) -> list[int]:
 
 def cmd_faithfulness(args: argparse.Namespace) -> int:
     from yfpo_core.atomic import atomic_write_text
-    from yfpo_core.cli.locate_commands import _units_sae
+    from yfpo_core.cli.locate_commands import units_flag_sae
     from yfpo_core.cli.output import print_table
     from yfpo_core.analysis.faithfulness import CURVE_METRICS, faithfulness_curves, faithfulness_figure, split_problems
     from yfpo_core.models import DEFAULT_MODEL, load_model
-    from yfpo_core.attribution.registry import METHODS as ATTRIBUTION_METHODS
+    from yfpo_core.attribution.registry import check_methods
     from yfpo_core.problems import load_problems
     from yfpo_core.progress import tqdm_progress
 
@@ -58,14 +58,14 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     for suffix in (".json", ".csv", ".html"):
         check_output(stem.with_suffix(suffix))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in ATTRIBUTION_METHODS]
-    if unknown or not methods:
-        raise YfpoError(f"--methods: unknown method {unknown[0] if unknown else '(none)'}; choose from "
-                        f"{', '.join(ATTRIBUTION_METHODS)}")
+    try:
+        check_methods(methods)
+    except ValueError as exc:
+        raise YfpoError(f"--methods: {exc}") from None
     ks = _ks(args.ks)
     model = load_model(args.model or DEFAULT_MODEL, device=args.device)
     layers = parse_layers(args.layers, int(model.model.cfg.n_layers))
-    sae = _units_sae(args, model, args.device)
+    sae = units_flag_sae(args, model, args.device)
     source = args.problems or ("toy" if model.native_problems == "toy" else "gsm8k-test-100")
     problems = load_problems(source, limit=args.locate + args.heldout, seed=args.seed)
     try:

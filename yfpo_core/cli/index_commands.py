@@ -46,11 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _setup(args: argparse.Namespace):
-    from yfpo_core.cli.locate_commands import _units_sae
+    from yfpo_core.cli.locate_commands import units_flag_sae
     from yfpo_core.models import DEFAULT_MODEL, load_model
 
     model = load_model(args.model or DEFAULT_MODEL, device=args.device)
-    return model, _units_sae(args, model, args.device)
+    return model, units_flag_sae(args, model, args.device)
 
 
 def _corpus(args: argparse.Namespace, model):

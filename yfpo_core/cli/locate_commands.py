@@ -78,7 +78,7 @@ def _share(dist) -> str:
     return f" (rank 0's share, {dist.world} processes)" if dist.world > 1 else ""
 
 
-def _units_sae(args: argparse.Namespace, model, device: str):
+def units_flag_sae(args: argparse.Namespace, model, device: str):
     """The SAE that ``--units sae:<ref>`` names (``None`` for ``--units neurons``)."""
     if args.units == "neurons":
         return None
@@ -122,7 +122,7 @@ def _locate(args: argparse.Namespace, dist) -> int:
             if not args.units.startswith("sae:"):
                 raise YfpoError(f"{args.from_scores} scores features of SAE {result.space.sae_id}: name it with "
                                 "--units sae:<ref> so the set can record where the SAE lives")
-            sae = _units_sae(args, model, dist.device)
+            sae = units_flag_sae(args, model, dist.device)
             if sae.sae_id != result.space.sae_id:
                 raise YfpoError(f"--units names SAE {sae.sae_id}, but the scores are of SAE {result.space.sae_id}")
             sae_entries = {sae.sae_id: sae.neuron_set_entry()}
@@ -137,7 +137,7 @@ def _locate(args: argparse.Namespace, dist) -> int:
         parse_layers(args.layers, int(model.model.cfg.n_layers))
         problems = _problems(args, "gsm8k-test-100")
         space, sae_entries = None, None
-        sae = _units_sae(args, model, dist.device)
+        sae = units_flag_sae(args, model, dist.device)
         if sae is not None:
             from yfpo_core.saes.sae import SAESpace
 

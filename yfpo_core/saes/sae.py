@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from yfpo_core.atomic import atomic_write_text
+from yfpo_core.attribution.methods import frozen_parameters
 from yfpo_core.units.space import ReadFn, UnitSpace
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
@@ -199,16 +200,9 @@ class SAESpace(UnitSpace):
             out = fn(row, f)
             return f if out is None else out
 
-        flags = [(p, p.requires_grad) for p in sae.parameters()]
-        for p, _ in flags:
-            p.requires_grad_(False)
-        try:
-            with model.hooks(fwd_hooks=[(self.loaded.hook_name, splice)]), \
-                    sae.hooks(fwd_hooks=[("hook_sae_acts_post", features)]):
-                yield
-        finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
+        with frozen_parameters(sae), model.hooks(fwd_hooks=[(self.loaded.hook_name, splice)]), \
+                sae.hooks(fwd_hooks=[("hook_sae_acts_post", features)]):
+            yield
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "sae_source": self.loaded.source}
