@@ -59,6 +59,13 @@ def save_tiny_sae(folder, d_in: int = 64, d_sae: int = 16, hook_name: str = "blo
     return folder
 
 
+def assert_close_to_largest(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> None:
+    """Every element within ``rel`` of the largest magnitude of ``expected``: the tolerance for scores whose
+    small entries are sums that cancel."""
+    scale = expected.abs().max().clamp_min(1e-12)
+    assert float((actual - expected).abs().max() / scale) < rel
+
+
 # -- a trainer on a tiny model (the ``setup`` fixture of conftest.py registers the model and writes the set) --
 TINY_TRAINER = "tiny-trainer-test"
 

@@ -1,10 +1,9 @@
-"""Attribution: each AttnLRP rule against hand-computed relevance, conservation, gradient identities,
-planted neurons, and the result file."""
+"""The AttnLRP rules (yfpo_core.attribution.rules): each rule against hand-computed relevance, and conservation
+with attention held constant."""
 
 from __future__ import annotations
 
 import math
-
 from contextlib import nullcontext
 
 import pytest
@@ -12,17 +11,8 @@ import torch
 import torch.nn.functional as F
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from tests.helpers import DRIVER, NINE, attribution_toy, hand_problems, planted_model, tiny_hooked, tiny_toy
-from yfpo_core.attribution import METHODS, attribute
-from yfpo_core.attribution.methods import gradient_relevance
-from yfpo_core.attribution.result import AttributionResult
+from tests.helpers import tiny_hooked
 from yfpo_core.attribution.rules import attnlrp_rules, gated_half_rule, identity_rule, scale_gradient
-from yfpo_core.units.space import UnitSpace, neuron_space
-from yfpo_core.attribution.targets import PreparedProblem, prepare_problem, target_value
-from yfpo_core.models.toy import toy_tokenizer
-from yfpo_core.problems.base import Problem
-
-# -- each rule on its own, against values computed by hand ----------------------------------------
 
 
 def test_identity_rule_passes_relevance_through_the_activation():
@@ -175,66 +165,3 @@ def test_relevance_is_conserved_with_constant_attention(family):
     else:
         total = float(relevance.sum())
     assert abs(total - target) <= 0.01 * abs(target), (total, target)
-
-
-def test_grad_x_act_equals_activation_times_autograd_gradient():
-    loaded = attribution_toy()
-    problem = hand_problems()[0]
-    prepared = prepare_problem(loaded, problem, "answer_logprob")
-    space = neuron_space(loaded.model)
-    scores = gradient_relevance(loaded, space, prepared, lrp=False)
-    # the same by hand: ordinary autograd with parameters requiring grad, no tricks
-    acts = {}
-
-    def keep(x, hook):
-        x.retain_grad()
-        acts[hook.name] = x
-        return x
-
-    with loaded.model.hooks(fwd_hooks=[(h, keep) for h in space.hook_names]):
-        logits = loaded.model(torch.tensor([prepared.tokens]))[0]
-        target_value(logits, prepared).backward()
-    loaded.model.zero_grad(set_to_none=True)
-    expected = torch.stack([(acts[h] * acts[h].grad).detach()[0] for h in space.hook_names], dim=1)
-    torch.testing.assert_close(scores.tokens, expected, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(scores.total, expected.sum(0), atol=1e-5, rtol=1e-5)
-
-
-# -- planted neurons ------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("method", ["attnlrp", "grad_x_act", "integrated_gradients", "activation"])
-def test_planted_driver_neuron_ranks_first(method):
-    loaded = planted_model()
-    result = attribute(loaded, hand_problems(), method, "answer_logprob", steps=4)
-    best = result.top(1)[0].unit
-    assert (best.layer, best.index) == DRIVER, result.top(5)
-
-
-@pytest.mark.parametrize("method", ["contrast_math_nonmath", "contrast_correct_wrong"])
-def test_planted_digit_neuron_ranks_first_in_contrasts(method):
-    loaded = planted_model()
-    problems = hand_problems()
-    no_digits = [loaded.prompt_format.prompt(p.question.replace("9", "x")) + "#### x\n" for p in problems]
-    result = attribute(loaded, problems, method, contrast_texts=no_digits)
-    best = result.top(1)[0].unit
-    assert (best.layer, best.index) == NINE, result.top(5)
-
-
-def test_every_method_runs_on_both_families_and_result_round_trips(tmp_path):
-    loaded = attribution_toy()
-    problems = hand_problems()[:2]
-    for method in METHODS:
-        result = attribute(loaded, problems, method, "logit_diff", steps=2)
-        assert result.scores.shape == (2, 64) and result.per_problem.shape == (2, 2, 64)
-        assert torch.isfinite(result.scores).all()
-    result.save(tmp_path / "r")
-    again = AttributionResult.load(tmp_path / "r.json")
-    torch.testing.assert_close(again.scores, result.scores)
-    assert again.top(5) == result.top(5) and again.problem_ids == result.problem_ids
-    assert set(again.token_scores) == set(result.token_scores)
-
-
-def test_attnlrp_reports_relevance_absorbed_by_softmax_and_biases():
-    result = attribute(attribution_toy(), hand_problems(), "attnlrp", "logit_diff")
-    budgets = result.params["relevance_budget"]
-    assert len(budgets) == 4 and all(math.isfinite(b) for b in budgets)
