@@ -66,6 +66,31 @@ def assert_close_to_largest(actual: torch.Tensor, expected: torch.Tensor, rel: f
     assert float((actual - expected).abs().max() / scale) < rel
 
 
+def save_tiny_hf_folders(root):
+    """Tiny random GPT-2 and Llama models saved as Hugging Face folders ``root/gpt2`` and ``root/llama`` with the
+    toy tokenizer; returns ``root``."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    from yfpo_core.models.toy import toy_tokenizer
+
+    tokenizer = toy_tokenizer()
+    vocab = len(tokenizer)
+    special = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                   pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    models = {
+        "gpt2": GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=vocab, n_positions=128,
+                                           n_ctx=128, **special)),
+        "llama": LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64,
+                                              num_attention_heads=4, num_key_value_heads=2, vocab_size=vocab,
+                                              max_position_embeddings=128, **special)),
+    }
+    for name, model in models.items():
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    return root
+
+
 # -- a trainer on a tiny model (the ``setup`` fixture of conftest.py registers the model and writes the set) --
 TINY_TRAINER = "tiny-trainer-test"
 
