@@ -6,6 +6,8 @@ folder format is made once. The pytest fixtures that use them are in ``conftest.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
 
 
@@ -89,6 +91,14 @@ def save_tiny_hf_folders(root):
         model.save_pretrained(root / name)
         tokenizer.save_pretrained(root / name)
     return root
+
+
+def marked_answer(solution: str) -> Fraction:
+    """The number right after the last '####' of a solution (stricter than extract_answer)."""
+    from yfpo_core.problems.answers import find_numbers
+
+    tail = solution[solution.rindex("####") + 4:]
+    return find_numbers(tail)[0].value
 
 
 # -- a trainer on a tiny model (the ``setup`` fixture of conftest.py registers the model and writes the set) --
