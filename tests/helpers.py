@@ -130,6 +130,24 @@ def trainer_for(cfg):
                        probe_scores=inputs.probe_scores, probe_directions=inputs.probe_directions)
 
 
+def write_run(folder, lam: float = 0.5, **config):
+    """A finished run folder written through RunDir: a YFPO (or, with ``lam=0``, DPO) config of 4 steps, three
+    metric lines (steps 0 to 2) and the status ``finished``. Returns its RunDir."""
+    from yfpo_core.runs.run_dir import RunDir
+    from yfpo_core.training import metric_names as M
+    from yfpo_core.training.config import YFPOConfig
+
+    run = RunDir(folder)
+    folder.mkdir(parents=True)
+    run.write_config(YFPOConfig(model="toy-arith", lam=lam, neuron_set="set.json" if lam else None, steps=4,
+                                **config))
+    run.append_metrics({M.STEP: 0, M.EVAL_RANKING_ACCURACY: 0.5})
+    run.append_metrics({M.STEP: 1, M.LOSS: 0.6931471805599453, M.REWARDS_MARGINS: 0.125})
+    run.append_metrics({M.STEP: 2, M.LOSS: 0.5, M.EVAL_RANKING_ACCURACY: 0.75})
+    run.set_status("finished", last_step=2)
+    return run
+
+
 # -- planted units: a tiny toy model (and SAE) whose best units are known by construction ----------------------
 def attribution_toy():
     """The tiny toy model the attribution tests plant neurons in (seed 3, 2 layers of 64 neurons)."""

@@ -11,8 +11,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import trainer_config as config
-from yfpo_core.runs import execute, latest_checkpoint, read_metrics, read_status
+from yfpo_core.errors import YfpoError
+from yfpo_core.runs import execute, latest_checkpoint, read_metrics, read_status, resume_run
+from yfpo_core.training.pairs_io import load_pairs
 
 TRL_METRICS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
                "logps/rejected", "yfpo/neuron_margin", "yfpo/aux_loss", "yfpo/act_chosen", "yfpo/act_rejected"]
@@ -86,3 +90,61 @@ def test_kill_mid_run_then_resume_gives_a_consistent_metrics_file(setup):
     assert "finished None" in out.stdout
     steps = [r["step"] for r in read_metrics(run)]
     assert steps == list(range(0, cfg["steps"] + 1))  # every step once, in order, nothing torn
+
+
+def test_an_error_during_preparation_ends_in_failed_with_the_reason(setup):
+    _, tmp = setup
+    run = tmp / "bad-set"
+    run.mkdir()
+    with pytest.raises(YfpoError):
+        execute(run, config(tmp, neuron_set=str(tmp / "missing.json")))
+    status = read_status(run)
+    assert status["state"] == "failed" and "missing.json" in status["error"]  # was stuck at "preparing"
+
+
+def test_ctrl_c_ends_in_stopped(setup):
+    _, tmp = setup
+    run = tmp / "interrupted"
+    run.mkdir()
+    calls = []
+
+    def ctrl_c_after_two_steps() -> bool:
+        calls.append(1)
+        if len(calls) > 2:
+            raise KeyboardInterrupt
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(run, config(tmp, checkpoint_every=1), should_stop=ctrl_c_after_two_steps)
+    status = read_status(run)
+    assert status["state"] == "stopped" and "Ctrl-C" in status["reason"]  # was "running"
+    assert status["last_checkpoint"].endswith("step-000002")
+
+
+def _resumed_after_a_kill(model, tmp, name: str, files: dict[str, str]):
+    """A 2-step run folder holding ``config.json`` and ``files`` as a kill left them, resumed to the end."""
+    run = tmp / name
+    run.mkdir()
+    cfg = config(tmp, steps=2, eval_every=0, checkpoint_every=0)
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    for file_name, text in files.items():
+        (run / file_name).write_text(text)
+    resumed = resume_run(run, base=model).start()
+    resumed.join()
+    assert resumed.state == "finished", resumed.error
+    return run
+
+
+def test_resume_after_a_kill_during_preparation_rebuilds_the_files(setup):
+    model, tmp = setup
+    run = _resumed_after_a_kill(model, tmp, "prep-killed",
+                                {"pairs.jsonl": '{"question": "Q", "chosen": "a", "rej'})  # torn by the kill
+    assert len(load_pairs(run / "pairs.jsonl")) > 0
+    assert isinstance(json.loads((run / "units.json").read_text())["units"], list)
+
+
+def test_resume_before_the_first_checkpoint_logs_step_0_once(setup):
+    model, tmp = setup
+    run = _resumed_after_a_kill(model, tmp, "early-kill",
+                                {"metrics.jsonl": json.dumps({"step": 0, "eval/ranking_accuracy": 0.5}) + "\n"})
+    assert [r["step"] for r in read_metrics(run)] == [0, 1, 2]  # was [0, 0, 1, 2]
