@@ -101,6 +101,15 @@ def marked_answer(solution: str) -> Fraction:
     return find_numbers(tail)[0].value
 
 
+
+# -- the CLI's tiny model (registered by the autouse ``tiny`` fixture of tests/cli/conftest.py) -------------------
+TINY_CLI = "tiny-cli"
+
+
+def cli_model():
+    return tiny_toy(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=256)
+
+
 # -- a trainer on a tiny model (the ``setup`` fixture of conftest.py registers the model and writes the set) --
 TINY_TRAINER = "tiny-trainer-test"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.cli.test_cli import TINY, tiny  # noqa: F401 - tiny is the autouse fixture that registers the model
+from tests.helpers import TINY_CLI as TINY
 from yfpo_core.cli import main
 from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.units.unit import Unit
@@ -129,7 +129,7 @@ if not torch.cuda.is_available():
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_failure_is_one_line_with_exit_code_2(name, tmp_path, tiny, monkeypatch, capsys):  # noqa: F811
+def test_failure_is_one_line_with_exit_code_2(name, tmp_path, tiny, monkeypatch, capsys):
     build, words = CASES[name]
     argv = build(tmp_path, tiny, monkeypatch)
     capsys.readouterr()

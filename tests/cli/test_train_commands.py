@@ -1,5 +1,5 @@
-"""yfpo train, runs and experiment (yfpo_core.cli.train_commands): options refused before writing, a damaged
-run listed, resume of something that is not a run."""
+"""yfpo pairs, train, runs and experiment (yfpo_core.cli.train_commands): end to end on the tiny CLI model,
+options refused before writing, a damaged run listed, resume of something that is not a run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import json
 
 import pytest
 
-from tests.helpers import trainer_config as config
+from tests.helpers import TINY_CLI as TINY, trainer_config as config
+from yfpo_core.cli import main
+from yfpo_core.units.neuron_set import NeuronSet
+from yfpo_core.units.unit import Unit
 
 
 @pytest.mark.parametrize("flags", [["--lr", "inf"], ["--lr", "nan"], ["--grad-clip", "-1"]])
@@ -49,3 +52,28 @@ def test_resume_of_something_that_is_not_a_run_says_so(tmp_path, capsys, make, w
     assert main(["train", "--resume", str(target)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("yfpo: error:") and words in err and err.count("\n") == 1
+
+
+def test_pairs_train_runs_and_experiment(capsys, tmp_path, tiny):
+    pairs = tmp_path / "pairs.jsonl"
+    assert main(["pairs", "--model", TINY, "--problems", "toy", "--limit", "8", "--out", str(pairs)]) == 0
+    assert len(pairs.read_text().splitlines()) == 8
+    NeuronSet.create([Unit.neuron(1, 1), Unit.neuron(1, 2)], tiny, scores=[1.0, 0.5]).save(tmp_path / "set.json")
+    run = tmp_path / "run"
+    assert main(["train", "--model", TINY, "--pairs", str(pairs), "--problems", "toy", "--eval-problems", "toy",
+                 "--n-eval-problems", "3", "--neuron-set", str(tmp_path / "set.json"), "--lam", "0.5",
+                 "--steps", "3", "--batch-pairs", "4", "--trainable", "mlp_last_k", "--last-k", "1",
+                 "--out-dir", str(run)]) == 0
+    assert "finished after 3 steps" in capsys.readouterr().out
+    assert main(["runs", "compare", str(run), "--html", str(tmp_path / "c.html")]) == 0
+    assert (tmp_path / "c.html").stat().st_size > 1000
+    assert main(["runs", "list"]) == 0
+    exp = tmp_path / "exp"
+    assert main(["experiment", "--set", str(tmp_path / "set.json"), "--seeds", "0,1", "--out-dir", str(exp),
+                 "--model", TINY, "--problems", "toy", "--eval-problems", "toy", "--n-train-problems", "8",
+                 "--n-eval-problems", "3", "--steps", "2", "--batch-pairs", "4", "--last-k", "1",
+                 "--eval-every", "2"]) == 0
+    table = (exp / "experiment.md").read_text()
+    for arm in ("dpo", "yfpo-located", "yfpo-random"):
+        assert arm in table
+    assert len((exp / "experiment.csv").read_text().splitlines()) == 1 + 3 * 2
