@@ -157,6 +157,22 @@ def write_run(folder, lam: float = 0.5, **config):
     return run
 
 
+# -- a corpus of five texts for the activation index ------------------------------------------------------------
+def _corpus_text(*fields):
+    from yfpo_core.analysis.activation_index import CorpusText
+
+    return CorpusText(*fields)
+
+
+INDEX_TEXTS = [  # three math texts, two others
+    _corpus_text("m/0", "Q: Ann has 12 pens. She buys 7 more.\nA: 12+7=19. #### 19\n", True, "t"),
+    _corpus_text("o/0", "Q: What colour is the sky?\nA: blue\n", False, "t"),
+    _corpus_text("m/1", "Q: Ben has 30 cats and gives 9 away.\nA: 30-9=21. #### 21\n", True, "t"),
+    _corpus_text("o/1", "Q: Who wrote the letter?\nA: Ann did, with a pen.\n", False, "t"),
+    _corpus_text("m/2", "Q: 6 boxes hold 4 eggs each.\nA: 6*4=24. #### 24\n", True, "t"),
+]
+
+
 # -- planted units: a tiny toy model (and SAE) whose best units are known by construction ----------------------
 def attribution_toy():
     """The tiny toy model the attribution tests plant neurons in (seed 3, 2 layers of 64 neurons)."""
