@@ -157,6 +157,41 @@ def write_run(folder, lam: float = 0.5, **config):
     return run
 
 
+# -- neuron-set documents without a model ---------------------------------------------------------------------
+DEMO_SAE = {"res2": {"hook_name": "blocks.2.hook_resid_post", "d_sae": 1024, "path_or_release": "saes/res2"}}
+
+
+def fake_model(name: str = "toy", fingerprint: str = "abc123", n_layers: int = 3, d_mlp: int = 512):
+    """No real model: the attributes a neuron set reads from a ``LoadedModel``."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=name, fingerprint=fingerprint,
+                           model=SimpleNamespace(cfg=SimpleNamespace(n_layers=n_layers, d_mlp=d_mlp)))
+
+
+def write_doc(tmp_path, doc, name="set.json"):
+    """``doc`` written as JSON to ``tmp_path / name``."""
+    path = tmp_path / name
+    import json
+
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def load_error(tmp_path, doc, model=None, **kwargs) -> str:
+    """The message of the NeuronSetError that loading ``doc`` raises (it must name the file)."""
+    import pytest
+
+    from yfpo_core.units.neuron_set import NeuronSet, NeuronSetError
+
+    path = write_doc(tmp_path, doc)
+    with pytest.raises(NeuronSetError) as info:
+        NeuronSet.load(path, model, **kwargs)
+    message = str(info.value)
+    assert str(path) in message  # every load error names the file
+    return message
+
+
 # -- a corpus of five texts for the activation index ------------------------------------------------------------
 def _corpus_text(*fields):
     from yfpo_core.analysis.activation_index import CorpusText
