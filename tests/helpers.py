@@ -157,6 +157,9 @@ def write_run(folder, lam: float = 0.5, **config):
     return run
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # JSON nested 100,000 levels deep: what a reader must refuse in words
+
+
 # -- neuron-set documents without a model ---------------------------------------------------------------------
 DEMO_SAE = {"res2": {"hook_name": "blocks.2.hook_resid_post", "d_sae": 1024, "path_or_release": "saes/res2"}}
 

@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import TINY_CLI as TINY
+from tests.helpers import DEEP, TINY_CLI as TINY
 from yfpo_core.cli import main
 from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.units.unit import Unit
 
-DEEP = "[" * 100_000 + "]" * 100_000
 
 
 def _set(tmp: Path, model, **changes) -> Path:

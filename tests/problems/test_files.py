@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import DEEP
 from yfpo_core.errors import ProblemDataError
 from yfpo_core.problems import load_problems
+from yfpo_core.problems.answers import parse_number
+from yfpo_core.problems.files import load_problem_file
 
 
 def write(path: Path, text: str) -> Path:
@@ -133,3 +136,74 @@ def test_files_take_no_options(tmp_path):
     path.write_text('{"question": "Q?", "answer": "1"}\n')
     with pytest.raises(ProblemDataError, match="no option"):
         load_problems(str(path), split="test")
+
+
+def problems_from(tmp_path, name: str, content: str):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    return load_problem_file(path)
+
+
+def problem_error(tmp_path, name: str, content: str) -> str:
+    with pytest.raises(ProblemDataError) as info:
+        problems_from(tmp_path, name, content)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("answer, canonical", [
+    ("#### 1/2", "0.5"),            # was 1
+    ("#### 1 000", "1000"),         # was 1
+    ("#### 1e3", "1000"),           # was 1
+    ("#### 2.5e-1", "0.25"),        # 25/100
+    ("#### 1/3", "1/3"),            # not a finite decimal: kept as a fraction
+    ("#### $1,234.50.", "1234.5"),  # the usual forms still read
+    ("#### 18", "18"),
+])
+def test_final_answer_forms_are_read_exactly(tmp_path, answer, canonical):
+    (problem,) = problems_from(tmp_path, "p.jsonl", json.dumps({"question": "Q?", "answer": f"so {answer}"}) + "\n")
+    assert problem.answer == canonical
+    assert parse_number(problem.answer) == parse_number(canonical)  # the canonical text reads back
+
+
+@pytest.mark.parametrize("answer", ["#### 1 2", "#### 18 or 19", "#### 3 - 1"])
+def test_ambiguous_final_answers_are_refused_not_cut_to_their_first_number(tmp_path, answer):
+    message = problem_error(tmp_path, "p.jsonl", json.dumps({"question": "Q?", "answer": answer}) + "\n")
+    assert "row 1" in message and "more than one number" in message
+
+
+@pytest.mark.parametrize("value, kind", [([18], "a list"), ({"a": 1}, "an object"), (True, "a boolean")])
+def test_non_number_json_values_are_refused(tmp_path, value, kind):
+    message = problem_error(tmp_path, "p.json", json.dumps([{"question": "Q?", "answer": value}]))
+    assert f"the answer is {kind}, not text or a number" in message
+
+
+def test_a_5000_digit_answer_gets_a_message(tmp_path):
+    message = problem_error(tmp_path, "p.jsonl", json.dumps({"question": "Q?", "answer": "9" * 5000}) + "\n")
+    assert "5,000 digits" in message and len(message) < 600
+
+
+def test_jsonl_with_u2028_inside_a_string_loads(tmp_path):
+    line = json.dumps({"question": "Two lines\u2028here?", "answer": "3"}, ensure_ascii=False)
+    (problem,) = problems_from(tmp_path, "p.jsonl", line + "\n")
+    assert problem.question == "Two lines\u2028here?"
+
+
+@pytest.mark.parametrize("name, body", [
+    ("p.json", json.dumps([{"question": "Q?", "answer": "3"}])),
+    ("p.jsonl", json.dumps({"question": "Q?", "answer": "3"}) + "\n"),
+])
+def test_a_utf8_bom_is_accepted_in_json_and_jsonl(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert [p.answer for p in load_problem_file(path)] == ["3"]
+
+
+@pytest.mark.parametrize("name, body", [("deep.json", DEEP), ("deep.jsonl", DEEP + "\n"),
+                                        ("deep_value.jsonl", '{"question": "Q?", "answer": "1", "x": ' + DEEP + "}\n")])
+def test_deeply_nested_problem_files_get_a_message(tmp_path, name, body):
+    assert "deeper than 64 levels" in problem_error(tmp_path, name, body)
+
+
+def test_a_million_character_question_is_refused_not_cut_silently(tmp_path):
+    message = problem_error(tmp_path, "p.jsonl", json.dumps({"question": "x" * 1_000_000, "answer": "3"}) + "\n")
+    assert "1,000,000 characters" in message and "shorten it" in message

@@ -3,6 +3,7 @@ and the schema file. No real model: the fake model of tests/helpers.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from tests.helpers import fake_model, load_error
 from yfpo_core.units import document
 from yfpo_core.units.neuron_set import MAX_FILE_BYTES, MAX_UNITS, NeuronSet, NeuronSetError
 from yfpo_core.units.neuronpedia import to_neuronpedia
+from yfpo_core.units.unit import Unit
 
 
 def test_not_json_names_line_and_column(tmp_path):
@@ -177,3 +179,36 @@ def test_schema_file_is_valid_json_schema(demo):
     schema = document.schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.Draft202012Validator(schema).validate(demo.to_dict())
+
+
+@pytest.mark.parametrize("where", ["selection", "problems"])
+def test_deep_nesting_inside_a_neuron_set_gets_a_message(where):
+    text = NeuronSet.create([Unit.neuron(1, 2)], fake_model()).to_json()
+    doc = json.loads(text)
+    doc[where] = {"x": json.loads("[" * 200 + "]" * 200)}  # deeper than allowed, shallow enough for json.dumps
+    with pytest.raises(NeuronSetError, match="deeper than 64 levels"):
+        NeuronSet.from_json(json.dumps(doc), fake_model())
+    with pytest.raises(NeuronSetError, match="deeper than 64 levels"):  # the app's paste box hands a dict
+        NeuronSet.from_dict(doc, fake_model())
+
+
+def test_a_lone_surrogate_in_a_label_is_refused_on_load_not_at_export():
+    text = NeuronSet.create([Unit.neuron(1, 2)], fake_model()).to_json()
+    bad = text.replace('"index": 2', '"index": 2, "label": "\\ud800"')
+    with pytest.raises(NeuronSetError, match=r"units\[0\]\.label holds a lone UTF-16 surrogate"):
+        NeuronSet.from_json(bad, fake_model())
+
+
+def test_a_bom_is_accepted_in_a_neuron_set_text():
+    text = NeuronSet.create([Unit.neuron(1, 2)], fake_model()).to_json()
+    assert len(NeuronSet.from_json("\ufeff" + text, fake_model())) == 1
+
+
+def test_schema_messages_stay_short_for_huge_values(tmp_path):
+    doc = json.loads(NeuronSet.create([Unit.neuron(1, 2)], fake_model()).to_json())
+    doc["name"] = ["x" * 9_000_000]  # the schema wants a string; jsonschema quotes the whole value
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(NeuronSetError) as info:
+        NeuronSet.load(path)
+    assert len(str(info.value)) < 1000

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import DEMO_SAE
+from tests.helpers import DEMO_SAE, fake_model
 from yfpo_core.units.neuron_set import NeuronSet, NeuronSetError, SetUnit
 from yfpo_core.units.neuronpedia import from_neuronpedia, to_neuronpedia
 from yfpo_core.units.unit import Unit
@@ -47,3 +47,10 @@ def test_neuronpedia_quick_list_without_model():
         from_neuronpedia([{"modelId": "m", "layer": "x", "index": "1"}], None, model_dims=(12, 99))
     with pytest.raises(NeuronSetError, match="not a Neuronpedia list"):
         from_neuronpedia({"units": []}, None, model_dims=(12, 99))
+
+
+@pytest.mark.parametrize("index", ["³", "9" * 5000, "-1", "1.5"])
+def test_bad_neuronpedia_indices_get_a_short_message(index):
+    with pytest.raises(NeuronSetError) as info:
+        from_neuronpedia([{"layer": "1", "index": index}], model=fake_model())
+    assert "non-negative integer index" in str(info.value) and len(str(info.value)) < 500
