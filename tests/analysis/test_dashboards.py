@@ -23,7 +23,8 @@ def test_dashboard_from_the_index(index_built, index_brute, index_model):
     assert [e.value for e in dash.top] == pytest.approx(x[:, column].topk(5).values.tolist())
     best = int(x[:, column].argmax())
     ids = torch.cat([torch.tensor(i) for i, _ in index_brute])
-    assert dash.top[0].token == index_model.decode([int(ids[best])]) and dash.top[0].text_id == index_built.text_of(best)["id"]
+    assert dash.top[0].token == index_model.decode([int(ids[best])])
+    assert dash.top[0].text_id == index_built.text_of(best)["id"]
     assert dash.top[0].values[dash.top[0].center] == pytest.approx(dash.top[0].value, abs=1e-2)
     lows = [q["low"] for q in dash.quantiles]
     assert lows == sorted(lows, reverse=True) and all(e.value > 0 for q in dash.quantiles for e in q["examples"])

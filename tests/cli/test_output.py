@@ -19,4 +19,5 @@ def test_table_and_summary(capsys):
     print_table([])
     assert capsys.readouterr().out == "(no rows)\n"
     print_summary("done\x07", {"loss": 0.693147, "steps": 40.0, "rate": 3})
-    assert capsys.readouterr().out == "\ndone\\x07\n  loss                 0.6931\n  steps                40\n  rate                 3\n"
+    assert capsys.readouterr().out.splitlines() == ["", "done\\x07", "  loss                 0.6931",
+                                                    "  steps                40", "  rate                 3"]

@@ -1,4 +1,5 @@
-"""Models from Hugging Face folders and the hub (yfpo_core.models.hub): each agrees with its twin; offline, a hub name fails in one line."""
+"""Models from Hugging Face folders and the hub (yfpo_core.models.hub): each agrees with its twin; offline, a hub
+name fails in one line."""
 
 from __future__ import annotations
 
