@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yfpo_core.analysis.activation_index import default_corpus, read_corpus
+from yfpo_core.analysis.index_corpus import default_corpus, read_corpus
 from yfpo_core.errors import YfpoError
 
 
