@@ -6,7 +6,7 @@ They call the core only to read (load problems, parse a unit); anything long goe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ import streamlit as st
 from app import resources, state
 from yfpo_core.errors import YfpoError, user_message
 from yfpo_core.models import LoadedModel
-from yfpo_core.units.neuron_set import NeuronSetError
+from yfpo_core.units.neuron_set import NeuronSet, NeuronSetError
 from yfpo_core.problems import Problem, list_sources
 from yfpo_core.units.space import unit_problem
 from yfpo_core.units.unit import Unit
@@ -129,35 +129,36 @@ def missing_default_sae(model: LoadedModel, show: Any = st.warning) -> bool:
     return True
 
 
-def load_sae(model: LoadedModel, ref: str, *, missing: Any = st.warning) -> LoadedSAE | None:
-    """The SAE ``ref`` (``default``, a folder, or ``<release>/<sae_id>``) for ``model``, through the shared
-    cache; ``None`` after saying in words why it cannot be loaded. A loaded SAE is remembered by its id."""
-    ref = ref.strip()
-    if ref == "default":
-        default = default_sae(model)
-        if default is None:
-            missing(f"{model.name} has no default SAE: type the folder of an SAE trained for it "
-                    "(`yfpo sae train --model ... --out <folder>`).")
-            return None
-        if missing_default_sae(model, missing):
-            return None
-        ref = str(default[1])
-    elif Path(ref).expanduser().is_dir():
-        ref = str(Path(ref).expanduser().resolve())
-    elif ref.startswith(("/", "~", ".")):  # plainly a path; the core would try it as <release>/<sae_id>
-        st.error(f"There is no folder {Path(ref).expanduser()}: type the folder of an SAE written by `yfpo sae train`.")
-        return None
+def cached_sae_loader(model: LoadedModel) -> Callable[[str], LoadedSAE]:
+    """The core's SAE reading (:func:`~yfpo_core.saes.sae.resolve_sae_ref`) with the shared cache behind it:
+    what the pages and the core's set functions (:mod:`yfpo_core.saes.set_saes`) load SAEs with."""
+    from yfpo_core.saes.sae import resolve_sae_ref
+
+    return lambda ref: resources.get_sae(resolve_sae_ref(ref, model), model)
+
+
+def _shown_sae(model: LoadedModel, load: Callable[[], LoadedSAE]) -> LoadedSAE | None:
+    """``load()``'s SAE, remembered in this tab by its id; ``None`` after saying in words why it failed."""
     try:
-        sae = resources.get_sae(ref, model)
+        sae = load()
     except YfpoError as exc:
         st.error(user_message(exc) or str(exc))
         return None
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # a damaged folder, read by sae-lens
-        st.error(f"cannot load the SAE {ref}: {type(exc).__name__}: {exc}. Point at a folder written by "
+        st.error(f"cannot load the SAE: {type(exc).__name__}: {exc}. Point at a folder written by "
                  "`yfpo sae train` (cfg.json and sae_weights.safetensors).")
         return None
     state.remember_sae(model, sae.sae_id, sae.neuron_set_entry())
     return sae
+
+
+def load_sae(model: LoadedModel, ref: str, *, missing: Any = st.warning) -> LoadedSAE | None:
+    """The SAE ``ref`` (``default``, a folder, or ``<release>/<sae_id>``) for ``model``, through the shared
+    cache; ``None`` after saying in words why it cannot be loaded (a default SAE not made yet through
+    ``missing``, with the command that makes it). A loaded SAE is remembered by its id."""
+    if ref.strip() == "default" and missing_default_sae(model, missing):
+        return None
+    return _shown_sae(model, lambda: cached_sae_loader(model)(ref))
 
 
 def sae_of(model: LoadedModel, sae_id: str, result: AttributionResult | None = None) -> LoadedSAE | None:
@@ -171,7 +172,23 @@ def sae_of(model: LoadedModel, sae_id: str, result: AttributionResult | None = N
         st.error(f"SAE {sae_id!r} is not known in this tab: load it on the Locate page, or type its features "
                  "as sae:<folder>:<index>.")
         return None
-    return load_sae(model, str(entry["path_or_release"]), missing=st.error)
+    from yfpo_core.saes.set_saes import load_set_sae
+
+    return _shown_sae(model, lambda: load_set_sae({sae_id: entry}, sae_id, model, where="this tab",
+                                                  load=cached_sae_loader(model)))
+
+
+def set_saes(model: LoadedModel, neuron_set: NeuronSet) -> dict[str, LoadedSAE] | None:
+    """The SAEs of ``neuron_set``'s features (sae_id -> SAE) from the shared cache, for a run to take as they
+    are; ``None`` after saying why one cannot be loaded."""
+    from yfpo_core.saes.set_saes import load_set_saes
+
+    try:
+        return load_set_saes(neuron_set, neuron_set.units_only(), model, where="the current set",
+                             load=cached_sae_loader(model))
+    except YfpoError as exc:
+        st.error(user_message(exc) or str(exc))
+        return None
 
 
 def sae_for_units(model: LoadedModel, units: Sequence[Unit], result: AttributionResult | None = None

@@ -57,7 +57,7 @@ def digest_check_alone(cache_dir: str, repeats: int) -> float:
     os.environ["YFPO_CACHE_DIR"] = cache_dir
     entry = smollm2.cache_entry()
     manifest = read_manifest(Path(entry)) or {}
-    files = smollm2._files_under(manifest, "tl", "tokenizer")
+    files = smollm2.manifest_files_under(manifest, "tl", "tokenizer")
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -80,7 +80,7 @@ def forward_and_generation(cache_dir: str, repeats: int, new_tokens: int) -> dic
     os.environ["YFPO_CACHE_DIR"] = cache_dir
     import torch
 
-    from yfpo_core.scoring.generation import _generate_hf, _generate_tl
+    from yfpo_core.scoring.generation import generate_hf, generate_tl
     from yfpo_core.models import load_model
     from yfpo_core.problems import load_problems
 
@@ -94,12 +94,12 @@ def forward_and_generation(cache_dir: str, repeats: int, new_tokens: int) -> dic
         tl_forward = median_time(lambda: model.model(ids), repeats)
         hf_forward = median_time(lambda: twin(ids), repeats)
     # Generation: greedy on both paths gives the same tokens (same weights), so both stop at the same place.
-    tl_tokens = _generate_tl(model, prompt_ids, new_tokens).n_new_tokens
-    hf_tokens = _generate_hf(model, twin, [prompt_ids], new_tokens)[0].n_new_tokens
+    tl_tokens = generate_tl(model, prompt_ids, new_tokens).n_new_tokens
+    hf_tokens = generate_hf(model, twin, [prompt_ids], new_tokens)[0].n_new_tokens
     if tl_tokens != hf_tokens:
         print(f"warning: TransformerLens made {tl_tokens} tokens, the HF twin {hf_tokens}")
-    tl_gen = median_time(lambda: _generate_tl(model, prompt_ids, new_tokens), max(1, repeats // 2))
-    hf_gen = median_time(lambda: _generate_hf(model, twin, [prompt_ids], new_tokens), max(1, repeats // 2))
+    tl_gen = median_time(lambda: generate_tl(model, prompt_ids, new_tokens), max(1, repeats // 2))
+    hf_gen = median_time(lambda: generate_hf(model, twin, [prompt_ids], new_tokens), max(1, repeats // 2))
     new_tokens = hf_tokens
     return {"tokens": ids.shape[1], "tl_forward_s": tl_forward, "hf_forward_s": hf_forward,
             "tl_generate_s": tl_gen, "hf_generate_s": hf_gen, "new_tokens": new_tokens}

@@ -13,7 +13,7 @@ import warnings
 import pytest
 import torch
 
-from tests.helpers import TINY_TRAINER, tiny_hooked, tiny_toy, trainer_model
+from tests.helpers import TINY_TRAINER, save_tiny_hf_folders, tiny_hooked, tiny_toy, trainer_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -46,6 +46,13 @@ def tiny_model(request):
 def toy():
     """A tiny random model of the toy family (2 layers of 64 neurons), shared by a module's tests."""
     return tiny_toy(n_layers=2, d_model=32, n_heads=4, d_mlp=64)
+
+
+@pytest.fixture(scope="module")
+def local_folders(tmp_path_factory):
+    """Tiny random GPT-2 and Llama models saved as Hugging Face folders (``gpt2``, ``llama``), shared by a
+    module's tests."""
+    return save_tiny_hf_folders(tmp_path_factory.mktemp("hf-folders"))
 
 
 @pytest.fixture(scope="module")

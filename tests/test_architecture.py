@@ -7,6 +7,11 @@
   goes through :class:`~yfpo_core.runs.run_dir.RunDir`, so the app never touches a run folder's files.
 * Metric names are written only in :mod:`yfpo_core.training.metric_names`; everyone else reads the constants.
 * Importing every module of the core does not load streamlit (checked by really importing them).
+* Tests mirror the package tree: every module of the core with logic (a function or a class) has its own
+  ``tests/<package>/test_<module>.py`` (a package's ``__init__`` has ``tests/<package>/test_<package>.py``, the
+  public API ``tests/test_yfpo_core.py``); the exceptions are listed with their reason in ``UNTESTED``.
+* Tests use the code's public names only: no private name imported from :mod:`yfpo_core` (or from another
+  test module: shared builders live in ``tests/helpers.py``), no private attribute read or patched.
 """
 
 from __future__ import annotations
@@ -190,3 +195,89 @@ def test_yfpo_core_never_imports_streamlit():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(modules) > 10
+
+
+def private_names_reached(path: Path, rel: str | None = None) -> list[str]:
+    """Where a test file reaches a private name (one leading underscore; dunders are public protocol):
+    ``from x import _y`` (of any module), ``import yfpo_core._x`` (or a test module's), an attribute
+    ``obj._y`` of anything (the code's objects, or a library's: a test that needs one asks for a public
+    way), or ``setattr(obj, "_y", ...)`` / ``monkeypatch.setattr(obj, "_y", ...)`` by name."""
+    rel = rel or _rel(path)
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [a.name for a in node.names if private(a.name)]
+            if node.module.split(".")[0] in ("yfpo_core", "tests"):
+                names += [part for part in node.module.split(".") if private(part)]
+            found += [f"{rel}:{node.lineno}: from {node.module} import {n}" for n in names]
+        elif isinstance(node, ast.Import):
+            found += [f"{rel}:{node.lineno}: import {a.name}" for a in node.names
+                      if a.name.split(".")[0] in ("yfpo_core", "tests") and any(map(private, a.name.split(".")))]
+        elif isinstance(node, ast.Attribute) and private(node.attr):
+            found.append(f"{rel}:{node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "setattr" \
+                and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
+                and isinstance(node.args[1].value, str) and private(node.args[1].value.rsplit(".", 1)[-1]):
+            found.append(f"{rel}:{node.lineno}: setattr {node.args[1].value}")
+    return sorted(found, key=lambda hit: int(hit.split(":")[1]))
+
+
+def test_tests_reach_no_private_names():
+    found = [hit for path in _sources("tests") for hit in private_names_reached(path)]
+    assert not found, "go through a public name instead (make one public if it deserves it):\n" + "\n".join(found)
+
+
+def test_the_private_name_check_sees_imports_attributes_and_patches(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from yfpo_core.models.smollm2 import NAME, _hidden\nimport yfpo_core._secret\n"
+                     "from tests.helpers import tiny_toy\nfrom torch import _C\n"
+                     "x = obj._cache + obj.__class__.__name__\nmonkeypatch.setattr(mod, '_build', 1)\n"
+                     "monkeypatch.setattr(mod, 'build', 1)\nsetattr(obj, 'x._y', 2)\n", encoding="utf-8")
+    assert private_names_reached(probe, "tests/probe.py") == [
+        "tests/probe.py:1: from yfpo_core.models.smollm2 import _hidden", "tests/probe.py:2: import yfpo_core._secret",
+        "tests/probe.py:4: from torch import _C", "tests/probe.py:5: ._cache", "tests/probe.py:6: setattr _build", "tests/probe.py:8: setattr x._y"]
+
+
+# Modules of the core with no test module of their own, and why. The list may only shrink.
+UNTESTED: dict[str, str] = {
+    "yfpo_core/saes/config.py": "a dataclass of defaults with no logic; its fields become `yfpo sae train` flags, "
+                                "checked in tests/cli/test_sae_commands.py",
+}
+
+
+def expected_test_module(path: Path) -> Path | None:
+    """Where the tests of a core module live: ``yfpo_core/a/b.py`` -> ``tests/a/test_b.py``; a package's
+    ``__init__`` -> ``tests/a/test_a.py``; the public API -> ``tests/test_yfpo_core.py``."""
+    parts = path.relative_to(CORE).with_suffix("").parts
+    if parts == ("__init__",):
+        return ROOT / "tests" / "test_yfpo_core.py"
+    if parts[-1] == "__init__":
+        return ROOT / "tests" / Path(*parts[:-1]) / f"test_{parts[-2]}.py"
+    return ROOT / "tests" / Path(*parts[:-1]) / f"test_{parts[-1]}.py"
+
+
+def has_logic(path: Path) -> bool:
+    """A module defines a function or a class (re-exports, constants and data files have nothing to test)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for node in tree.body)
+
+
+def test_every_logic_module_has_its_own_test_module():
+    missing = {_rel(p): _rel(expected_test_module(p)) for p in _sources("yfpo_core")
+               if has_logic(p) and not expected_test_module(p).exists()}
+    unexpected = {k: v for k, v in missing.items() if k not in UNTESTED}
+    assert not unexpected, f"add these test modules (or an UNTESTED entry with its reason): {unexpected}"
+    tested = sorted(set(UNTESTED) - set(missing))
+    assert not tested, f"these have tests now: remove them from UNTESTED: {tested}"
+
+
+def test_the_mirror_maps_modules_packages_and_the_api():
+    assert expected_test_module(CORE / "runs" / "run_dir.py") == ROOT / "tests" / "runs" / "test_run_dir.py"
+    assert expected_test_module(CORE / "problems" / "__init__.py") == ROOT / "tests" / "problems" / "test_problems.py"
+    assert expected_test_module(CORE / "errors.py") == ROOT / "tests" / "test_errors.py"
+    assert expected_test_module(CORE / "__init__.py") == ROOT / "tests" / "test_yfpo_core.py"
+    assert has_logic(CORE / "runs" / "run_dir.py") and not has_logic(CORE / "training" / "metric_names.py")

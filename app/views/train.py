@@ -132,7 +132,7 @@ def _form(model: LoadedModel, current: NeuronSet) -> dict[str, Any] | None:
     return values
 
 
-def _launch(model: LoadedModel, config: YFPOConfig, run_dir: Path) -> TrainingRun:
+def _launch(model: LoadedModel, config: YFPOConfig, run_dir: Path, current: NeuronSet, saes: dict) -> TrainingRun:
     """Start the run on the shared model once no other analysis holds it.
 
     The trainer trains its own copy, taken under ``model.lock`` (so no other tab's hooks come with it); a
@@ -140,26 +140,24 @@ def _launch(model: LoadedModel, config: YFPOConfig, run_dir: Path) -> TrainingRu
     when another tab is busy) keeps the page's "waiting for the model" message true until the run starts."""
     with model.lock:
         pass
-    return TrainingRun(config, run_dir=run_dir, base=model).start()
+    # The set and its SAEs go as they are in memory (the run does not read them back from the folder).
+    return TrainingRun(config, run_dir=run_dir, base=model, neuron_set=current, saes=saes).start()
 
 
 def _start(model: LoadedModel, current: NeuronSet, values: dict[str, Any]) -> None:
     values = {**values, "model": state.get(state.MODEL_NAME), "device": state.get(state.DEVICE),
               "neuron_set": "current-set.json" if len(current) else None}
-    n_ctx = int(model.model.cfg.n_ctx)
-    # The trainer would cap it (sequence_length); the form refuses a typed value above the context
-    # instead, so that the length shown is the length that trains.
-    if values.get("max_length", 0) > n_ctx:
-        st.error(f"invalid training config: max_length {values['max_length']} exceeds the model's context of "
-                 f"{n_ctx} tokens; set max_length to {n_ctx} or less.")
-        return
-    try:
+    try:  # the core's rule, so that the length recorded is the length that trains
+        values["max_length"] = sequence_length(values["max_length"], model.model.cfg.n_ctx)
         YFPOConfig(**values)  # validate before making a folder
     except YfpoError as exc:
         st.error(str(exc))
         return
     except TypeError as exc:
         st.error(f"invalid training config: {exc}")
+        return
+    saes = widgets.set_saes(model, current)
+    if saes is None:
         return
     name = (state.get(state.TRAIN_RUN_NAME) or "").strip().replace(" ", "-")
     run_dir = new_run_dir(name or run_slug(YFPOConfig(**values)))
@@ -168,13 +166,13 @@ def _start(model: LoadedModel, current: NeuronSet, values: dict[str, Any]) -> No
     config = YFPOConfig(**values)
     if model.lock.acquire(blocking=False):  # the usual case: start now, the live chart appears in this run
         try:
-            state.train_runs().append(_launch(model, config, run_dir))
+            state.train_runs().append(_launch(model, config, run_dir, current, saes))
         finally:
             model.lock.release()
         return
     # Another tab's analysis holds the model: copy it once that is done, without freezing this page.
-    background.start("train_start", lambda progress: _launch(model, config, run_dir), key=str(run_dir),
-                     label="Waiting for the model (another analysis is using it), then copying it")
+    background.start("train_start", lambda progress: _launch(model, config, run_dir, current, saes),
+                     key=str(run_dir), label="Waiting for the model (another analysis is using it), then copying it")
 
 
 def _collect() -> None:

@@ -8,8 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
-from tests.attribution.test_attribution import DRIVER, _planted_model
-from yfpo_core.scoring.evaluate import answer_ranking
+from tests.helpers import DRIVER, planted_model
 from yfpo_core.analysis.faithfulness import (
     FaithfulnessReport,
     capped_ks,
@@ -20,6 +19,7 @@ from yfpo_core.analysis.faithfulness import (
     split_problems,
 )
 from yfpo_core.problems.base import Problem
+from yfpo_core.scoring.evaluate import answer_ranking
 from yfpo_core.units.unit import Unit
 
 NAMES = ["Ann", "Ben", "Cara", "Dan", "Eve", "Finn", "Gus", "Hal"]
@@ -34,7 +34,7 @@ def _problems(n: int = 8) -> list[Problem]:
 @pytest.fixture(scope="module")
 def run():
     torch.set_num_threads(1)
-    model = _planted_model()
+    model = planted_model()
     locate, heldout = split_problems(_problems(), 3)
     report = faithfulness_curves(model, locate, heldout, ["grad_x_act", "activation"], ks=(1, 5, 200), n_random=3)
     return model, locate, heldout, report
@@ -75,7 +75,7 @@ def test_the_planted_driver_is_found_and_matters_more_than_random_neurons(run):
 
 
 def test_held_out_problems_must_not_be_locate_problems():
-    model = _planted_model()
+    model = planted_model()
     problems = _problems(4)
     with pytest.raises(ValueError, match="not located on"):
         faithfulness_curves(model, problems[:3], problems[2:], ["activation"], ks=(1,))
@@ -115,26 +115,3 @@ def test_report_round_trips_and_draws(run):
     names = [t.name for t in fig.data]
     assert names[-2:] == ["grad_x_act", "activation"] and any("random" in n for n in names)
     assert list(fig.data[-1].y)[0] == report.baseline["ranking_accuracy"]
-
-
-def test_cli_writes_json_csv_and_html(tmp_path, capsys):
-    from yfpo_core.cli import main
-    from yfpo_core.models import register_model
-
-    from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
-
-    model = wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4, "d_mlp": 64,
-                                                              "n_ctx": 256})), source="test")  # toy problems fit
-    register_model("tiny-faithfulness", lambda device: model)
-    out = tmp_path / "faith"
-    assert main(["faithfulness", "--model", "tiny-faithfulness", "--problems", "toy", "--locate", "2", "--heldout",
-                 "3", "--methods", "grad_x_act,activation", "--ks", "1,5", "--random", "2", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "held-out problems of toy" in printed and "jaccard" in printed and "cost: attribution" in printed
-    data = json.loads(out.with_suffix(".json").read_text())
-    assert data["settings"]["ks"] == [1, 5] and len(data["settings"]["heldout_ids"]) == 3
-    assert not set(data["settings"]["heldout_ids"]) & set(data["settings"]["locate_ids"])
-    assert out.with_suffix(".csv").read_text().startswith("method,k,ranking_accuracy,gold_logprob")
-    assert "plotly" in out.with_suffix(".html").read_text()
-    assert main(["faithfulness", "--model", "tiny-faithfulness", "--methods", "magic", "--out", str(out)]) == 2
-    assert main(["faithfulness", "--model", "tiny-faithfulness", "--ks", "0,5", "--out", str(out)]) == 2

@@ -7,12 +7,11 @@ import json
 import pytest
 import torch
 
-from tests.attribution.test_attribution import DRIVER, _planted_model
-from tests.saes.test_saes import PLANTED_FEATURE, _planted_sae
-from yfpo_core.scoring.generation import greedy_generate
+from tests.helpers import DRIVER, PLANTED_FEATURE, planted_model, planted_sae
+from yfpo_core.analysis.steering import Steering, steer_generation, steered
 from yfpo_core.models.toy import toy_tokenizer
 from yfpo_core.problems.base import Problem
-from yfpo_core.analysis.steering import Steering, steer_generation, steered
+from yfpo_core.scoring.generation import greedy_generate
 from yfpo_core.units.unit import Unit
 
 QUESTION = "Ann has 9 pens and 9 cups. How many?"
@@ -32,7 +31,7 @@ def _naive_greedy(model, prompt_ids, n, context):
 
 @pytest.mark.parametrize("steering", [Steering("scale", 1.0), Steering("add", 0.0)])
 def test_neutral_steering_equals_plain_generation_token_for_token(steering):
-    model = _planted_model()
+    model = planted_model()
     result = steer_generation(model, QUESTION, [DRIVER_UNIT, Unit.neuron(0, 7)], steering, max_new_tokens=12)
     assert steering.neutral
     assert result.steered.token_ids == result.plain.token_ids and result.first_difference is None
@@ -43,8 +42,8 @@ def test_neutral_steering_equals_plain_generation_token_for_token(steering):
 
 
 def test_neutral_feature_steering_keeps_the_error_term_and_the_plain_answer():
-    model = _planted_model()
-    sae = _planted_sae(model)
+    model = planted_model()
+    sae = planted_sae(model)
     feature = Unit("sae_feature", sae.hook_name, PLANTED_FEATURE, sae_id="planted")
     result = steer_generation(model, QUESTION, [feature], Steering("add", 0.0), sae=sae, max_new_tokens=12)
     assert result.steered.token_ids == result.plain.token_ids
@@ -58,7 +57,7 @@ def _cache(model, tokens, context=None):
 
 
 def test_adding_to_a_neuron_changes_exactly_its_activation_and_what_it_writes():
-    model = _planted_model()
+    model = planted_model()
     tokens = torch.tensor([model.encode_prompt(model.prompt_format.prompt(QUESTION))])
     plain = _cache(model, tokens)
     steer = _cache(model, tokens, steered(model, [DRIVER_UNIT], Steering("add", 2.5)))
@@ -76,11 +75,11 @@ def test_adding_to_a_neuron_changes_exactly_its_activation_and_what_it_writes():
     written = 2.5 * model.model.blocks[layer].mlp.W_out[index]
     torch.testing.assert_close(steer[f"blocks.{layer}.hook_mlp_out"] - plain[f"blocks.{layer}.hook_mlp_out"],
                                written.expand_as(plain[f"blocks.{layer}.hook_mlp_out"]), atol=1e-4, rtol=0)
-    assert not model.model.blocks[layer].mlp.hook_post._forward_hooks  # no hook left behind
+    assert not any(point.has_hooks() for point in model.model.hook_dict.values())  # no hook left behind
 
 
 def test_clamp_and_scale_set_the_activation():
-    model = _planted_model()
+    model = planted_model()
     tokens = torch.tensor([model.encode_prompt(model.prompt_format.prompt(QUESTION))])
     post = f"blocks.{DRIVER[0]}.mlp.hook_post"
     plain = _cache(model, tokens)[post][..., DRIVER[1]]
@@ -91,8 +90,8 @@ def test_clamp_and_scale_set_the_activation():
 
 
 def test_adding_to_a_feature_adds_its_decoder_direction():
-    model = _planted_model()
-    sae = _planted_sae(model)
+    model = planted_model()
+    sae = planted_sae(model)
     feature = Unit("sae_feature", sae.hook_name, PLANTED_FEATURE, sae_id="planted")
     tokens = torch.tensor([model.encode_prompt(model.prompt_format.prompt(QUESTION))])
     plain = _cache(model, tokens)
@@ -103,7 +102,7 @@ def test_adding_to_a_feature_adds_its_decoder_direction():
 
 
 def test_strong_steering_changes_the_answer_where_the_unit_writes():
-    model = _planted_model()
+    model = planted_model()
     steering = Steering("add", 40.0)
     result = steer_generation(model, QUESTION, [DRIVER_UNIT], steering, max_new_tokens=10)
     assert result.first_difference is not None
@@ -119,7 +118,7 @@ def test_strong_steering_changes_the_answer_where_the_unit_writes():
 
 
 def test_streaming_callback_and_gold_check():
-    model = _planted_model()
+    model = planted_model()
     seen = []
     problem = Problem(id="hand/0", question=QUESTION, solution="#### 18", answer="18", source="test")
     result = steer_generation(model, problem, [DRIVER_UNIT], Steering("add", 40.0), max_new_tokens=6,
@@ -132,7 +131,7 @@ def test_streaming_callback_and_gold_check():
 
 
 def test_bad_units_and_values_are_refused_in_words():
-    model = _planted_model()
+    model = planted_model()
     with pytest.raises(ValueError, match="out of range"):
         steer_generation(model, QUESTION, [Unit.neuron(5, 0)], Steering("add", 1.0))
     with pytest.raises(ValueError, match="at least one unit"):
@@ -158,26 +157,3 @@ def test_on_the_shipped_toy_model_plain_is_right_and_zeroing_its_last_mlp_breaks
     assert sum(r.steered.correct for r in results) < sum(r.plain.correct for r in results)
     assert all(r.first_difference is not None for r in results)
     assert all(r.gold == p.answer for r, p in zip(results, generate_toy_problems(4, seed=777)))
-
-
-def test_cli_steer_writes_both_answers(capsys, tmp_path):
-    from yfpo_core.cli import main
-
-    out = tmp_path / "steer.json"
-    assert main(["steer", "--model", "toy-arith", "--problems", "toy", "--limit", "2", "--unit", "L1N3",
-                 "--unit", "L0N5", "--mode", "add", "--value", "0", "--max-new-tokens", "40", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "--- plain: answer" in printed and "--- steered: answer" in printed
-    assert "identical token for token" in printed and "exact match: plain" in printed
-    data = json.loads(out.read_text())
-    assert data["units"] == ["blocks.1.mlp.hook_post:3", "blocks.0.mlp.hook_post:5"] and len(data["results"]) == 2
-    assert all(r["plain"]["token_ids"] == r["steered"]["token_ids"] for r in data["results"])
-    assert main(["steer", "--model", "toy-arith", "--prompt", "Q: 1+1?", "--unit", "L7N3", "--value", "1"]) == 2
-    assert "out of range" in capsys.readouterr().err
-
-
-def test_the_cli_offers_the_steering_kinds():
-    from yfpo_core.analysis.steering import STEER_KINDS
-    from yfpo_core.cli import steer_commands
-
-    assert steer_commands.STEER_KINDS == STEER_KINDS

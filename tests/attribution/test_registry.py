@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from yfpo_core.attribution import registry
 from yfpo_core.attribution.locate import SCORERS
 from yfpo_core.attribution.targets import TARGETS
@@ -15,3 +17,11 @@ def test_every_listed_method_has_its_computation_and_a_line_of_help():
 
 def test_targets_are_the_registry_s():
     assert TARGETS == registry.TARGETS == tuple(registry.TARGET_HELP)
+
+
+def test_check_methods_names_the_first_unknown_one():
+    registry.check_methods(["attnlrp", "activation"])
+    with pytest.raises(ValueError, match=r"^unknown method 'magic'; choose one of attnlrp, grad_x_act, "):
+        registry.check_methods(["attnlrp", "magic", "other"])
+    with pytest.raises(ValueError, match=r"^unknown method '\(none\)'"):
+        registry.check_methods([])

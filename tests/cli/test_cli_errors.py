@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.cli.test_cli import TINY, tiny  # noqa: F401 - tiny is the autouse fixture that registers the model
+from tests.helpers import DEEP, TINY_CLI as TINY
 from yfpo_core.cli import main
 from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.units.unit import Unit
 
-DEEP = "[" * 100_000 + "]" * 100_000
 
 
 def _set(tmp: Path, model, **changes) -> Path:
@@ -104,6 +103,9 @@ CASES: dict[str, tuple[Callable, str]] = {
     "--random -3": (lambda t, m, mp: ["ablate", "--set", str(_set(t, m)), "--random", "-3"], "at least 1"),
     "--max-length 1": (lambda t, m, mp: [*TRAIN, "--max-length", "1", "--out-dir", str(t / "r")],
                        "max_length must be >= 8"),
+    "--max-length above the model's context": (lambda t, m, mp: [*TRAIN, "--max-length", "1000", "--out-dir",
+                                                                  str(t / "r")],
+                                                "max_length 1000 exceeds the model's context of 256 tokens"),
     "--max-length shorter than a prompt": (lambda t, m, mp: [*TRAIN, "--max-length", "9", "--out-dir",
                                                               str(t / "r")], "raise max_length"),
     "pickle-only model folder": (lambda t, m, mp: [*EVAL[:1], "--model", str(_pickle_folder(t)), "--problems",
@@ -126,7 +128,7 @@ if not torch.cuda.is_available():
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_failure_is_one_line_with_exit_code_2(name, tmp_path, tiny, monkeypatch, capsys):  # noqa: F811
+def test_failure_is_one_line_with_exit_code_2(name, tmp_path, tiny, monkeypatch, capsys):
     build, words = CASES[name]
     argv = build(tmp_path, tiny, monkeypatch)
     capsys.readouterr()
@@ -140,3 +142,17 @@ def test_failure_is_one_line_with_exit_code_2(name, tmp_path, tiny, monkeypatch,
 def test_locate_checks_its_output_before_working(tmp_path, capsys):
     assert main([*LOCATE, "--out", str(tmp_path)]) == 2
     assert not list(tmp_path.glob("*.scores.*"))  # refused in a second, nothing computed or written
+
+
+def test_train_refuses_a_max_length_above_the_context_before_any_work(tmp_path, capsys):
+    """The core's rule (training.config.sequence_length), applied as soon as the model is known: no pairs,
+    no metrics; the run folder says why it failed. The default max_length (320) is lowered to the context."""
+    from yfpo_core.runs import RunDir
+
+    run = tmp_path / "r"
+    assert main([*TRAIN, "--max-length", "257", "--out-dir", str(run)]) == 2
+    assert "set max_length to 256 or less" in capsys.readouterr().err
+    status = RunDir(run).status()
+    assert status["state"] == "failed" and "exceeds the model's context of 256" in status["error"]
+    assert RunDir(run).metrics() == [] and RunDir(run).units_doc() == {} and RunDir(run).summary() == {}
+    assert main([*TRAIN, "--out-dir", str(tmp_path / "default")]) == 0  # 320 by default: trains with 256

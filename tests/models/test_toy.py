@@ -1,17 +1,15 @@
-"""The toy-arith model: synthetic problems, character tokenizer, files, deterministic training, shipped weights."""
+"""The toy-arith model (yfpo_core.models.toy): character tokenizer, files, the shipped weights. Its problems are
+tested in tests/problems/test_synthetic.py, its pre-training in tests/training/test_toy_pretraining.py."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
 import torch
 
-from yfpo_core.problems.answers import extract_answer
 from yfpo_core.errors import ModelUnavailableError
 from yfpo_core.scoring.evaluate import exact_match
 from yfpo_core.models import load_model
@@ -30,17 +28,8 @@ from yfpo_core.models.toy import (
     toy_config_kwargs,
     toy_tokenizer,
 )
-from yfpo_core.problems.synthetic import TOY_ALPHABET, TOY_KINDS, generate_toy_nonmath, generate_toy_problems
-from yfpo_core.models.prompts import PlainPromptFormat
-from yfpo_core.training.toy_pretraining import (
-    ToyTrainConfig,
-    drill_text,
-    encode_batch,
-    example_stream,
-    response_mask,
-    train_toy_model,
-    training_text,
-)
+from yfpo_core.problems.synthetic import TOY_ALPHABET, generate_toy_nonmath, generate_toy_problems
+from yfpo_core.training.toy_pretraining import training_text
 
 HELD_OUT_SEED = 777  # neither the training seed (0) nor the training eval seed
 TINY = {"n_layers": 1, "d_model": 32, "n_heads": 2, "d_mlp": 64, "n_ctx": 192}
@@ -60,68 +49,6 @@ def shipped():
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("YFPO_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
-
-
-# -- problems ---------------------------------------------------------------------------------------
-def test_problems_are_deterministic_and_prefix_stable():
-    a, b = generate_toy_problems(60, seed=3), generate_toy_problems(60, seed=3)
-    assert [p.to_dict() for p in a] == [p.to_dict() for p in b]
-    assert [p.to_dict() for p in generate_toy_problems(20, seed=3)] == [p.to_dict() for p in a[:20]]
-    assert [p.question for p in generate_toy_problems(60, seed=4)] != [p.question for p in a]
-    assert a[7].id == "toy/s3-00007" and a[7].source == "toy"
-    assert len({p.id for p in a}) == 60
-    assert [p.meta["kind"] for p in a[:8]] == [*TOY_KINDS, *TOY_KINDS]  # balanced, in order
-    assert {p.meta["kind"] for p in generate_toy_problems(10, kinds=["mul"])} == {"mul"}
-    with pytest.raises(ValueError):
-        generate_toy_problems(3, kinds=["div"])
-
-
-def test_problem_arithmetic_and_answers():
-    for problem in generate_toy_problems(400, seed=11):
-        numbers = problem.meta["numbers"]
-        kind = problem.meta["kind"]
-        if kind == "add":
-            expected, lines = numbers[0] + numbers[1], [f"{numbers[0]}+{numbers[1]}"]
-        elif kind == "sub":
-            expected, lines = numbers[0] - numbers[1], [f"{numbers[0]}-{numbers[1]}"]
-        elif kind == "mul":
-            assert all(2 <= n <= 10 for n in numbers)
-            expected, lines = numbers[0] * numbers[1], [f"{numbers[0]}*{numbers[1]}"]
-        else:
-            a, b, c = numbers
-            first, second = problem.meta["ops"]
-            mid = a + b if first == "+" else a - b
-            expected = mid + c if second == "+" else mid - c
-            assert mid >= 0
-            lines = [f"{a}{first}{b}", f"{mid}{second}{c}"]
-        assert expected >= 0, problem
-        assert problem.answer == str(expected)
-        assert problem.solution.endswith(f"#### {expected}")
-        assert re.fullmatch(r"#### (\d+)", problem.solution.split(". ")[-1]).group(1) == problem.answer
-        assert extract_answer(problem.solution) == Fraction(expected)
-        for line in lines:
-            assert f"{line}=" in problem.solution
-        # the operands appear in the question, in order
-        assert [int(n) for n in re.findall(r"\d+", problem.question)] == numbers
-
-
-def test_nonmath_texts_have_no_digits_and_the_format():
-    texts = generate_toy_nonmath(300, seed=5)
-    assert texts == generate_toy_nonmath(300, seed=5)
-    assert len(set(texts)) > 200
-    for text in texts:
-        assert not re.search(r"\d", text)
-        assert re.fullmatch(r"Q: [^\n]+\nA: [^\n]+\n", text)
-        assert set(text) <= set(TOY_ALPHABET)
-
-
-def test_every_text_is_in_the_alphabet():
-    fmt = PlainPromptFormat()
-    chars = set()
-    for problem in generate_toy_problems(800, seed=1):
-        chars |= set(training_text(problem.question, problem.solution, fmt))
-    assert chars <= set(TOY_ALPHABET)
-    assert set("0123456789+-*=#") <= chars
 
 
 # -- tokenizer --------------------------------------------------------------------------------------
@@ -145,39 +72,6 @@ def test_tokenizer_special_tokens(tokenizer):
     assert tokenizer("ab")["input_ids"][0] == tokenizer.bos_token_id  # with special tokens: <bos> first
     assert tokenizer("a€b", add_special_tokens=False)["input_ids"][1] == tokenizer.unk_token_id
     assert tokenizer.decode([1, *tokenizer("Q: 1", add_special_tokens=False)["input_ids"], 2]) == "<bos>Q: 1<eos>"
-
-
-def test_encode_batch_masks(tokenizer):
-    texts = ["Q: x\nA: 12\n", "Q: a longer one\nA: b\n"]
-    ids, mask = encode_batch(texts, tokenizer, loss_on="all")
-    assert ids.shape == (2, len(texts[1]) + 2) and mask.shape == (2, ids.shape[1] - 1)
-    assert ids[0, 0] == tokenizer.bos_token_id and ids[0, len(texts[0]) + 1] == tokenizer.eos_token_id
-    assert ids[0, len(texts[0]) + 2:].eq(tokenizer.pad_token_id).all()
-    assert mask[0].sum() == len(texts[0]) + 1 and mask[1].sum() == len(texts[1]) + 1
-    _, response = encode_batch(texts, tokenizer, loss_on="response")
-    assert response[0].sum() == len("12\n") + 1  # the answer, its newline and <eos>
-    predicted = ids[0, 1:][response[0].bool()]
-    assert tokenizer.decode(predicted.tolist()) == "12\n<eos>"
-
-
-def test_drills_and_multi_example_rows(tokenizer):
-    two_step = generate_toy_problems(4, seed=0)[3]
-    a, b, c = two_step.meta["numbers"]
-    op1, op2 = two_step.meta["ops"]
-    assert drill_text(two_step) == f"Q: What is {a}{op1}{b}{op2}{c}?\nA: {two_step.solution}\n"
-    row = "Q: What is 2+3?\nA: 2+3=5. #### 5\nQ: What is 4*2?\nA: 4*2=8. #### 8\n"
-    keep = response_mask(row, "response")
-    trained = "".join(ch for ch, k in zip(row, keep, strict=False) if k)
-    assert trained == "2+3=5. #### 5\n4*2=8. #### 8\n" and keep[-1]  # both answers and the final <eos>
-    assert all(response_mask(row, "all"))
-    config = ToyTrainConfig()
-    rows = [r for r, _ in zip(example_stream(config), range(600), strict=False)]
-    assert rows == [r for r, _ in zip(example_stream(config), range(600), strict=False)]
-    drills = sum(r.startswith("Q: What is") for r in rows) / len(rows)
-    facts = sum(not re.search(r"\d", r) for r in rows) / len(rows)
-    assert abs(drills - config.drill_fraction) < 0.07 and abs(facts - config.nonmath_fraction) < 0.07
-    assert all(r.count("Q: What is") == config.drills_per_row for r in rows if r.startswith("Q: What is"))
-    assert set("".join(rows)) <= set(TOY_ALPHABET)
 
 
 # -- files ------------------------------------------------------------------------------------------
@@ -244,23 +138,6 @@ def test_default_load_falls_back_to_shipped_and_prefers_cache(private_cache):
     (toy_cache_dir() / WEIGHTS_FILE).write_bytes(b"garbage")
     with pytest.raises(ModelUnavailableError, match="delete"):
         load_toy_model()
-
-
-# -- training ---------------------------------------------------------------------------------------
-def test_short_training_is_deterministic():
-    config = ToyTrainConfig(steps=30, batch_size=4, warmup_steps=5, eval_problems=0, **TINY)
-    first, second = train_toy_model(config), train_toy_model(config)
-    assert first.history == second.history
-    for (name, a), (_, b) in zip(first.model.named_parameters(), second.model.named_parameters(), strict=True):
-        assert torch.equal(a, b), name
-    assert first.history[-1]["loss"] < first.history[0]["loss"]
-    other = train_toy_model(ToyTrainConfig(steps=30, batch_size=4, warmup_steps=5, eval_problems=0, seed=1, **TINY))
-    assert weights_fingerprint(other.model) != weights_fingerprint(first.model)
-
-
-def test_config_rejects_eval_on_training_seed():
-    with pytest.raises(ValueError, match="held out"):
-        ToyTrainConfig(seed=3, eval_seed=3)
 
 
 # -- the shipped model ------------------------------------------------------------------------------

@@ -1,3 +1,5 @@
+
+
 from fractions import Fraction
 
 import pytest
@@ -44,3 +46,10 @@ def test_answers_match_is_exact_and_rejects_missing():
     assert answers_match(Fraction(18), "18.00")
     assert not answers_match(Fraction(18), "18.5")
     assert not answers_match(None, "18")
+
+
+def test_model_outputs_with_an_ambiguous_final_line_count_as_no_answer():
+    assert extract_answer("... so #### 1/2") == Fraction(1, 2)
+    assert extract_answer("#### 1 000 apples") == Fraction(1000)
+    assert extract_answer("#### 1 or 2") is None       # was 1: an ambiguous answer is not a right one
+    assert extract_answer("x" + "9" * 5000) is None     # was a ValueError (int() of 5000 digits)

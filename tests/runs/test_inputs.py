@@ -1,6 +1,8 @@
-"""Run inputs: the held-out split (yfpo_core.runs.inputs)."""
+"""Run inputs (yfpo_core.runs.inputs): the held-out split, objects held in memory, the max_length rule."""
 
 from __future__ import annotations
+
+import pytest
 
 from yfpo_core.problems import load_problems
 from yfpo_core.runs.inputs import resolve_inputs
@@ -23,3 +25,42 @@ def test_a_generated_pool_grows_until_the_template_split_leaves_what_was_asked()
     assert [p.id for p in large.eval_problems[:80]] == [p.id for p in small.eval_problems]
     pool = {p.id for p in load_problems("toy", seed=1000, n=800)}
     assert {p.id for p in large.eval_problems} <= pool and len({p.id for p in large.eval_problems}) == 150
+
+
+def test_a_set_and_saes_held_in_memory_are_taken_as_they_are(setup, tmp_path, monkeypatch):
+    """The app passes its current set and the SAEs it has loaded: the run reads neither back from disk."""
+    from tests.helpers import save_tiny_sae
+    from tests.helpers import trainer_config as config
+    from yfpo_core.saes import set_saes
+    from yfpo_core.saes.sae import load_sae
+    from yfpo_core.units.neuron_set import NeuronSet
+    from yfpo_core.units.unit import Unit
+
+    model, tmp = setup
+    folder = save_tiny_sae(tmp_path / "tiny-sae")
+    sae = load_sae(str(folder), model)
+    feature = Unit("sae_feature", "blocks.1.mlp.hook_post", 2, sae_id="tiny-sae")
+    in_memory = NeuronSet.create([Unit.neuron(0, 7), feature], model, scores=[0.5, 2.0],
+                                 sae={"tiny-sae": sae.neuron_set_entry()})
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("read from disk although it was given")
+
+    monkeypatch.setattr(NeuronSet, "load", no_reading)
+    monkeypatch.setattr(set_saes, "load_sae", no_reading)
+    cfg = config(tmp, neuron_set=str(tmp / "not-written.json"), trainable="mlp_last_k")
+    inputs = resolve_inputs(cfg, neuron_set=in_memory, saes={"tiny-sae": sae})
+    assert inputs.units == [Unit.neuron(0, 7), feature] and inputs.scores == [0.5, 2.0]
+    assert inputs.saes == {"tiny-sae": sae} and inputs.saes["tiny-sae"] is sae
+    assert inputs.probe_units == inputs.units
+
+
+def test_a_max_length_above_the_context_is_refused_before_any_work(setup, monkeypatch):
+    from tests.helpers import trainer_config as config
+    from yfpo_core.errors import YfpoError
+    import yfpo_core.problems
+
+    _, tmp = setup
+    monkeypatch.setattr(yfpo_core.problems, "load_problems", lambda *a, **k: 1 / 0)  # not reached
+    with pytest.raises(YfpoError, match="max_length 129 exceeds the model's context of 128 tokens"):
+        resolve_inputs(config(tmp, max_length=129))

@@ -4,23 +4,13 @@ label and summary row say what it optimised."""
 from __future__ import annotations
 
 import pytest
+import torch
 
-from yfpo_core.runs.reports import compare_runs, metric_series, run_label
+from tests.helpers import trainer_config as config, trainer_for, write_run
+from yfpo_core.runs import latest_checkpoint
 from yfpo_core.runs.run_dir import CONFIG_FILE, SUMMARY_METRICS, RunDir, objective_label
 from yfpo_core.training import metric_names as M
-from yfpo_core.training.config import YFPOConfig
-
-
-def _run(folder, lam: float = 0.5, **config) -> RunDir:
-    run = RunDir(folder)
-    folder.mkdir(parents=True)
-    run.write_config(YFPOConfig(model="toy-arith", lam=lam, neuron_set="set.json" if lam else None, steps=4,
-                                **config))
-    run.append_metrics({M.STEP: 0, M.EVAL_RANKING_ACCURACY: 0.5})
-    run.append_metrics({M.STEP: 1, M.LOSS: 0.6931471805599453, M.REWARDS_MARGINS: 0.125})
-    run.append_metrics({M.STEP: 2, M.LOSS: 0.5, M.EVAL_RANKING_ACCURACY: 0.75})
-    run.set_status("finished", last_step=2)
-    return run
+from yfpo_core.training.trainer import NonFiniteLossError
 
 
 @pytest.mark.parametrize("config, label", [
@@ -33,7 +23,7 @@ def test_objective_label(config, label):
 
 
 def test_what_a_run_writes_reads_back(tmp_path):
-    run = _run(tmp_path / "r1")
+    run = write_run(tmp_path / "r1")
     assert run.config().lam == 0.5 and run.config_dict()["steps"] == 4
     rows = run.metrics()
     assert [r[M.STEP] for r in rows] == [0, 1, 2]
@@ -47,7 +37,7 @@ def test_what_a_run_writes_reads_back(tmp_path):
 
 
 def test_a_torn_last_line_and_a_damaged_config_are_tolerated(tmp_path):
-    run = _run(tmp_path / "r2", lam=0.0)
+    run = write_run(tmp_path / "r2", lam=0.0)
     with run.metrics_path.open("a") as f:
         f.write('{"step": 3, "loss"')  # a kill mid-write
     assert [r[M.STEP] for r in run.metrics()] == [0, 1, 2]
@@ -58,7 +48,7 @@ def test_a_torn_last_line_and_a_damaged_config_are_tolerated(tmp_path):
 
 
 def test_summary_row_holds_the_newest_value_of_each_metric(tmp_path):
-    run = _run(tmp_path / "r3", lam=0.5, random_units_seed=7)
+    run = write_run(tmp_path / "r3", lam=0.5, random_units_seed=7)
     row = run.summary_row("r3")
     assert row == {"run": "r3", "state": "finished", "objective": "YFPO lam=0.5 (random units)", "steps": "2/4",
                    "model": "toy-arith", "units": 0, M.EVAL_RANKING_ACCURACY: 0.75, M.REWARDS_ACCURACIES: None,
@@ -67,11 +57,13 @@ def test_summary_row_holds_the_newest_value_of_each_metric(tmp_path):
     assert run.summary_row("r3", metrics=[]) ["steps"] == "0/4"  # cached rows, when the caller has them
 
 
-def test_reports_read_runs_through_run_dir(tmp_path):
-    a, b = _run(tmp_path / "a"), _run(tmp_path / "b", lam=0.0)
-    assert run_label(a.path) == "a: YFPO lam=0.5" and run_label(b.path) == "b: DPO"
-    assert metric_series(a.metrics(), M.EVAL_RANKING_ACCURACY) == ([0, 2], [0.5, 0.75])
-    rows = compare_runs([a.path, b.path], [M.LOSS, M.NEURON_MARGIN])
-    assert rows[0] == {"run": "a: YFPO lam=0.5", "state": "finished", "steps": 2, M.LOSS: "0.6931 -> 0.5",
-                       M.NEURON_MARGIN: "-"}
-    assert rows[1]["run"] == "b: DPO"
+def test_a_non_finite_checkpoint_is_never_written(setup):
+    _, tmp = setup
+    trainer = trainer_for(config(tmp))
+    with torch.no_grad():
+        trainer.params[0][1].data.view(-1)[0] = float("nan")
+    run = tmp / "run"
+    run.mkdir()
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written"):
+        RunDir(run).checkpoint(trainer, 1)
+    assert latest_checkpoint(run) is None and not (run / "checkpoints").exists()

@@ -103,8 +103,11 @@ def test_dpo_matches_trl(tmp_path):
                            mean_logits=torch.zeros(2 * b, t - 1), is_top1=torch.zeros(2 * b, t - 1, dtype=torch.bool))
     inputs = {"input_ids": torch.ones(2 * b, t, dtype=torch.long), "attention_mask": torch.ones(2 * b, t),
               "completion_mask": completion, "ref_chosen_logps": ref[:b], "ref_rejected_logps": ref[b:]}
-    trl_loss = trainer._compute_loss(lambda **kw: stub, inputs, False)
-    trl_metrics = {k: v[-1] for k, v in trainer._metrics["train" if trainer.model.training else "eval"].items()}
+    trl_loss = trainer.compute_loss(lambda **kw: stub, inputs)
+    trainer.log({})  # TRL's public way out for the metrics of that call (averaged over one call: its values)
+    trl_metrics = trainer.state.log_history[-1]
+    if not trainer.model.training:
+        trl_metrics = {k.removeprefix("eval_"): v for k, v in trl_metrics.items()}
 
     losses, _, chosen_r, rejected_r = dpo_loss(policy[:b], policy[b:], ref[:b], ref[b:], beta=0.1)
     assert abs(trl_loss.item() - losses.mean().item()) < 1e-6

@@ -126,9 +126,9 @@ def shade_text(model: LoadedModel, unit: Unit, text: str, sae: Any = None) -> tu
     """The tokens of ``text`` (as the index reads a text, prompt tokens included) and ``unit``'s
     activation on each: the free-prompt box."""
     from yfpo_core.attribution.methods import activations
-    from yfpo_core.analysis.inspection import _space_for
+    from yfpo_core.analysis.inspection import space_for
 
-    space = _space_for(model, unit, sae)
+    space = space_for(model, unit, sae)
     ids = model.encode_prompt(text)[: int(model.model.cfg.n_ctx)]
     with model.lock:
         values = activations(model, space, tuple(ids))[:, space.row_of(unit), unit.index].float().cpu()

@@ -32,7 +32,7 @@ from yfpo_core.scoring.evaluate import RankingReport, answer_ranking
 from yfpo_core.analysis.interventions import Intervention, intervened, random_unit_sets
 from yfpo_core.distributed import Distributed
 from yfpo_core.models.base import LoadedModel
-from yfpo_core.attribution.registry import METHODS as ATTRIBUTION_METHODS
+from yfpo_core.attribution.registry import METHODS as ATTRIBUTION_METHODS, check_methods
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
 from yfpo_core.units.unit import Unit
@@ -233,10 +233,7 @@ def faithfulness_curves_sharded(dist: Distributed, model: LoadedModel, locate: S
                          "the curves must be measured on problems the sets were not located on")
     if not heldout:
         raise ValueError("faithfulness curves need held-out problems")
-    unknown = [m for m in methods if m not in ATTRIBUTION_METHODS]
-    if unknown or not methods:
-        raise ValueError(f"unknown method {unknown[0] if unknown else '(none)'}; choose from "
-                         f"{', '.join(ATTRIBUTION_METHODS)}")
+    check_methods(methods)
     if sae is not None:
         from yfpo_core.saes.sae import SAESpace
 

@@ -58,7 +58,9 @@ class UnitProfile:
     suppressed: list[tuple[str, float]] = field(default_factory=list)
 
 
-def _space_for(model: LoadedModel, unit: Unit, sae: Any):
+def space_for(model: LoadedModel, unit: Unit, sae: Any):
+    """The unit space ``unit`` lives in (its SAE's features, or the MLP neurons of its hook), after checking that
+    ``unit`` exists there."""
     from yfpo_core.units.space import UnitSpace
 
     if unit.kind == "sae_feature":
@@ -79,7 +81,7 @@ def unit_activations(model: LoadedModel, unit: Unit, problems: Sequence[Problem]
     gold solution."""
     from yfpo_core.attribution.methods import activations
 
-    space = _space_for(model, unit, sae)
+    space = space_for(model, unit, sae)
     fmt = model.prompt_format
     ids, tokens, values, starts = [], [], [], []
     with model.lock:

@@ -68,7 +68,7 @@ def _neurons(units: Sequence[Unit]) -> list[Unit]:
     return list(units)
 
 
-def _space_for(model: LoadedModel, units: Sequence[Unit]) -> UnitSpace:
+def space_for(model: LoadedModel, units: Sequence[Unit]) -> UnitSpace:
     hooks = tuple(sorted({u.hook_name for u in units}, key=lambda h: int(h.split(".")[1])))
     for u in units:
         check(u, model)
@@ -94,7 +94,7 @@ def set_token_activations(model: LoadedModel, units: Sequence[Unit], problem: Pr
     units = _neurons(units)
     if not units:
         raise ValueError("the set is empty: add units first")
-    space = _space_for(model, units)
+    space = space_for(model, units)
     tokens, maps = token_scores(model, problem, "activation", "solution_logprob", units=space)
     return TokenMap(problem.id, tokens, units, _columns(space, maps, units), _response_start(model, problem),
                     "activation")
@@ -118,7 +118,7 @@ def set_token_relevance(model: LoadedModel, units: Sequence[Unit], problem: Prob
             return TokenMap(problem.id, list(result.tokens[problem.id]), units,
                             _columns(result.space, result.token_scores[problem.id], units),
                             _response_start(model, problem), "relevance", f"{method} / {target}")
-    space = _space_for(model, units)
+    space = space_for(model, units)
     tokens, maps = token_scores(model, problem, method, target, units=space, steps=steps)
     return TokenMap(problem.id, tokens, units, _columns(space, maps, units), _response_start(model, problem),
                     "relevance", f"{method} / {target}")

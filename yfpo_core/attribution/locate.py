@@ -27,7 +27,7 @@ from yfpo_core.attribution.methods import (
 )
 from yfpo_core.attribution.result import AttributionResult
 from yfpo_core.units.space import UnitSpace, neuron_space
-from yfpo_core.attribution.registry import BATCHED_METHODS, METHODS
+from yfpo_core.attribution.registry import BATCHED_METHODS, METHODS, check_methods
 from yfpo_core.attribution.targets import PreparedProblem, prepare_problem
 from yfpo_core.distributed import Distributed
 from yfpo_core.models.base import LoadedModel
@@ -69,10 +69,8 @@ assert set(SCORERS) == set(METHODS), "every method of the registry needs its com
 
 def _score_problem(loaded: LoadedModel, space: UnitSpace, prepared: PreparedProblem, method: str,
                    steps: int) -> ProblemScores:
-    scorer = SCORERS.get(method)
-    if scorer is None:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    return scorer(loaded, space, prepared, steps)
+    check_methods([method])
+    return SCORERS[method](loaded, space, prepared, steps)
 
 
 def _standardised_difference(math: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
@@ -136,8 +134,7 @@ def attribute_sharded(dist: Distributed, model: LoadedModel, problems: Sequence[
     (and of the contrast texts), rank 0 gathers every problem's scores and reduces them exactly as one
     process would. Returns the result on rank 0 and ``None`` on the others; ``progress`` counts this
     process's share."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    check_methods([method])
     if not problems:
         raise ValueError("attribution needs at least one problem")
     if batch_size < 1:

@@ -43,7 +43,8 @@ class ProblemScores:
 
 @contextmanager
 def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
-    """No parameter gradients during attribution (only activation gradients are needed); restored after."""
+    """No parameter gradients while reading units (attribution needs only activation gradients; an SAE spliced
+    in reads features, it does not train); each parameter's flag is restored after."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:
         p.requires_grad_(False)
@@ -54,8 +55,9 @@ def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def _input_hooks(model: Any, store: dict[str, torch.Tensor]) -> list:
-    """Make the embeddings leaves that require grad, so the graph exists with frozen parameters."""
+def input_leaf_hooks(model: Any, store: dict[str, torch.Tensor]) -> list:
+    """Forward hooks that make the embeddings leaves that require grad (kept in ``store`` by hook name), so
+    that the graph exists with frozen parameters and the relevance reaching the input can be read."""
 
     def make_leaf(x, hook):
         leaf = x.detach().requires_grad_(True)
@@ -101,7 +103,7 @@ def gradient_relevance_batch(loaded: LoadedModel, space: UnitSpace, batch: Seque
 
     rules = attnlrp_rules(model) if lrp else _nothing()
     with torch.enable_grad(), frozen_parameters(model), rules, space.reading(model, capture), \
-            model.hooks(fwd_hooks=_input_hooks(model, inputs)):
+            model.hooks(fwd_hooks=input_leaf_hooks(model, inputs)):
         residual = model(ids, stop_at_layer=model.cfg.n_layers)  # [batch, pos, d_model], before the final norm
         picked = [residual[row, list(item.positions)] for row, item in enumerate(batch)]
         logits = _final_logits(model, torch.cat(picked))  # [all target positions, vocab]

@@ -7,6 +7,7 @@ before PyTorch is loaded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -40,6 +41,17 @@ METHOD_INFO: dict[str, Method] = {m.name: m for m in (
 METHODS: tuple[str, ...] = tuple(METHOD_INFO)
 BATCHED_METHODS: tuple[str, ...] = tuple(m.name for m in METHOD_INFO.values() if m.batched)
 GRADIENT_METHODS: tuple[str, ...] = tuple(m.name for m in METHOD_INFO.values() if m.gradient)
+
+
+
+def check_methods(methods: Sequence[str]) -> None:
+    """The one check of method names (for :func:`~yfpo_core.attribution.locate.attribute`, the faithfulness
+    curves and their CLI flags): a ``ValueError`` naming the first unknown one, or the empty list, and the
+    valid names."""
+    unknown = [m for m in methods if m not in METHOD_INFO]
+    if unknown or not methods:
+        raise ValueError(f"unknown method {unknown[0] if unknown else '(none)'!r}; choose one of {', '.join(METHODS)}")
+
 
 TARGET_HELP: dict[str, str] = {
     "answer_logprob": "log p of the gold answer's tokens",

@@ -58,6 +58,18 @@ def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
     return _ScaleGradient.apply(x, factor)
 
 
+def identity_rule(pre: torch.Tensor, post_value: torch.Tensor) -> torch.Tensor:
+    """``post_value`` (= ``act(pre)``), with AttnLRP's identity rule for an elementwise activation in the
+    backward pass: the gradient to ``pre`` is ``grad * act(pre) / pre``, so relevance passes unchanged."""
+    return _IdentityRule.apply(pre, post_value)
+
+
+def gated_half_rule(gate: torch.Tensor, up: torch.Tensor, act_gate: torch.Tensor) -> torch.Tensor:
+    """``act_gate * up`` (a gated MLP's product), with the uniform rule on the product and the identity rule
+    on ``act``: each factor receives half of the product's relevance."""
+    return _GatedHalfRule.apply(gate, up, act_gate)
+
+
 def _safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     """``numerator / denominator`` with the activation's slope at zero where the denominator vanishes."""
     tiny = denominator.abs() < 1e-12
@@ -128,8 +140,8 @@ def attnlrp_rules(model: HookedTransformer, constant_attention: bool = False) ->
             up = stash.pop(f"{prefix}.hook_pre_linear")
             act_gate = model.blocks[int(prefix.split(".")[1])].mlp.act_fn(pre).detach()
             bias = (post - act_gate * up).detach()  # b_in (zero in Llama): a constant, gets no relevance
-            return _GatedHalfRule.apply(pre, up, act_gate) + bias
-        return _IdentityRule.apply(pre, post.detach())
+            return gated_half_rule(pre, up, act_gate) + bias
+        return identity_rule(pre, post.detach())
 
     hooks = [(lambda name: name.endswith("hook_scale"), stop_gradient),
              (lambda name: name.endswith("mlp.hook_pre") or name.endswith("mlp.hook_pre_linear"), remember),

@@ -52,7 +52,7 @@ def _ks(text: str) -> list[int]:
 def cmd_faithfulness(args: argparse.Namespace) -> int:
     """Under torchrun / accelerate launch every process ranks its share of the locate problems and evaluates
     its share of the held-out ones; rank 0 reduces, prints and writes (see :mod:`yfpo_core.distributed`)."""
-    from yfpo_core.attribution.registry import METHODS as ATTRIBUTION_METHODS
+    from yfpo_core.attribution.registry import check_methods
     from yfpo_core.cli import print_error
     from yfpo_core.distributed import launched
 
@@ -60,10 +60,10 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     for suffix in (".json", ".csv", ".html"):
         check_output(stem.with_suffix(suffix))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in ATTRIBUTION_METHODS]
-    if unknown or not methods:
-        raise YfpoError(f"--methods: unknown method {unknown[0] if unknown else '(none)'}; choose from "
-                        f"{', '.join(ATTRIBUTION_METHODS)}")
+    try:
+        check_methods(methods)
+    except ValueError as exc:
+        raise YfpoError(f"--methods: {exc}") from None
     ks = _ks(args.ks)
     with launched(args.device, announce=print_error) as dist:
         return _faithfulness(args, dist, stem, methods, ks)
@@ -71,7 +71,7 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
 
 def _faithfulness(args: argparse.Namespace, dist, stem: Path, methods: list[str], ks: list[int]) -> int:
     from yfpo_core.atomic import atomic_write_text
-    from yfpo_core.cli.locate_commands import _share, _units_sae
+    from yfpo_core.cli.locate_commands import _share, units_flag_sae
     from yfpo_core.cli.output import print_table
     from yfpo_core.analysis.faithfulness import (CURVE_METRICS, faithfulness_curves_sharded, faithfulness_figure,
                                                  split_problems)
@@ -81,7 +81,7 @@ def _faithfulness(args: argparse.Namespace, dist, stem: Path, methods: list[str]
 
     model = load_model(args.model or DEFAULT_MODEL, device=dist.device)
     layers = parse_layers(args.layers, int(model.model.cfg.n_layers))
-    sae = _units_sae(args, model, dist.device)
+    sae = units_flag_sae(args, model, dist.device)
     source = args.problems or ("toy" if model.native_problems == "toy" else "gsm8k-test-100")
     problems = load_problems(source, limit=args.locate + args.heldout, seed=args.seed)
     try:

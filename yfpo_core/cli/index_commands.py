@@ -47,12 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _setup(args: argparse.Namespace, device: str | None = None):
-    from yfpo_core.cli.locate_commands import _units_sae
+    from yfpo_core.cli.locate_commands import units_flag_sae
     from yfpo_core.models import DEFAULT_MODEL, load_model
 
     device = device or args.device
     model = load_model(args.model or DEFAULT_MODEL, device=device)
-    return model, _units_sae(args, model, device)
+    return model, units_flag_sae(args, model, device)
 
 
 def _corpus(args: argparse.Namespace, model):

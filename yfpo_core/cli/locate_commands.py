@@ -78,7 +78,7 @@ def _share(dist) -> str:
     return f" (rank 0's share, {dist.world} processes)" if dist.world > 1 else ""
 
 
-def _units_sae(args: argparse.Namespace, model, device: str):
+def units_flag_sae(args: argparse.Namespace, model, device: str):
     """The SAE that ``--units sae:<ref>`` names (``None`` for ``--units neurons``)."""
     if args.units == "neurons":
         return None
@@ -122,7 +122,7 @@ def _locate(args: argparse.Namespace, dist) -> int:
             if not args.units.startswith("sae:"):
                 raise YfpoError(f"{args.from_scores} scores features of SAE {result.space.sae_id}: name it with "
                                 "--units sae:<ref> so the set can record where the SAE lives")
-            sae = _units_sae(args, model, dist.device)
+            sae = units_flag_sae(args, model, dist.device)
             if sae.sae_id != result.space.sae_id:
                 raise YfpoError(f"--units names SAE {sae.sae_id}, but the scores are of SAE {result.space.sae_id}")
             sae_entries = {sae.sae_id: sae.neuron_set_entry()}
@@ -137,7 +137,7 @@ def _locate(args: argparse.Namespace, dist) -> int:
         parse_layers(args.layers, int(model.model.cfg.n_layers))
         problems = _problems(args, "gsm8k-test-100")
         space, sae_entries = None, None
-        sae = _units_sae(args, model, dist.device)
+        sae = units_flag_sae(args, model, dist.device)
         if sae is not None:
             from yfpo_core.saes.sae import SAESpace
 
@@ -196,6 +196,7 @@ def _ablate(args: argparse.Namespace, dist) -> int:
     from yfpo_core.models import load_model
     from yfpo_core.units.neuron_set import NeuronSet
     from yfpo_core.progress import tqdm_progress
+    from yfpo_core.saes.set_saes import single_set_sae
 
     header = NeuronSet.load(args.set)  # validate the file before loading a model
     if not len(header):
@@ -211,7 +212,7 @@ def _ablate(args: argparse.Namespace, dist) -> int:
 
     problems = load_problems(source, limit=limit, seed=args.seed)
     units = neuron_set.units_only()
-    sae = _set_sae(neuron_set, model, dist.device)
+    sae = single_set_sae(neuron_set, model, dist.device)
     with tqdm_progress(f"ablating {len(units)} units{_share(dist)}", unit="eval", disable=not dist.is_main) as progress:
         report = ablation_test_sharded(dist, model, problems, units, intervention=Intervention(args.kind),
                                        n_random=args.random, seed=args.seed, sae=sae, progress=progress)
@@ -229,18 +230,6 @@ def _ablate(args: argparse.Namespace, dist) -> int:
     return 0
 
 
-def _set_sae(neuron_set, model, device: str):
-    """The SAE a set's features belong to (one SAE per set), or ``None`` for a neuron set."""
-    if not neuron_set.sae:
-        return None
-    if len(neuron_set.sae) > 1:
-        raise YfpoError("this set mixes features of several SAEs; ablate them one SAE at a time")
-    from yfpo_core.saes.sae import load_sae
-
-    (entry,) = neuron_set.sae.values()
-    return load_sae(entry["path_or_release"], model, device=device)
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_table
     from yfpo_core.analysis.inspection import intervention_effect, profile_unit
@@ -251,13 +240,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     model = load_model(args.model or DEFAULT_MODEL, device=args.device)
     sae = None
     if args.unit.startswith("sae:"):
-        from yfpo_core.saes.sae import load_sae
+        from yfpo_core.saes.set_saes import typed_feature
 
-        ref, _, index = args.unit[4:].rpartition(":")
-        if not index.isdigit():
-            raise YfpoError("write a feature as sae:<ref>:<index>, e.g. sae:default:123")
-        sae = load_sae(ref, model, device=args.device)
-        unit = Unit("sae_feature", sae.hook_name, int(index), sae_id=sae.sae_id)
+        unit, sae = typed_feature(args.unit, model, device=args.device)
     else:
         try:
             unit = Unit.parse(args.unit)

@@ -38,26 +38,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _units(args: argparse.Namespace, model, device: str):
     """The units to steer and their SAE (``None`` for neurons only)."""
-    from yfpo_core.saes.sae import load_sae
+    from yfpo_core.saes.set_saes import single_set_sae, typed_feature
     from yfpo_core.units.unit import Unit
 
     if args.set is not None:
-        from yfpo_core.cli.locate_commands import _set_sae
         from yfpo_core.units.neuron_set import NeuronSet
 
         neuron_set = NeuronSet.load(args.set, model)
         if not len(neuron_set):
             raise YfpoError(f"{args.set} has no units, so there is nothing to steer")
-        return neuron_set.units_only(), _set_sae(neuron_set, model, device)
+        return neuron_set.units_only(), single_set_sae(neuron_set, model, device)
     units, sae = [], None
     for text in args.unit:
         if text.startswith("sae:"):
-            ref, _, index = text[4:].rpartition(":")
-            if not index.isdigit():
-                raise YfpoError("write a feature as sae:<ref>:<index>, e.g. sae:default:123")
-            if sae is None:
-                sae = load_sae(ref, model, device=device)
-            units.append(Unit("sae_feature", sae.hook_name, int(index), sae_id=sae.sae_id))
+            unit, sae = typed_feature(text, model, device=device, sae=sae)
+            units.append(unit)
         else:
             try:
                 units.append(Unit.parse(text))

@@ -61,7 +61,8 @@ def cache_entry() -> Path:
     return models_cache_dir() / NAME
 
 
-def _expected_manifest(gguf: Path) -> dict[str, Any]:
+def expected_manifest(gguf: Path) -> dict[str, Any]:
+    """What a valid cache's manifest records for ``gguf`` (format, name, GGUF size, package version)."""
     return {"format": CACHE_FORMAT, "name": NAME, "gguf_size": gguf.stat().st_size,
             "package_version": importlib.metadata.version(PACKAGE_DIST)}
 
@@ -70,7 +71,7 @@ def _stderr_steps(done: int, total: int, message: str = "") -> None:
     print(f"[yfpo] {NAME} first load, step {done}/{total}: {message}", file=sys.stderr, flush=True)
 
 
-def _build(gguf: Path, progress: ProgressCallback) -> Any:
+def cache_builder(gguf: Path, progress: ProgressCallback) -> Any:
     """Returns the ``build`` function for :func:`build_entry`: GGUF -> HF fp32 + TL + tokenizer files."""
 
     def build(folder: Path) -> dict[str, Any]:
@@ -99,16 +100,18 @@ def _build(gguf: Path, progress: ProgressCallback) -> Any:
         tokenizer.save_pretrained(folder / "tokenizer")
         hf.save_pretrained(folder / "hf")
         progress(5, steps, "done")
-        return {**_expected_manifest(gguf), "fingerprint": weights_fingerprint(model)}
+        return {**expected_manifest(gguf), "fingerprint": weights_fingerprint(model)}
 
     return build
 
 
-def _files_under(manifest: dict[str, Any], *folders: str) -> list[str]:
+def manifest_files_under(manifest: dict[str, Any], *folders: str) -> list[str]:
+    """The files a cache manifest lists under ``folders`` (``tl``, ``tokenizer``, ``hf``): what one load reads."""
     return [rel for rel in manifest.get("files", {}) if rel.split("/", 1)[0] in folders]
 
 
-def _load_cached(entry: Path, device: str) -> LoadedModel:
+def load_cached(entry: Path, device: str) -> LoadedModel:
+    """The model from a built cache ``entry`` (no digest check: :func:`load_smollm2` runs one beside it)."""
     from safetensors.torch import load_file
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformers import AutoTokenizer
@@ -133,7 +136,7 @@ def _load_cached(entry: Path, device: str) -> LoadedModel:
     def load_twin():
         from transformers import AutoModelForCausalLM
 
-        problem = digest_problem(entry, manifest, _files_under(manifest, "hf"))
+        problem = digest_problem(entry, manifest, manifest_files_under(manifest, "hf"))
         if problem is not None:
             invalidate(entry)
             raise ModelUnavailableError(f"the cached Hugging Face twin of {NAME} in {entry} is damaged ({problem}); "
@@ -154,13 +157,13 @@ def load_smollm2(device: str = "cpu", progress: ProgressCallback | None = None, 
     entry = cache_entry()
     problem = None if not rebuild else "rebuild requested"
     if problem is None:
-        problem = verify_entry(entry, _expected_manifest(gguf))
+        problem = verify_entry(entry, expected_manifest(gguf))
     if problem is None:
         # Digests of what this load reads, checked while it reads them; the model is used only if they match.
         manifest = read_manifest(entry) or {}
-        check = DigestCheck(entry, manifest, _files_under(manifest, "tl", "tokenizer"))
+        check = DigestCheck(entry, manifest, manifest_files_under(manifest, "tl", "tokenizer"))
         try:
-            loaded = _load_cached(entry, device)
+            loaded = load_cached(entry, device)
         except Exception as exc:  # a corrupt file that kept its size: rebuild rather than fail
             problem = check.result() or f"cached files did not load ({type(exc).__name__}: {exc})"
         else:
@@ -171,5 +174,5 @@ def load_smollm2(device: str = "cpu", progress: ProgressCallback | None = None, 
     if entry.exists():
         print(f"[yfpo] rebuilding the {NAME} cache: {problem}", file=sys.stderr)
         shutil.rmtree(entry, ignore_errors=True)
-    build_entry(entry, _build(gguf, progress or _stderr_steps))
-    return _load_cached(entry, device)
+    build_entry(entry, cache_builder(gguf, progress or _stderr_steps))
+    return load_cached(entry, device)

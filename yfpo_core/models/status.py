@@ -29,7 +29,7 @@ def model_status_report(verify: bool = False) -> tuple[list[str], list[str]]:
         if manifest is None:
             state = f"not converted yet (the first load converts it into {entry}, about a minute)"
         else:
-            problem = verify_entry(entry, smollm2._expected_manifest(gguf), full=verify)
+            problem = verify_entry(entry, smollm2.expected_manifest(gguf), full=verify)
             state = (f"cache OK{' (checksums verified)' if verify else ''}: {entry} ({_folder_size_mb(manifest):.0f} MB)"
                      if problem is None else f"cache invalid ({problem}); the next load rebuilds it")
             if problem is not None:

@@ -1,16 +1,39 @@
-"""The :class:`Problem` record shared by every problem source, and its JSON form."""
+"""The :class:`Problem` record shared by every problem source, and its JSON form (:class:`TextRecord`, which
+preference pairs share)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
 
 ANSWER_MARKER = "####"
 
 
+class TextRecord:
+    """A frozen dataclass of text fields plus a ``meta`` mapping, as one JSON object: the one writing and
+    reading of problems and of preference pairs (:class:`~yfpo_core.training.pairs.PreferencePair`).
+
+    Every text field must be present (a ``KeyError`` names the first missing one), except those in
+    ``OPTIONAL_TEXT``, read as ``""`` when missing or null; ``meta`` is optional."""
+
+    OPTIONAL_TEXT: ClassVar[tuple[str, ...]] = ()
+    meta: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
+        d["meta"] = dict(self.meta)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Any:
+        text = {f.name: str(d.get(f.name) or "") if f.name in cls.OPTIONAL_TEXT else str(d[f.name])
+                for f in fields(cls) if f.name != "meta"}  # type: ignore[arg-type]
+        return cls(**text, meta=dict(d.get("meta") or {}))
+
+
 @dataclass(frozen=True)
-class Problem:
+class Problem(TextRecord):
     """One math word problem with its gold solution.
 
     Attributes:
@@ -31,13 +54,3 @@ class Problem:
     answer: str
     source: str
     meta: Mapping[str, Any] = field(default_factory=dict, hash=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["meta"] = dict(self.meta)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Problem:
-        return cls(id=str(d["id"]), question=str(d["question"]), solution=str(d["solution"]),
-                   answer=str(d["answer"]), source=str(d["source"]), meta=dict(d.get("meta") or {}))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from yfpo_core.runs.background import TrainingRun, resume_run
 from yfpo_core.runs.execute import execute
-from yfpo_core.runs.inputs import GROWABLE_SOURCES, RunInputs, load_set_saes, random_control_units, resolve_inputs
+from yfpo_core.runs.inputs import GROWABLE_SOURCES, RunInputs, random_control_units, resolve_inputs
 from yfpo_core.runs.run_dir import (
     EVAL_ROWS_FILE,
     RUNS_DIR_ENV,
@@ -35,6 +35,6 @@ from yfpo_core.runs.run_dir import (
 )
 
 __all__ = ["EVAL_ROWS_FILE", "GROWABLE_SOURCES", "RUNS_DIR_ENV", "RunDir", "RunInputs", "TrainingRun",
-           "default_runs_dir", "execute", "latest_checkpoint", "list_runs", "load_checkpoint", "load_set_saes",
+           "default_runs_dir", "execute", "latest_checkpoint", "list_runs", "load_checkpoint",
            "new_run_dir", "objective_label", "policy_from_checkpoint", "random_control_units", "read_metrics",
            "read_run_config", "read_status", "resolve_inputs", "resume_run", "run_slug", "run_state"]

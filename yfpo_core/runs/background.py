@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from yfpo_core.runs.execute import record_final_status, execute
 from yfpo_core.runs.run_dir import RunDir, new_run_dir, read_run_config, run_slug
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig
+from yfpo_core.units.neuron_set import NeuronSet
 
 
 class TrainingRun(BackgroundJob[dict]):
@@ -34,8 +36,12 @@ class TrainingRun(BackgroundJob[dict]):
     """
 
     def __init__(self, config: YFPOConfig, run_dir: Path | None = None, base: LoadedModel | None = None,
-                 resume: bool = False) -> None:
+                 resume: bool = False, neuron_set: NeuronSet | None = None,
+                 saes: Mapping[str, Any] | None = None) -> None:
         self.config = config
+        # The set config.neuron_set names and its features' SAEs, when the caller holds them (the app): the
+        # run takes them as they are instead of reading them back (see resolve_inputs).
+        self.given: dict[str, Any] = {"neuron_set": neuron_set, "saes": saes}
         self.run_dir = Path(run_dir) if run_dir else new_run_dir(run_slug(config))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.base = base
@@ -81,7 +87,8 @@ class TrainingRun(BackgroundJob[dict]):
     def _train(self, progress: ProgressCallback) -> dict[str, Any]:
         try:
             self.summary = execute(self.run_dir, self.config, base=self.base, resume=self.resume,
-                                   should_stop=self._stop.is_set, progress=progress, on_metrics=self._on_metrics)
+                                   should_stop=self._stop.is_set, progress=progress, on_metrics=self._on_metrics,
+                                   **self.given)
             return self.summary
         except YfpoError:  # execute() wrote status.json, or another writer owns the folder: its status stays
             raise
@@ -91,6 +98,7 @@ class TrainingRun(BackgroundJob[dict]):
             raise
         finally:
             self.base = None  # the run holds no model once it has ended
+            self.given = {}
 
     def snapshot(self) -> dict[str, Any]:
         """A copy of the metrics so far and the progress, safe to read from another thread."""

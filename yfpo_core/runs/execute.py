@@ -9,6 +9,7 @@ torn ``pairs.jsonl``/``units.json`` and keeps exactly one metrics line per step.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,17 @@ from yfpo_core.runs.inputs import resolve_inputs
 from yfpo_core.runs.run_dir import UNITS_FILE, RunDir, load_checkpoint
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig
+from yfpo_core.units.neuron_set import NeuronSet
 
 
 def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = None, resume: bool = False,
             should_stop=lambda: False, progress: ProgressCallback | None = None, accelerator: Any = None,
-            on_metrics=None) -> dict[str, Any]:
+            on_metrics=None, neuron_set: NeuronSet | None = None,
+            saes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Prepare, train and record one run in ``run_dir`` (synchronously). Returns the summary.
+
+    ``neuron_set`` and ``saes``: the set ``config.neuron_set`` names and SAEs of its features, when the caller
+    holds them already (see :func:`~yfpo_core.runs.inputs.resolve_inputs`); they are not read again.
 
     The main process holds the run directory's lock throughout (a second writer gets
     :class:`~yfpo_core.runs.lock.RunLockedError` and changes nothing) and leaves ``status.json`` in a known
@@ -36,7 +42,8 @@ def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = Non
     lock = RunLock(run_dir).acquire() if main else None
     try:
         return _execute_locked(Path(run_dir), config, base=base, resume=resume, should_stop=should_stop,
-                               progress=progress, accelerator=accelerator, on_metrics=on_metrics)
+                               progress=progress, accelerator=accelerator, on_metrics=on_metrics,
+                               given={"neuron_set": neuron_set, "saes": saes})
     finally:
         if lock is not None:
             lock.release()
@@ -51,12 +58,13 @@ def record_final_status(writer: RunDir, state: str, **extra: Any) -> None:
 
 
 def _execute_locked(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None, resume: bool, should_stop,
-                    progress: ProgressCallback | None, accelerator: Any, on_metrics) -> dict[str, Any]:
+                    progress: ProgressCallback | None, accelerator: Any, on_metrics,
+                    given: dict[str, Any]) -> dict[str, Any]:
     writer = RunDir(run_dir)
     main = accelerator is None or accelerator.is_main_process
     try:
         return _run(writer, config, base=base, resume=resume, should_stop=should_stop, progress=progress,
-                    accelerator=accelerator, on_metrics=on_metrics)
+                    accelerator=accelerator, on_metrics=on_metrics, given=given)
     except KeyboardInterrupt:
         if main:
             record_final_status(writer, "stopped",
@@ -70,7 +78,7 @@ def _execute_locked(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | No
 
 
 def _run(writer: RunDir, config: YFPOConfig, *, base: LoadedModel | None, resume: bool, should_stop,
-         progress: ProgressCallback | None, accelerator: Any, on_metrics) -> dict[str, Any]:
+         progress: ProgressCallback | None, accelerator: Any, on_metrics, given: dict[str, Any]) -> dict[str, Any]:
     from yfpo_core.training.fit import fit
     from yfpo_core.training.trainer import YFPOTrainer
 
@@ -78,7 +86,7 @@ def _run(writer: RunDir, config: YFPOConfig, *, base: LoadedModel | None, resume
     if main:
         writer.write_config(config)
         writer.set_status("preparing")
-    inputs = resolve_inputs(config, base)
+    inputs = resolve_inputs(config, base, **given)
     trainer = YFPOTrainer(config, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
                           accelerator=accelerator, exact_problems=inputs.exact_problems, saes=inputs.saes,
                           probe_units=inputs.probe_units, probe_scores=inputs.probe_scores,

@@ -6,7 +6,7 @@ problems share no template with the training ones, and the random-set control dr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +14,8 @@ from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
 from yfpo_core.progress import ProgressCallback, report
-from yfpo_core.training.config import YFPOConfig
+from yfpo_core.training.config import YFPOConfig, sequence_length
+from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.units.unit import Unit
 
 
@@ -48,17 +49,24 @@ def _split_by_template(problems: Sequence[Problem]) -> dict[str, list[Problem]]:
 
 
 def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
-                   progress: ProgressCallback | None = None) -> RunInputs:
+                   progress: ProgressCallback | None = None, neuron_set: NeuronSet | None = None,
+                   saes: Mapping[str, Any] | None = None) -> RunInputs:
     """Load the model, make or read the pairs, pick held-out problems that share no template with the
-    training problems, and read the units (or draw the random control set)."""
+    training problems, and read the units (or draw the random control set).
+
+    ``neuron_set`` is the set ``config.neuron_set`` names, when the caller holds it already (the app: its
+    current set, which it also saved into the run folder); it is then used as it is instead of being read
+    back. ``saes`` (sae_id -> :class:`~yfpo_core.saes.sae.LoadedSAE`) are SAEs the caller has loaded; the
+    set's other SAEs are loaded here."""
     from yfpo_core.models import load_model
-    from yfpo_core.units.neuron_set import NeuronSet
     from yfpo_core.problems import load_problems
+    from yfpo_core.saes.set_saes import load_set_saes
     from yfpo_core.training.on_policy import on_policy_pairs
     from yfpo_core.training.pairs import corrupted_pairs
     from yfpo_core.training.pairs_io import load_pairs
 
     base = base or load_model(config.model, device=config.device)
+    sequence_length(config.max_length, base.model.cfg.n_ctx)  # refuse a length the model cannot hold, before any work
     report(progress, 1, 4, "problems")
     eval_seed = config.seed + 1 if config.eval_seed is None else config.eval_seed
     if config.problems == config.eval_problems == "gsm-symbolic":
@@ -110,60 +118,32 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     report(progress, 3, 4, "units")
     units: list[Unit] = []
     scores = None
-    saes: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}
     if config.neuron_set:
-        neuron_set = NeuronSet.load(config.neuron_set, base)
+        neuron_set = neuron_set if neuron_set is not None else NeuronSet.load(config.neuron_set, base)
         if not len(neuron_set) and config.lam > 0:
             raise YfpoError(f"{config.neuron_set} has no units, so the neuron term has nothing to reward; add units "
                             "to the set, or set lam = 0 for plain DPO")
         units = neuron_set.units_only()
         scores = [su.score for su in neuron_set.units]
-        saes = load_set_saes(neuron_set, units, base, config.device, where=config.neuron_set)
+        loaded = load_set_saes(neuron_set, units, base, config.device, where=config.neuron_set, given=saes)
         directions = [su.direction for su in neuron_set.units]
         probe_units, probe_scores, probe_directions = list(units), list(scores), list(directions)
         if config.random_units_seed is not None:
-            units = random_control_units(units, base, saes, config.random_units_seed)
+            units = random_control_units(units, base, loaded, config.random_units_seed)
             scores, directions = None, None
         if config.probe_set and config.probe_set != config.neuron_set:
             probe = NeuronSet.load(config.probe_set, base)
             probe_units = probe.units_only()
             probe_scores = [su.score for su in probe.units]
             probe_directions = [su.direction for su in probe.units]
-            saes.update(load_set_saes(probe, probe_units, base, config.device, where=config.probe_set))
+            loaded.update(load_set_saes(probe, probe_units, base, config.device, where=config.probe_set,
+                                        given=saes))
     report(progress, 4, 4, "ready")
     if not config.neuron_set:
-        return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes)
-    return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes, probe_units, probe_scores,
+        return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, loaded)
+    return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, loaded, probe_units, probe_scores,
                      directions, probe_directions)
-
-
-def load_set_saes(neuron_set: Any, units: Sequence[Unit], base: LoadedModel, device: str = "cpu",
-                  where: str = "the neuron set") -> dict[str, Any]:
-    """Load the SAE of every feature in ``units`` from the set's ``sae`` section (``path_or_release``), keyed
-    by the set's ``sae_id``; raise a :class:`YfpoError` that names the SAE when it cannot be loaded."""
-    from yfpo_core.saes.sae import load_sae
-
-    out: dict[str, Any] = {}
-    for sae_id in sorted({u.sae_id for u in units if u.kind == "sae_feature" and u.sae_id}):
-        info = neuron_set.sae.get(sae_id)
-        if info is None:
-            raise YfpoError(f"{where}: its features come from SAE {sae_id!r}, which its \"sae\" section does not "
-                            "describe; add it with its hook_name, d_sae and path_or_release")
-        ref = str(info.get("path_or_release") or "")
-        if not ref:
-            raise YfpoError(f"{where}: SAE {sae_id!r} has no path_or_release in the set's \"sae\" section, so its "
-                            "features cannot be read for training; set it to the SAE's folder (or "
-                            "<release>/<sae_id>, or default)")
-        try:
-            loaded = load_sae(ref, base, device=device)
-        except YfpoError as exc:
-            raise YfpoError(f"{where}: cannot load SAE {sae_id!r} from {ref!r} to read its features: {exc}") from None
-        if loaded.hook_name != info.get("hook_name") or loaded.d_sae != info.get("d_sae"):
-            raise YfpoError(f"{where}: SAE {sae_id!r} at {ref!r} reads {loaded.hook_name} with d_sae = {loaded.d_sae}, "
-                            f"but the set records {info.get('hook_name')} with d_sae = {info.get('d_sae')}: it is "
-                            "another SAE; fix path_or_release")
-        out[sae_id] = loaded
-    return out
 
 
 def random_control_units(units: Sequence[Unit], base: LoadedModel, saes: dict[str, Any], seed: int) -> list[Unit]:

@@ -5,7 +5,9 @@
   (``cfg.json``, ``sae_weights.safetensors``, ``sparsity.safetensors``, ``runner_cfg.json``) plus
   ``yfpo_sae.json`` with the command that made it and its quality numbers.
 * :func:`load_sae` reads a local SAE folder, the shipped default (``default``), or a released SAE by
-  ``<release>/<sae_id>`` through sae-lens when the hub is reachable.
+  ``<release>/<sae_id>`` through sae-lens when the hub is reachable; :func:`resolve_sae_ref` is the one
+  reading of such a reference (the app resolves with it before its cache; :mod:`yfpo_core.saes.set_saes`
+  finds the SAE a neuron set's features come from).
 * :class:`SAESpace` makes an SAE's features a :class:`~yfpo_core.units.space.UnitSpace`: the SAE
   is spliced in at its hook with sae-lens's error term (``use_error_term=True``: the reconstruction
   error is added back, so the model's output is unchanged), and its feature activations
@@ -33,6 +35,7 @@ from typing import Any
 import torch
 
 from yfpo_core.atomic import atomic_write_text
+from yfpo_core.attribution.methods import frozen_parameters
 from yfpo_core.units.space import ReadFn, UnitSpace
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
@@ -89,23 +92,49 @@ def _hook_name_of(sae: Any) -> str:
     return sae.cfg.metadata.hook_name
 
 
+def resolve_sae_ref(ref: str, model: LoadedModel | None = None) -> str:
+    """The one reading of an SAE reference, shared by the CLI, the app and the trainer: ``default`` (the
+    shipped SAE of ``model``) becomes its folder, an existing folder its absolute path (so that a set records
+    a folder that loads from anywhere, and a cache keys one folder once), ``<release>/<sae_id>`` stays as
+    it is. Nothing is loaded.
+
+    Raises:
+        SAEError: No shipped SAE (or not on disk yet), a path that is not a folder, or a text that is none
+            of the three forms.
+    """
+    ref = ref.strip()
+    if ref == "default":
+        if model is None or model.name not in DEFAULT_SAES:
+            raise SAEError(f"no shipped SAE for {model.name if model else 'this model'}: train one with "
+                           "`yfpo sae train --model ... --hook blocks.L.mlp.hook_post --out DIR` and give DIR")
+        folder = default_sae_dir(model.name)
+        if not folder.is_dir():
+            raise SAEError(f"the default SAE of {model.name} is not on disk ({folder}); make it with: "
+                           f"{default_sae_command(model.name)}")
+        return str(folder)
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    if path.exists():
+        raise SAEError(f"{path} is a file, not an SAE folder: give the folder written by `yfpo sae train`")
+    if ref.startswith(("/", ".", "~")):  # plainly a path: not a <release>/<sae_id>
+        raise SAEError(f"There is no folder {path}: give the folder of an SAE written by `yfpo sae train`")
+    if "/" in ref:
+        return ref
+    raise SAEError(f"{ref!r} is neither a folder, `default`, nor <release>/<sae_id>")
+
+
 def load_sae(ref: str, model: LoadedModel | None = None, device: str = "cpu") -> LoadedSAE:
-    """Load an SAE by folder, ``default`` (the shipped SAE of ``model``) or ``<release>/<sae_id>``.
+    """Load an SAE by folder, ``default`` (the shipped SAE of ``model``) or ``<release>/<sae_id>`` (the
+    reference read by :func:`resolve_sae_ref`).
 
     Raises:
         SAEError: Unknown reference, unreachable hub, or an SAE whose hook or width does not fit ``model``.
     """
     from sae_lens import SAE
 
-    if ref == "default":
-        if model is None or model.name not in DEFAULT_SAES:
-            raise SAEError(f"no shipped SAE for {model.name if model else 'this model'}; train one with "
-                           "`yfpo sae train --model ... --hook blocks.L.mlp.hook_post --out DIR` and pass DIR")
-        ref = str(default_sae_dir(model.name))
-        if not Path(ref).is_dir():
-            raise SAEError(f"the default SAE of {model.name} is not on disk ({ref}); make it with: "
-                           f"{default_sae_command(model.name)}")
-    path = Path(ref).expanduser()
+    ref = resolve_sae_ref(ref, model)
+    path = Path(ref)
     if path.is_dir():
         if not (path / "cfg.json").exists():
             raise SAEError(f"{path} is not an SAE folder (no cfg.json): point at a folder written by "
@@ -118,9 +147,7 @@ def load_sae(ref: str, model: LoadedModel | None = None, device: str = "cpu") ->
             raise SAEError(f"the SAE folder {path} is damaged ({reason}); retrain it with "
                            "`yfpo sae train` or restore cfg.json and the weights file") from None
         loaded = LoadedSAE(sae, path.name, _hook_name_of(sae), str(path), meta)
-    elif ref.startswith(("/", ".", "~")) or path.exists():
-        raise SAEError(f"no SAE folder at {ref}: check the path (a folder written by `yfpo sae train`)")
-    elif "/" in ref:
+    else:
         release, _, sae_id = ref.partition("/")
         try:
             sae = SAE.from_pretrained(release, sae_id, device=device)
@@ -129,8 +156,6 @@ def load_sae(ref: str, model: LoadedModel | None = None, device: str = "cpu") ->
                            "Hugging Face hub may be unreachable or the id unknown. Offline, use `default` or a "
                            "local folder from `yfpo sae train`.") from None
         loaded = LoadedSAE(sae, f"{release}:{sae_id}".replace("/", "-"), _hook_name_of(sae), ref)
-    else:
-        raise SAEError(f"{ref!r} is neither a folder, `default`, nor <release>/<sae_id>")
     with warnings.catch_warnings():
         # sae-lens 6.x prefers HookedSAETransformer.add_sae; we splice with our own hook (our models stay plain
         # HookedTransformers, which deep-copy safely for training) and need the SAE's own error term.
@@ -175,16 +200,9 @@ class SAESpace(UnitSpace):
             out = fn(row, f)
             return f if out is None else out
 
-        flags = [(p, p.requires_grad) for p in sae.parameters()]
-        for p, _ in flags:
-            p.requires_grad_(False)
-        try:
-            with model.hooks(fwd_hooks=[(self.loaded.hook_name, splice)]), \
-                    sae.hooks(fwd_hooks=[("hook_sae_acts_post", features)]):
-                yield
-        finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
+        with frozen_parameters(sae), model.hooks(fwd_hooks=[(self.loaded.hook_name, splice)]), \
+                sae.hooks(fwd_hooks=[("hook_sae_acts_post", features)]):
+            yield
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "sae_source": self.loaded.source}

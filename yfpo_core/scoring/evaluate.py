@@ -118,15 +118,30 @@ def build_ranking_item(problem: Problem, prompt_format: PromptFormat) -> Ranking
 
 
 @dataclass
-class RankingReport:
-    """Answer-ranking results: one row per problem plus the summary numbers."""
+class ProblemRows:
+    """Evaluation results, one row per problem: what the ranking and the exact-match reports share."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
 
+    def mean(self, key: str) -> float:
+        """The mean of ``key`` over the rows (0 without rows)."""
+        return sum(r[key] for r in self.rows) / max(len(self.rows), 1)
+
     @property
     def accuracy(self) -> float:
-        """Fraction of problems where the gold continuation scores strictly above every distractor."""
-        return sum(r["correct"] for r in self.rows) / max(len(self.rows), 1)
+        """Fraction of problems marked correct: for ranking, the gold continuation scores strictly above
+        every distractor; for exact match, the generated answer equals the gold one."""
+        return self.mean("correct")
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+@dataclass
+class RankingReport(ProblemRows):
+    """Answer-ranking results: one row per problem plus the summary numbers."""
 
     @property
     def pairwise_accuracy(self) -> float:
@@ -136,21 +151,16 @@ class RankingReport:
     @property
     def mean_margin(self) -> float:
         """Mean of log p(gold) - max log p(distractor), in nats."""
-        return sum(r["margin"] for r in self.rows) / max(len(self.rows), 1)
+        return self.mean("margin")
 
     @property
     def mean_gold_logprob(self) -> float:
-        return sum(r["gold_logprob"] for r in self.rows) / max(len(self.rows), 1)
+        return self.mean("gold_logprob")
 
     def summary(self) -> dict[str, float]:
         return {"ranking_accuracy": self.accuracy, "pairwise_accuracy": self.pairwise_accuracy,
                 "mean_margin": self.mean_margin, "gold_logprob": self.mean_gold_logprob,
                 "n_problems": float(len(self.rows))}
-
-    def to_frame(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
 
 
 def _hooks_context(loaded: LoadedModel, fwd_hooks: ForwardHooks | None):
@@ -198,22 +208,11 @@ class ContextCutWarning(UserWarning):
 
 
 @dataclass
-class ExactMatchReport:
+class ExactMatchReport(ProblemRows):
     """Exact-match results: one row per problem (generated text included) plus the accuracy."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def accuracy(self) -> float:
-        return sum(r["correct"] for r in self.rows) / max(len(self.rows), 1)
 
     def summary(self) -> dict[str, float]:
         return {"exact_match": self.accuracy, "n_problems": float(len(self.rows))}
-
-    def to_frame(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
 
 
 def exact_match(loaded: LoadedModel, problems: Sequence[Problem], *, max_new_tokens: int = 256,

@@ -63,9 +63,9 @@ def greedy_generate(loaded: LoadedModel, prompts: Sequence[str], max_new_tokens:
         batch = list(prompts[start: start + (batch_size if twin is not None else 1)])
         encoded = [loaded.encode_prompt(p) for p in batch]
         if twin is not None:
-            results.extend(_generate_hf(loaded, twin, encoded, max_new_tokens))
+            results.extend(generate_hf(loaded, twin, encoded, max_new_tokens))
         else:
-            results.extend(_generate_tl(loaded, ids, max_new_tokens) for ids in encoded)
+            results.extend(generate_tl(loaded, ids, max_new_tokens) for ids in encoded)
         report(progress, len(results), len(prompts), "generating")
     return results
 
@@ -170,12 +170,16 @@ def stream_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int,
             yield token
 
 
-def _generate_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int) -> Generation:
+def generate_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int) -> Generation:
+    """The greedy response to one encoded prompt on the TransformerLens path (any model; the path of models
+    without a Hugging Face twin). Public so that the two paths can be compared (tests, ``bench/load.py``)."""
     return finish_generation(loaded, list(stream_tl(loaded, prompt_ids, max_new_tokens)), max_new_tokens)
 
 
 @torch.no_grad()
-def _generate_hf(loaded: LoadedModel, twin, prompts_ids: list[list[int]], max_new_tokens: int) -> list[Generation]:
+def generate_hf(loaded: LoadedModel, twin, prompts_ids: list[list[int]], max_new_tokens: int) -> list[Generation]:
+    """The greedy responses to encoded prompts on ``twin``, the model's Hugging Face twin, in one
+    left-padded batch, with the same stopping rule as :func:`generate_tl`."""
     pad = loaded.pad_token_id
     width = max(len(p) for p in prompts_ids)
     ids = torch.full((len(prompts_ids), width), pad, dtype=torch.long)

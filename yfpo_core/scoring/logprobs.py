@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
@@ -84,19 +84,8 @@ def continuation_logprobs(model: HookedTransformer, context: Sequence[int],
     # the answer is scored on what the model can see, as in any sliding-window evaluation.
     context = _fit_context(model, context, continuations)
     device = model.cfg.device
-    n = len(continuations)
-    context_ids = torch.tensor([context], dtype=torch.long, device=device)
-    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size=1)
-    context_logits = model(context_ids, return_type="logits", past_kv_cache=cache,
-                           attention_mask=torch.ones_like(context_ids))
+    context_logits, cache = _context_pass(model, context, len(continuations), return_type="logits")
     first_logprobs = torch.log_softmax(context_logits[0, -1].float(), dim=-1)  # predicts continuation[0]
-
-    # Share the context's keys and values across the batch of continuations, read-only.
-    for entry in cache.entries:
-        entry.past_keys = entry.past_keys.expand(n, -1, -1, -1)
-        entry.past_values = entry.past_values.expand(n, -1, -1, -1)
-    cache.previous_attention_mask = cache.previous_attention_mask.expand(n, -1)
-    cache.freeze()
 
     totals = torch.stack([first_logprobs[c[0]] for c in continuations])
     tails = [list(c) for c in continuations]
@@ -127,6 +116,23 @@ class ContinuationStates:
     mask: Int[torch.Tensor, "n L"]
 
 
+def _context_pass(model: HookedTransformer, context: Sequence[int], n: int, **forward: Any
+                  ) -> tuple[torch.Tensor, TransformerLensKeyValueCache]:
+    """Run ``context`` once into a KV cache (``forward``: the model's output options), then share that cache's
+    keys and values, read-only, across a batch of ``n`` continuations. Returns the context's output and the
+    frozen cache."""
+    device = model.cfg.device
+    context_ids = torch.tensor([list(context)], dtype=torch.long, device=device)
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size=1)
+    out = model(context_ids, past_kv_cache=cache, attention_mask=torch.ones_like(context_ids), **forward)
+    for entry in cache.entries:
+        entry.past_keys = entry.past_keys.expand(n, -1, -1, -1)
+        entry.past_values = entry.past_values.expand(n, -1, -1, -1)
+    cache.previous_attention_mask = cache.previous_attention_mask.expand(n, -1)
+    cache.freeze()
+    return out, cache
+
+
 def _fit_context(model: HookedTransformer, context: Sequence[int], continuations: Sequence[Sequence[int]]
                  ) -> list[int]:
     if not context or any(len(c) == 0 for c in continuations):
@@ -147,16 +153,7 @@ def continuation_states(model: HookedTransformer, context: Sequence[int], contin
                          "continuation_logprobs for the whole model")
     context = _fit_context(model, context, continuations)
     device = model.cfg.device
-    n = len(continuations)
-    context_ids = torch.tensor([context], dtype=torch.long, device=device)
-    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch_size=1)
-    context_resid = model(context_ids, stop_at_layer=layer, past_kv_cache=cache,
-                          attention_mask=torch.ones_like(context_ids))
-    for entry in cache.entries:
-        entry.past_keys = entry.past_keys.expand(n, -1, -1, -1)
-        entry.past_values = entry.past_values.expand(n, -1, -1, -1)
-    cache.previous_attention_mask = cache.previous_attention_mask.expand(n, -1)
-    cache.freeze()
+    context_resid, cache = _context_pass(model, context, len(continuations), stop_at_layer=layer)
     ids, mask = right_pad([list(c) for c in continuations], pad_id)
     ids, mask = ids.to(device), mask.to(device)
     resid = model(ids, stop_at_layer=layer, past_kv_cache=cache, attention_mask=torch.ones_like(ids))

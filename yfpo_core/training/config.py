@@ -89,10 +89,31 @@ def field_problems(config: Any) -> list[str]:
     return problems
 
 
+DEFAULT_MAX_LENGTH = 320
+
+
 def sequence_length(max_length: int, n_ctx: int) -> int:
-    """Tokens per training sequence on a model with context ``n_ctx``: ``max_length``, capped at the context
-    (positions past it do not exist). The trainer, its held-out probe and the Train form all use this."""
-    return min(int(max_length), int(n_ctx))
+    """Tokens per training sequence on a model with context ``n_ctx``: the one rule for ``max_length``, which
+    the trainer, its held-out probe, input resolution (so the CLI and the API refuse before any work) and
+    the Train form all apply.
+
+    A ``max_length`` the context holds is used as it is. The default (:data:`DEFAULT_MAX_LENGTH`) is a
+    ceiling that a shorter context lowers, so that a small model (the toy model has 256 positions) trains
+    without a flag and runs recorded with the default resume. Any other value above the context is refused:
+    positions past it do not exist, and a run must not train shorter sequences than it records.
+
+    Raises:
+        YfpoError: ``max_length`` is not the default and exceeds ``n_ctx``.
+    """
+    max_length, n_ctx = int(max_length), int(n_ctx)
+    if max_length <= n_ctx:
+        return max_length
+    if max_length == DEFAULT_MAX_LENGTH:
+        return n_ctx
+    from yfpo_core.errors import YfpoError
+
+    raise YfpoError(f"invalid training config: max_length {max_length} exceeds the model's context of {n_ctx} "
+                    f"tokens; set max_length to {n_ctx} or less")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -121,7 +142,8 @@ class YFPOConfig:
                                      "every seed on the same problems")
     n_train_templates: int = _f(20, "gsm-symbolic for both training and held-out problems: templates 0..N-1 make "
                                     "the training problems, the others the held-out ones")
-    max_length: int = _f(320, "tokens per sequence (prompt + response), longer ones are cut")
+    max_length: int = _f(DEFAULT_MAX_LENGTH, "tokens per sequence (prompt + response), longer ones are cut; at most "
+                                             "the model's context (the default is lowered to it)")
     # -- objective -------------------------------------------------------------------------------------
     beta: float = _f(0.1, "DPO beta")
     lam: float = _f(1.0, "weight of the neuron-margin term; 0 = plain DPO (1.0: chosen by the training-split sweep, README)")

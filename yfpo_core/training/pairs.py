@@ -28,14 +28,14 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.prompts import PromptFormat
 from yfpo_core.problems.answers import NumberMatch, find_numbers, format_number
-from yfpo_core.problems.base import Problem
+from yfpo_core.problems.base import Problem, TextRecord
 from yfpo_core.scoring.evaluate import build_ranking_item, distractor_answers, render_like
 
 CorruptionMode = Literal["final", "step", "mixed"]
@@ -48,7 +48,7 @@ class PairDataError(YfpoError):
 
 
 @dataclass(frozen=True)
-class PreferencePair:
+class PreferencePair(TextRecord):
     """One preference: for ``question``, the response ``chosen`` is preferred over ``rejected``.
 
     Attributes:
@@ -72,16 +72,7 @@ class PreferencePair:
     source: str
     meta: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["meta"] = dict(self.meta)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PreferencePair:
-        return cls(id=str(d["id"]), problem_id=str(d["problem_id"]), question=str(d["question"]),
-                   chosen=str(d["chosen"]), rejected=str(d["rejected"]), gold_answer=str(d.get("gold_answer") or ""),
-                   source=str(d["source"]), meta=dict(d.get("meta") or {}))
+    OPTIONAL_TEXT = ("gold_answer",)  # a pairs file may leave it out
 
 
 def _problem_rng(seed: int, problem_id: str, purpose: str) -> random.Random:

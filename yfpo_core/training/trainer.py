@@ -103,17 +103,18 @@ class YFPOTrainer:
         self.rank = accelerator.process_index if accelerator else 0
         self.world = accelerator.num_processes if accelerator else 1
         _seed_everything(config.seed)
-        with base.lock:  # another thread's hooks must not be copied into the policy
-            model = copy.deepcopy(base.model)
-        model.train(False)  # no dropout in these models; keep eval-mode semantics
         self.layout = UnitLayout.build(list(units), scores, directions)
         # The probe: the set whose held-out margin eval/neuron_margin reports; the user's set even when the
         # run trains on a random control set (or on none, for DPO), so every arm is measured on the same units.
         self.probe_layout = UnitLayout.build(list(probe_units), probe_scores, probe_directions) \
             if probe_units is not None else self.layout
         self.device = torch.device(config.device)
-        self.saes = {k: sae.to(self.device)
-                     for k, sae in frozen_saes(self.layout.units + self.probe_layout.units, saes or {}).items()}
+        # Another thread's hooks must not be copied into the policy, nor into the SAEs (the app's, shared).
+        with base.lock:
+            model = copy.deepcopy(base.model)
+            frozen = frozen_saes(self.layout.units + self.probe_layout.units, saes or {})
+        model.train(False)  # no dropout in these models; keep eval-mode semantics
+        self.saes = {k: sae.to(self.device) for k, sae in frozen.items()}
         # Cache keys name an SAE by its weights and config, not only its id (two folders may share a name).
         self._sae_digest = {k: digest(*sae.state_dict().values()) + str(sorted(sae.cfg.to_dict().items()))
                             for k, sae in self.saes.items()}

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from yfpo_core.models import smollm2
 from yfpo_core.models.cache import build_entry, read_manifest, verify_entry
 
 
@@ -49,3 +50,23 @@ def test_failed_build_leaves_no_entry_and_no_temp_folder(tmp_path):
         build_entry(entry, broken)
     assert not entry.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_damaged_twin_files_are_found_and_the_entry_marked_for_rebuild(tmp_path):
+    """What ``load_twin`` does before loading the twin (the real twin needs the real model: slow tests)."""
+    from yfpo_core.models.cache import build_entry, digest_problem, invalidate, read_manifest
+
+    entry = tmp_path / "entry"
+
+    def build(folder: Path) -> dict:
+        (folder / "hf").mkdir()
+        (folder / "hf" / "model.safetensors").write_bytes(b"h" * 100)
+        return {"format": 1}
+
+    build_entry(entry, build)
+    (entry / "hf" / "model.safetensors").write_bytes(b"H" * 100)
+    manifest = read_manifest(entry)
+    problem = digest_problem(entry, manifest, smollm2.manifest_files_under(manifest, "hf"))
+    assert problem is not None and "hf/model.safetensors" in problem
+    invalidate(entry)
+    assert read_manifest(entry) is None  # the next load rebuilds

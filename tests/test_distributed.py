@@ -21,7 +21,7 @@ import torch
 from yfpo_core.cli import main
 from yfpo_core.distributed import Distributed, RankFailure, resolve_device
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MODEL = ["--model", "toy-arith", "--problems", "toy", "--limit", "7", "--seed", "3"]
 
 

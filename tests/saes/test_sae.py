@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
 
-from tests.attribution.test_attribution import DRIVER, _hand_problems, _planted_model
+from tests.helpers import PLANTED_FEATURE, hand_problems, planted_model, planted_sae
 from tests.helpers import tiny_toy
 from yfpo_core.attribution import attribute
 from yfpo_core.errors import YfpoError
@@ -16,9 +15,6 @@ from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.saes.config import SAETrainConfig
 from yfpo_core.saes.sae import SAESpace, feature_logit_effect, load_sae, sae_quality, train_sae
 from yfpo_core.units.unit import Unit
-
-PLANTED_FEATURE = 3
-
 
 def tiny():
     loaded = tiny_toy(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=96)
@@ -64,49 +60,24 @@ def test_splicing_with_the_error_term_leaves_logits_unchanged(trained):
     assert quality["loss_spliced"] != quality["loss_clean"]
 
 
-def _planted_sae(model):
-    """A hand-made SAE at blocks.1.mlp.hook_post whose feature 3 reads and writes the planted DRIVER neuron."""
-    from sae_lens import StandardSAE, StandardSAEConfig
-
-    cfg = StandardSAEConfig(d_in=64, d_sae=8, apply_b_dec_to_input=False)
-    cfg.metadata.hook_name = "blocks.1.mlp.hook_post"
-    sae = StandardSAE(cfg)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.randn(64, 8) * 0.01)
-        sae.W_dec.copy_(torch.randn(8, 64) * 0.01)
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-        sae.W_enc[:, PLANTED_FEATURE] = 0.0
-        sae.W_enc[DRIVER[1], PLANTED_FEATURE] = 1.0
-        sae.W_dec[PLANTED_FEATURE] = 0.0
-        sae.W_dec[PLANTED_FEATURE, DRIVER[1]] = 1.0
-    from yfpo_core.saes.sae import LoadedSAE
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        sae.use_error_term = True
-    return LoadedSAE(sae, "planted", "blocks.1.mlp.hook_post", "memory")
-
-
 @pytest.mark.parametrize("method", ["attnlrp", "grad_x_act", "activation"])
 def test_planted_feature_ranks_first(method):
-    model = _planted_model()
-    space = SAESpace(_planted_sae(model))
-    result = attribute(model, _hand_problems(), method, "answer_logprob", units=space)
+    model = planted_model()
+    space = SAESpace(planted_sae(model))
+    result = attribute(model, hand_problems(), method, "answer_logprob", units=space)
     best = result.top(1)[0].unit
     assert best.kind == "sae_feature" and best.index == PLANTED_FEATURE and best.sae_id == "planted"
     assert best.hook_name == "blocks.1.mlp.hook_post"
 
 
 def test_feature_ablation_and_feature_sets(tmp_path):
-    model = _planted_model()
-    sae = _planted_sae(model)
+    model = planted_model()
+    sae = planted_sae(model)
     units = [Unit("sae_feature", sae.hook_name, PLANTED_FEATURE, sae_id="planted")]
-    report = ablation_test(model, _hand_problems(), units, n_random=3, sae=sae)
+    report = ablation_test(model, hand_problems(), units, n_random=3, sae=sae)
     # removing the feature that drives the answer hurts the gold log-prob far more than random features
     assert report.effect("gold_logprob") < min(report.random_effects("gold_logprob")) - 1.0
-    mean_report = ablation_test(model, _hand_problems(), units, n_random=2, sae=sae,
+    mean_report = ablation_test(model, hand_problems(), units, n_random=2, sae=sae,
                                 intervention=Intervention("mean"))
     assert mean_report.n_units == 1
     neuron_set = NeuronSet.create(units, model, scores=[1.0], sae={"planted": sae.neuron_set_entry()})
@@ -123,3 +94,30 @@ def test_bad_sae_references():
         load_sae("nonsense", model)
     with pytest.raises(YfpoError, match="no shipped SAE"):
         load_sae("default", model)
+
+
+def test_resolve_sae_ref_reads_each_form_once(tmp_path, monkeypatch):
+    from tests.helpers import save_tiny_sae
+    from yfpo_core.saes import sae as saes
+    from yfpo_core.saes.sae import resolve_sae_ref
+
+    folder = save_tiny_sae(tmp_path / "my-sae")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_sae_ref("my-sae") == str(folder.resolve())  # a folder: absolute, loads from anywhere
+    assert resolve_sae_ref(" ./my-sae ") == str(folder.resolve())
+    assert resolve_sae_ref("gpt2-small-res-jb/blocks.8.hook_resid_pre") == "gpt2-small-res-jb/blocks.8.hook_resid_pre"
+    with pytest.raises(YfpoError, match="There is no folder /no/such/sae"):
+        resolve_sae_ref("/no/such/sae")
+    with pytest.raises(YfpoError, match="is a file, not an SAE folder"):
+        resolve_sae_ref(str(folder / "cfg.json"))
+    with pytest.raises(YfpoError, match="neither a folder"):
+        resolve_sae_ref("nonsense")
+    model = tiny()
+    model.name = "toy-arith"
+    monkeypatch.setattr(saes, "SHIPPED_DIR", tmp_path / "shipped")
+    with pytest.raises(YfpoError, match="not on disk .*yfpo sae train --model toy-arith"):
+        resolve_sae_ref("default", model)
+    monkeypatch.setitem(saes.DEFAULT_SAES, "toy-arith", "my-sae")
+    monkeypatch.setattr(saes, "SHIPPED_DIR", tmp_path)
+    assert resolve_sae_ref("default", model) == str(tmp_path / "my-sae")
+    assert load_sae("default", model).source == str(tmp_path / "my-sae")
