@@ -10,9 +10,11 @@ Two sources, the first that has a number wins:
       yfpo locate --model <model> --method <method> --problems <gsm8k-test-100 | toy> --limit 8 --out /tmp/t.json
       python -c "import json; print(json.load(open('/tmp/t.scores.json'))['params']['seconds'] / 8)"
 
-  measured 2026-11-30 beside a background job that kept one of the two cores busy (and another session's
-  tests at times), so these are upper bounds; on a quiet machine ``bench/attribution.py --full-run``
-  measured AttnLRP on SmolLM2 at 0.95 s per problem (README, Benchmarks).
+  measured 2026-11-30 at a load of about 3.5 on the 2 cores (a background job held one core, other
+  sessions' tests ran), so these are upper bounds: an earlier try at the same load gave 12.4 s (AttnLRP) and
+  12.9 s (grad_x_act) per problem on SmolLM2, and with ``OMP_NUM_THREADS=1`` 4.8 s and 3.7 s. On a quiet
+  machine ``bench/attribution.py --full-run`` measured AttnLRP on SmolLM2 at 0.95 s per problem (README,
+  Benchmarks).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
 
 # Seconds per problem, by model name and method (see the module docstring for how they were measured).
 MEASURED_S_PER_PROBLEM: dict[str, dict[str, float]] = {
-    "smollm2-135m-instruct": {"attnlrp": 12.4, "grad_x_act": 12.9},
-    "toy-arith": {"attnlrp": 0.50, "grad_x_act": 0.60},
+    "smollm2-135m-instruct": {"attnlrp": 7.9, "grad_x_act": 7.9},
+    "toy-arith": {"attnlrp": 0.57, "grad_x_act": 0.13},
 }
 QUIET_S_PER_PROBLEM: dict[str, dict[str, float]] = {"smollm2-135m-instruct": {"attnlrp": 0.95}}
 
@@ -52,7 +54,7 @@ def hint(model: LoadedModel, method: str, n_problems: int) -> str:
         per, where = own, "measured on your last run here"
     elif measured is not None:
         per = measured
-        where = ("measured on a 2-core CPU with other jobs running"
+        where = ("measured on a 2-core CPU busy with other jobs"
                  + (f"; {quiet:.2g} s on a quiet one" if quiet is not None else ""))
     else:
         return (f"**{method}** on {model.name}: not timed yet; the time per problem is shown here after the first "
