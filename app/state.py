@@ -6,7 +6,10 @@ does not lose a set, and a set is never applied to weights it was not made for.
 
 Streamlit drops the value of a widget that is not drawn in a run (e.g. on another page). The widget keys
 listed in :data:`KEPT_WIDGETS` are written back on every run by :func:`init_state`, so form settings
-survive page switches; those widgets take their default through :func:`default`, never ``value=``.
+survive page switches; those widgets take their default through :func:`default`, never ``value=``. The
+write-back alone is not enough in a browser: a page whose background jobs rerun only their fragments (Unit
+detail) let Streamlit drop the written-back values all the same, so :func:`init_state` also keeps a plain
+copy of each (:data:`KEPT_VALUES`) and restores a value that went missing.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ MODEL_LOAD = "model_load"  # the resources.ModelLoad of the sidebar's model, as 
 PROBLEM_OPEN = "problem_open"  # id of the problem open on the Problems page (the table's selection is per table)
 RUNS_PICKED = "runs_picked"  # names of the runs ticked in the Runs table (the selection is per table)
 SET_IMPORT_ROUND = "set_import_round"  # bumped when the set is replaced: fresh uploader, paste and name boxes
+KEPT_VALUES = "kept_widget_values"  # {kept widget key: its last value}, a copy that widget cleanup cannot drop
 LOCATE_TIMINGS = "locate_timings"  # {(fingerprint, method): seconds per problem of this tab's last attribution}
 
 # Widget keys whose values survive page switches (see the module docstring).
@@ -125,6 +129,7 @@ DEFAULTS: dict[str, Any] = {
     RUNS_PICKED: [],
     SET_IMPORT_ROUND: 0,
     LOCATE_TIMINGS: {},
+    KEPT_VALUES: {},
 }
 
 
@@ -135,9 +140,13 @@ def init_state() -> None:
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = value.copy() if isinstance(value, dict | list) else value
+    kept = st.session_state[KEPT_VALUES]
+    for key, value in kept.items():  # dropped by Streamlit's cleanup of widgets another page did not draw
+        if key not in st.session_state:
+            st.session_state[key] = value
     for key in list(st.session_state.keys()):
         if key in KEPT_WIDGETS or str(key).startswith(TRAIN_PREFIX):
-            st.session_state[key] = st.session_state[key]
+            st.session_state[key] = kept[key] = st.session_state[key]
 
 
 def default(key: str, value: Any) -> None:
