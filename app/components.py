@@ -143,8 +143,10 @@ def token_heatmap(tokens: Sequence[str], unit_labels: Sequence[str], values: np.
     step = max(1, math.ceil(len(tokens) / MAX_TOKEN_LABELS))
     fig.update_xaxes(tickmode="array", tickvals=x[::step], ticktext=[f"{shown[i]} " for i in x[::step]],
                      tickangle=-50, tickfont=dict(family="monospace", size=11), title=None)
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_layout(height=min(160 + 22 * len(labels), 760), margin=dict(l=10, r=10, t=36, b=70), title=title)
+    # Every unit labelled: rows tall enough for their label (plotly skips category labels that would touch).
+    fig.update_yaxes(autorange="reversed", type="category", tickmode="array", tickvals=labels, ticktext=labels,
+                     tickfont=dict(size=11))
+    fig.update_layout(height=min(150 + 20 * len(labels), 1150), margin=dict(l=10, r=10, t=36, b=70), title=title)
     return fig
 
 
@@ -287,8 +289,7 @@ def z_cell(z: float, random_effects: Sequence[float]) -> tuple[str, str]:
     if not all(math.isfinite(v) for v in effects):
         return "n/a", "a random set's effect is not a number"
     if max(effects) == min(effects):
-        return "n/a", (f"all {len(effects)} random sets changed it by exactly {effects[0]:+.3g}: with zero spread "
-                       "there is no scale to measure the tested set's effect against")
+        return "n/a", f"all {len(effects)} random sets changed it by exactly {effects[0]:+.3g} (zero spread)"
     if not math.isfinite(z):
         return "n/a", "the tested set's effect is not a number"
     return f"{z:+.2f}", ""

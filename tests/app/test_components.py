@@ -51,6 +51,7 @@ def test_token_heatmap_thins_slants_and_normalises():
     assert fig.layout.xaxis.tickangle == -50
     assert list(fig.data[0].customdata[0][:3]) == ["t0", "t1", "t2"]  # hover names every token
     assert fig.data[0].zmax == 10.0
+    assert list(fig.layout.yaxis.tickvals) == ["A", "B", "C"]  # every unit labelled, none skipped
     scaled = token_heatmap(tokens, ["A", "B", "C"], values, title="x", normalize=True)
     z = np.array(scaled.data[0].z)
     assert (z[0, 5], z[1, 50], z[2, 99]) == (1.0, 1.0, -1.0) and scaled.data[0].zmax == 1.0
