@@ -122,7 +122,8 @@ def token_heatmap(tokens: Sequence[str], unit_labels: Sequence[str], values: np.
 
     ``normalize`` scales each unit to its own largest |value| (see :func:`normalize_rows`), so a few strong
     units do not wash out the colour of the rest; ``cluster`` orders the units by :func:`cluster_order`.
-    At most :data:`MAX_TOKEN_LABELS` tokens are labelled (evenly thinned, slanted); hover names each one.
+    At most :data:`MAX_TOKEN_LABELS` tokens are labelled (evenly thinned; slanted when they would not fit side
+    by side); hover names each one.
     """
     values = np.asarray(values, dtype=float)
     labels = list(unit_labels)
@@ -141,8 +142,10 @@ def token_heatmap(tokens: Sequence[str], unit_labels: Sequence[str], values: np.
         colorbar=dict(title=f"{colorbar} / unit's max" if normalize else colorbar, thickness=12),
         hovertemplate="%{y}<br>token %{x}: %{customdata}<br>value %{z:.3g}<extra></extra>"))
     step = max(1, math.ceil(len(tokens) / MAX_TOKEN_LABELS))
-    fig.update_xaxes(tickmode="array", tickvals=x[::step], ticktext=[f"{shown[i]} " for i in x[::step]],
-                     tickangle=-50, tickfont=dict(family="monospace", size=11), title=None)
+    ticks = [f"{shown[i]} " for i in x[::step]]
+    upright = sum(len(t) for t in ticks) <= 90  # short labels fit side by side; longer ones are slanted
+    fig.update_xaxes(tickmode="array", tickvals=x[::step], ticktext=ticks, tickangle=0 if upright else -50,
+                     tickfont=dict(family="monospace", size=11), title=None)
     # Every unit labelled: rows tall enough for their label (plotly skips category labels that would touch).
     fig.update_yaxes(autorange="reversed", type="category", tickmode="array", tickvals=labels, ticktext=labels,
                      tickfont=dict(size=11))
