@@ -75,23 +75,81 @@ def colored_tokens_html(tokens: Sequence[str], values: Sequence[float], *, scale
             + "".join(parts) + "</div>")
 
 
-def token_heatmap(tokens: Sequence[str], unit_labels: Sequence[str], values: np.ndarray, *, title: str,
-                  colorbar: str = "activation") -> go.Figure:
-    """Units (rows) x tokens (columns) heatmap; ``values`` is ``[n_units, n_tokens]``."""
+def normalize_rows(values: np.ndarray) -> np.ndarray:
+    """Each row divided by its largest finite |value| (a row of zeros stays zeros; NaN stays NaN), so that
+    a unit that fires weakly is as visible as one that fires hard: ``[n_units, n_tokens]`` in [-1, 1]."""
     values = np.asarray(values, dtype=float)
+    peak = np.where(np.isfinite(values), np.abs(values), 0.0).max(axis=1, keepdims=True, initial=0.0)  # [n_units, 1]
+    return values / np.where(peak > 0, peak, 1.0)
+
+
+def cluster_order(values: np.ndarray) -> list[int]:
+    """A row order that puts rows with similar token profiles next to each other: the leaf order of an
+    average-linkage agglomerative clustering on cosine distance (what ``scipy``'s ``linkage`` +
+    ``leaves_list`` give, written out here because scipy is not a dependency). ``values``: ``[n_rows, n_cols]``.
+
+    Each merge joins the two closest clusters (the lower index first, so the order is deterministic) and
+    updates the distances by the Lance-Williams rule for the average: d(a∪b, c) = (|a| d(a,c) + |b| d(b,c)) /
+    (|a| + |b|)."""
+    x = np.nan_to_num(np.asarray(values, dtype=float))
+    n = x.shape[0]
+    if n < 3:
+        return list(range(n))
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    unit = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    dist = 1.0 - unit @ unit.T  # [n, n]; a row of zeros is at distance 1 from every row
+    np.fill_diagonal(dist, np.inf)
+    members: list[list[int]] = [[i] for i in range(n)]
+    active = np.ones(n, dtype=bool)
+    for _ in range(n - 1):
+        masked = np.where(active[:, None] & active[None, :], dist, np.inf)
+        a, b = sorted(np.unravel_index(int(np.argmin(masked)), masked.shape))
+        na, nb = len(members[a]), len(members[b])
+        merged = (na * dist[a] + nb * dist[b]) / (na + nb)
+        dist[a, :], dist[:, a] = merged, merged
+        dist[a, a] = np.inf
+        members[a], members[b] = members[a] + members[b], []
+        active[b] = False
+    return members[int(np.flatnonzero(active)[0])]
+
+
+MAX_TOKEN_LABELS = 40  # token labels on a heatmap's axis; more overlap into a smear (hover shows every token)
+
+
+def token_heatmap(tokens: Sequence[str], unit_labels: Sequence[str], values: np.ndarray, *, title: str,
+                  colorbar: str = "activation", normalize: bool = False, cluster: bool = False) -> go.Figure:
+    """Units (rows) x tokens (columns) heatmap; ``values`` is ``[n_units, n_tokens]``.
+
+    ``normalize`` scales each unit to its own largest |value| (see :func:`normalize_rows`), so a few strong
+    units do not wash out the colour of the rest; ``cluster`` orders the units by :func:`cluster_order`.
+    At most :data:`MAX_TOKEN_LABELS` tokens are labelled (evenly thinned; slanted when they would not fit side
+    by side); hover names each one.
+    """
+    values = np.asarray(values, dtype=float)
+    labels = list(unit_labels)
+    if normalize:
+        values = normalize_rows(values)
+    if cluster and len(labels) > 2:
+        order = cluster_order(values)
+        values, labels = values[order], [labels[i] for i in order]
     finite = np.abs(values[np.isfinite(values)])
-    zmax = float(finite.max()) if finite.size else 1.0
+    zmax = 1.0 if normalize else (float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
     x = list(range(len(tokens)))
+    shown = [visible_token(t) for t in tokens]
     fig = go.Figure(go.Heatmap(
-        z=values, x=x, y=list(unit_labels), colorscale=DIVERGING, zmid=0, zmin=-zmax, zmax=zmax,
-        customdata=np.array([[visible_token(t) for t in tokens]] * len(unit_labels)),
-        colorbar=dict(title=colorbar, thickness=12),
+        z=values, x=x, y=labels, colorscale=DIVERGING, zmid=0, zmin=-zmax, zmax=zmax,
+        customdata=np.array([shown] * len(labels)),
+        colorbar=dict(title=f"{colorbar} / unit's max" if normalize else colorbar, thickness=12),
         hovertemplate="%{y}<br>token %{x}: %{customdata}<br>value %{z:.3g}<extra></extra>"))
-    step = max(1, len(tokens) // 60)
-    fig.update_xaxes(tickmode="array", tickvals=x[::step], ticktext=[visible_token(t) for t in tokens][::step],
-                     tickangle=0, tickfont=dict(family="monospace", size=10))
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_layout(height=min(120 + 22 * len(unit_labels), 700), margin=COMPACT, title=title)
+    step = max(1, math.ceil(len(tokens) / MAX_TOKEN_LABELS))
+    ticks = [f"{shown[i]} " for i in x[::step]]
+    upright = sum(len(t) for t in ticks) <= 90  # short labels fit side by side; longer ones are slanted
+    fig.update_xaxes(tickmode="array", tickvals=x[::step], ticktext=ticks, tickangle=0 if upright else -50,
+                     tickfont=dict(family="monospace", size=11), title=None)
+    # Every unit labelled: rows tall enough for their label (plotly skips category labels that would touch).
+    fig.update_yaxes(autorange="reversed", type="category", tickmode="array", tickvals=labels, ticktext=labels,
+                     tickfont=dict(size=11))
+    fig.update_layout(height=min(150 + 20 * len(labels), 1150), margin=dict(l=10, r=10, t=36, b=70), title=title)
     return fig
 
 
@@ -189,8 +247,10 @@ def layer_totals_chart(layers: Sequence[int], positive: Sequence[float], negativ
     names = [str(x) for x in layers]
     fig = go.Figure([go.Bar(x=names, y=list(positive), name="sum of positive", marker_color="#2166ac"),
                      go.Bar(x=names, y=list(negative), name="sum of negative", marker_color="#b2182b")])
-    fig.update_layout(barmode="relative", height=240, margin=COMPACT, title="Score per layer",
-                      xaxis_title="layer", yaxis_title="summed score", legend=dict(orientation="h"))
+    # The legend sits above the plot, right of the title: below it, it would cover the layer ticks.
+    fig.update_layout(barmode="relative", height=260, margin=dict(l=10, r=10, t=48, b=10), title="Score per layer",
+                      xaxis_title="layer", yaxis_title="summed score",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     return fig
 
 
@@ -218,6 +278,24 @@ def ablation_chart(effects: Mapping[str, Mapping[str, Any]]) -> go.Figure:
         fig.add_hline(y=0, line=dict(color="#bbb", dash="dot"), row=1, col=j)
     fig.update_layout(height=300, margin=COMPACT, legend=dict(orientation="h", y=-0.15))
     return fig
+
+
+def z_cell(z: float, random_effects: Sequence[float]) -> tuple[str, str]:
+    """The ablation table's z as text, and why it is ``n/a`` when it is (``""`` otherwise).
+
+    z = (tested effect − mean random effect) / std of the random effects is undefined when the random sets
+    have no spread (the core then returns ±inf, or 0 when the tested set matches them too) or are fewer than
+    two; the table says so instead of showing −Infinity."""
+    effects = [float(v) for v in random_effects]
+    if len(effects) < 2:
+        return "n/a", f"z needs at least 2 random sets ({len(effects)} here)"
+    if not all(math.isfinite(v) for v in effects):
+        return "n/a", "a random set's effect is not a number"
+    if max(effects) == min(effects):
+        return "n/a", f"all {len(effects)} random sets changed it by exactly {effects[0]:+.3g} (zero spread)"
+    if not math.isfinite(z):
+        return "n/a", "the tested set's effect is not a number"
+    return f"{z:+.2f}", ""
 
 
 # -- one unit ------------------------------------------------------------------------------------------------
@@ -287,14 +365,40 @@ def training_chart(metrics: Sequence[Mapping[str, Any]], keys: Sequence[str], *,
     return fig
 
 
-def runs_overlay_chart(series: Mapping[str, Sequence[Mapping[str, Any]]], metric: str) -> go.Figure:
-    """The same metric for several runs on one axis; ``series`` maps a run name to its metric rows."""
+RUN_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+               "#17becf")  # D3's qualitative palette: ten hues told apart at a glance
+
+
+def run_colors(names: Sequence[str]) -> dict[str, str]:
+    """One colour per run, in order (the palette repeats after ten runs)."""
+    return {name: RUN_PALETTE[i % len(RUN_PALETTE)] for i, name in enumerate(names)}
+
+
+def color_key_html(colors: Mapping[str, str]) -> str:
+    """The shared legend of the run charts: a coloured line and the full name of each run, wrapping."""
+    items = "".join(f'<span style="display:inline-flex;align-items:center;gap:6px;margin:2px 18px 2px 0">'
+                    f'<span style="display:inline-block;width:22px;height:4px;background:{html.escape(color)}">'
+                    f'</span>{html.escape(name)}</span>' for name, color in colors.items())
+    return f'<div style="display:flex;flex-wrap:wrap;font-size:0.9em">{items}</div>'
+
+
+def runs_overlay_chart(series: Mapping[str, Sequence[Mapping[str, Any]]], metric: str,
+                       colors: Mapping[str, str] | None = None) -> go.Figure:
+    """The same metric for several runs on one axis; ``series`` maps a run name to its metric rows.
+
+    Each run has its colour from ``colors`` (default :func:`run_colors`); the charts show no legend of
+    their own (a legend of long run names took half of each small chart): the page draws one key for all
+    of them (:func:`color_key_html`), and hover names the run."""
+    colors = dict(colors or run_colors(list(series)))
     fig = go.Figure()
     for name, rows in series.items():
         xs, ys = _series(rows, metric)
         if xs:
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, marker=dict(size=4)))
-    fig.update_layout(height=300, margin=COMPACT, title=metric, xaxis_title="step", legend=dict(font=dict(size=10)))
+            color = colors.get(name, RUN_PALETTE[0])
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, showlegend=False,
+                                     line=dict(color=color, width=2), marker=dict(size=4, color=color),
+                                     hovertemplate=f"{html.escape(name)}<br>step %{{x}}: %{{y:.4g}}<extra></extra>"))
+    fig.update_layout(height=280, margin=COMPACT, title=metric, xaxis_title="step")
     return fig
 
 

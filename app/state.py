@@ -6,7 +6,10 @@ does not lose a set, and a set is never applied to weights it was not made for.
 
 Streamlit drops the value of a widget that is not drawn in a run (e.g. on another page). The widget keys
 listed in :data:`KEPT_WIDGETS` are written back on every run by :func:`init_state`, so form settings
-survive page switches; those widgets take their default through :func:`default`, never ``value=``.
+survive page switches; those widgets take their default through :func:`default`, never ``value=``. The
+write-back alone is not enough in a browser: a page whose background jobs rerun only their fragments (Unit
+detail) let Streamlit drop the written-back values all the same, so :func:`init_state` also keeps a plain
+copy of each (:data:`KEPT_VALUES`) and restores a value that went missing.
 """
 
 from __future__ import annotations
@@ -37,10 +40,16 @@ ABLATIONS = "ablations"  # {fingerprint: (description, AblationReport)}
 JOBS = "jobs"  # {job name: BackgroundJob}
 UNIT_FOCUS = "unit_focus"  # label of the unit the Unit page shows
 TRAIN_RUNS = "train_runs"  # [TrainingRun] started from this session, oldest first
+TRAIN_WATCH = "train_watch"  # run folder of the run the Train page shows (the newest one after a start)
 BEFORE_AFTER = "before_after"  # (key, rows) of the last base-vs-checkpoint comparison
 FLASH = "flash"  # [(kind, text)] shown once on the next run (messages that survive st.rerun)
 SAES = "saes"  # {fingerprint: {sae_id: neuron-set SAE entry}}: the SAEs this tab loaded for each model
 MODEL_LOAD = "model_load"  # the resources.ModelLoad of the sidebar's model, as of this tab's last run
+PROBLEM_OPEN = "problem_open"  # id of the problem open on the Problems page (the table's selection is per table)
+RUNS_PICKED = "runs_picked"  # names of the runs ticked in the Runs table (the selection is per table)
+SET_IMPORT_ROUND = "set_import_round"  # bumped when the set is replaced: fresh uploader, paste and name boxes
+KEPT_VALUES = "kept_widget_values"  # {kept widget key: its last value}, a copy that widget cleanup cannot drop
+LOCATE_TIMINGS = "locate_timings"  # {(fingerprint, method): seconds per problem of this tab's last attribution}
 
 # Widget keys whose values survive page switches (see the module docstring).
 LOCATE_SOURCE = "locate_source"
@@ -65,6 +74,14 @@ UNIT_PROBLEM_SOURCE = "unit_problem_source"
 UNIT_PROBLEM_LIMIT = "unit_problem_limit"
 UNIT_SCALE = "unit_scale"
 HEATMAP_MODE = "heatmap_mode"
+HEATMAP_QUESTION = "heatmap_question"
+HEATMAP_NORMALIZE = "heatmap_normalize"
+HEATMAP_CLUSTER = "heatmap_cluster"
+PROBLEM_FILTER = "problem_filter"
+SEARCH_TEXT = "search_text"
+SEARCH_TOKEN = "search_token"
+SEARCH_SOURCE = "search_source"
+SEARCH_RANK_BY = "search_rank_by"
 TRAIN_PREFIX = "train_cfg_"  # + YFPOConfig field name
 TRAIN_OBJECTIVE = "train_objective"
 TRAIN_RUN_NAME = "train_run_name"
@@ -75,7 +92,8 @@ KEPT_WIDGETS: tuple[str, ...] = (
     LOCATE_SOURCE, LOCATE_LIMIT, LOCATE_UNIT_TYPE, LOCATE_SAE_CHOICE, LOCATE_SAE_PATH, LOCATE_METHOD, LOCATE_TARGET,
     LOCATE_LAYERS, LOCATE_NORMALIZE, LOCATE_STEPS, LOCATE_RANK_BY, LOCATE_TOP_N, ABLATE_WHAT, ABLATE_K, ABLATE_KIND,
     ABLATE_RANDOM, UNIT_SOURCE, UNIT_TYPED, UNIT_PROBLEM_SOURCE, UNIT_PROBLEM_LIMIT, UNIT_SCALE, HEATMAP_MODE,
-    TRAIN_OBJECTIVE, TRAIN_RUN_NAME, TRAIN_RANDOM_CONTROL, RUNS_METRICS,
+    HEATMAP_QUESTION, HEATMAP_NORMALIZE, HEATMAP_CLUSTER, PROBLEM_FILTER, SEARCH_TEXT, SEARCH_TOKEN, SEARCH_SOURCE,
+    SEARCH_RANK_BY, TRAIN_OBJECTIVE, TRAIN_RUN_NAME, TRAIN_RANDOM_CONTROL, RUNS_METRICS,
 )
 
 
@@ -107,6 +125,11 @@ DEFAULTS: dict[str, Any] = {
     BEFORE_AFTER: None,
     FLASH: [],
     SAES: {},
+    PROBLEM_OPEN: None,
+    RUNS_PICKED: [],
+    SET_IMPORT_ROUND: 0,
+    LOCATE_TIMINGS: {},
+    KEPT_VALUES: {},
 }
 
 
@@ -117,9 +140,13 @@ def init_state() -> None:
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = value.copy() if isinstance(value, dict | list) else value
+    kept = st.session_state[KEPT_VALUES]
+    for key, value in kept.items():  # dropped by Streamlit's cleanup of widgets another page did not draw
+        if key not in st.session_state:
+            st.session_state[key] = value
     for key in list(st.session_state.keys()):
         if key in KEPT_WIDGETS or str(key).startswith(TRAIN_PREFIX):
-            st.session_state[key] = st.session_state[key]
+            st.session_state[key] = kept[key] = st.session_state[key]
 
 
 def default(key: str, value: Any) -> None:

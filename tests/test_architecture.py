@@ -226,8 +226,16 @@ def private_names_reached(path: Path, rel: str | None = None) -> list[str]:
     return sorted(found, key=lambda hit: int(hit.split(":")[1]))
 
 
+# A library's private name a test may use, each with why no public way exists.
+LIBRARY_PRIVATES = {
+    "tests/app/test_app_behaviour.py: ._page_hash": "AppTest.switch_page takes file pages only; the workbench's "
+    "pages are callables under a url path, and switching to one the way the sidebar does needs its hash",
+}
+
+
 def test_tests_reach_no_private_names():
-    found = [hit for path in _sources("tests") for hit in private_names_reached(path)]
+    found = [hit for path in _sources("tests") for hit in private_names_reached(path)
+             if f"{hit.split(':')[0]}:{hit.split(':', 2)[2]}" not in LIBRARY_PRIVATES]
     assert not found, "go through a public name instead (make one public if it deserves it):\n" + "\n".join(found)
 
 

@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import background, faithfulness_panel, resources, state, widgets
+from app import background, faithfulness_panel, resources, state, timings, widgets
 from app.components import (
     ablation_chart,
     feature_grid_heatmap,
     layer_totals_chart,
     layer_unit_heatmap,
     unit_scatter,
+    z_cell,
 )
 from app.sidebar import required_model
 from yfpo_core.attribution import AttributionResult, attribute
@@ -86,7 +87,7 @@ def _settings_form(model: LoadedModel, sae: LoadedSAE | None) -> dict[str, Any] 
     """The settings; returned only on the run in which the form was submitted."""
     n_layers = int(model.model.cfg.n_layers)
     features = state.get(state.LOCATE_UNIT_TYPE) == UNIT_TYPES[1]
-    state.default(state.LOCATE_METHOD, "grad_x_act")
+    state.default(state.LOCATE_METHOD, "attnlrp")  # the paper's method, and the core's and the CLI's default
     state.default(state.LOCATE_TARGET, "answer_logprob")
     state.default(state.LOCATE_NORMALIZE, False)
     state.default(state.LOCATE_STEPS, 8)
@@ -143,6 +144,7 @@ def _start(model: LoadedModel, settings: dict[str, Any], sae: LoadedSAE | None) 
     cached = resources.attribution_store().get(key)
     if cached is not None:
         state.set_attribution(model.fingerprint, key, cached, settings)
+        timings.remember(model.fingerprint, cached)
         st.success("Same settings as an earlier run: showing its result (cached).")
         return
     layers = list(settings["layers"])
@@ -165,6 +167,7 @@ def _collect() -> None:
     if job is not None:
         resources.attribution_store().put(job.key, job.result)
         state.set_attribution(job.key[0], job.key, job.result, _settings_of(job.key))
+        timings.remember(job.key[0], job.result)
 
 
 def _sae_entries(result: AttributionResult) -> dict[str, dict[str, Any]] | None:
@@ -246,7 +249,7 @@ def _result_view(model: LoadedModel, result: AttributionResult, settings: Mappin
     event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="multi-row", key="locate_table",
                          height=300, column_config={
                              "score": st.column_config.NumberColumn(format="%.4g"),
-                             "label": st.column_config.TextColumn("hook:index", width="medium")})
+                             "label": st.column_config.TextColumn("hook:index", width="large")})
     table_labels = [frame.iloc[i]["label"] for i in widgets.selection_of(event, "rows") if i < len(frame)]
     picked_labels = list(dict.fromkeys(plot_labels + table_labels))
     shown = {s.unit.label: s.unit for s in top}  # features parsed from a label would lack their hook
@@ -257,17 +260,18 @@ def _result_view(model: LoadedModel, result: AttributionResult, settings: Mappin
                f"({len(plot_labels)} on the plot, {len(table_labels)} in the table); {len(current)} in the set.")
     b1, b2, b3, b4, b5 = st.columns([2, 2, 1, 1, 2], vertical_alignment="bottom")
     if b1.button(f"Add {len(new)} picked to the set", icon=":material/add:", key="locate_add", type="primary",
-                 disabled=not new):
+                 disabled=not new, wrap=True):
         _add(model, result, settings, new)
     if b2.button(f"Remove {len(old)} picked from the set", icon=":material/remove:", key="locate_remove",
-                 disabled=not old):
+                 disabled=not old, wrap=True):
         widgets.remove_units(model, old)
         state.flash("info", f"Removed {len(old)} units from the set.")
         st.rerun()
     k = int(b3.number_input("k", min_value=1, max_value=total, value=min(10, total), key="locate_k"))
-    if b4.button(f"Add top {k}", key="locate_add_top"):
+    if b4.button(f"Add top {k}", key="locate_add_top", wrap=True):
         _add(model, result, settings, [s.unit for s in result.top(k, by)])
-    if b5.button("Inspect the first picked", icon=":material/biotech:", key="locate_inspect", disabled=not picked):
+    if b5.button("Inspect the first picked", icon=":material/biotech:", key="locate_inspect", disabled=not picked,
+                 wrap=True):
         from app import nav
         from app.views.unit import focus
 
@@ -294,7 +298,7 @@ def _ablation_view(model: LoadedModel, result: AttributionResult, settings: Mapp
     k = int(c2.number_input("k", min_value=1, max_value=total, key=state.ABLATE_K))
     kind = c3.selectbox("Ablation", ["zero", "mean"], key=state.ABLATE_KIND)
     n_random = int(c4.number_input("Random sets", min_value=2, max_value=30, key=state.ABLATE_RANDOM))
-    if c5.button("Run the ablation check", key="ablate_run"):
+    if c5.button("Run the ablation check", key="ablate_run", wrap=True):
         by = state.get(state.LOCATE_RANK_BY) or "abs"
         if what.startswith("top-k") or not len(current):
             units, description = [s.unit for s in result.top(k, by)], f"top {k} by {RANK_BY[by]}"
@@ -325,18 +329,24 @@ def _ablation_view(model: LoadedModel, result: AttributionResult, settings: Mapp
     st.markdown(f"**Tested:** {info['tested']} · {info['intervention']} ablation · {info['n_random']} random sets · "
                 f"{info['problems']}")
     rows = [r for r in report.rows() if r["metric"] in ("ranking_accuracy", "gold_logprob", "mean_margin")]
+    z_cells = {r["metric"]: z_cell(r["z"], report.random_effects(r["metric"])) for r in rows}
     table = pd.DataFrame([{
         "metric": r["metric"], "baseline": r["baseline"], "with the set ablated": r["tested_set"],
         "effect": r["effect"], "random sets: effect": f"{r['random_effect_mean']:+.3g} ± {r['random_effect_std']:.3g}",
-        "z": r["z"]} for r in rows])
+        "z": z_cells[r["metric"]][0]} for r in rows])
+    if any(note for _, note in z_cells.values()):
+        table["why z is n/a"] = [z_cells[r["metric"]][1] for r in rows]
     st.dataframe(table, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.4g") for c in ("baseline", "with the set ablated", "effect", "z")})
+        **{c: st.column_config.NumberColumn(format="%.4g") for c in ("baseline", "with the set ablated", "effect")},
+        "why z is n/a": st.column_config.TextColumn(width="large")})
     st.plotly_chart(ablation_chart({m: {"tested": report.effect(m), "random": report.random_effects(m)}
                                     for m in ("ranking_accuracy", "gold_logprob")}), key="ablation_chart")
     z = report.z_score("gold_logprob")
-    if np.isfinite(z):
+    if not z_cells["gold_logprob"][1]:
         verdict = "matters more than random units" if abs(z) >= 2 else "is not distinguishable from random units"
         st.caption(f"On gold log-prob the tested set {verdict} (z = {z:+.2f}).")
+    else:
+        st.caption(f"On gold log-prob z is n/a: {z_cells['gold_logprob'][1]}. Try more problems or mean ablation.")
 
 
 def render() -> None:
@@ -350,15 +360,15 @@ def render() -> None:
                          help="MLP neurons (blocks.L.mlp.hook_post), or the features of a sparse autoencoder "
                               "spliced in at its hook")
     sae = _sae_picker(model) if unit_type == UNIT_TYPES[1] else None
+    _collect()  # before the form: its time hint reads the attribution that just finished
     settings = _settings_form(model, sae)
     if settings is not None:
         _start(model, settings, sae)
-    _collect()
+    st.caption(timings.hint(model, state.get(state.LOCATE_METHOD), int(state.get(state.LOCATE_LIMIT) or 1)))
     background.show("locate")
     current = state.attribution(model)
     if current is None:
-        st.info("Choose the settings and press **Run attribution**. On the toy model it takes a second; on "
-                "SmolLM2 about a second per problem.")
+        st.info("Choose the settings and press **Run attribution** (how long it takes: under the button).")
         faithfulness_panel.render(model)
         return
     key, result, stored_settings = current

@@ -66,11 +66,12 @@ def _table(model: LoadedModel, current: NeuronSet) -> None:
     edited = st.data_editor(_frame(current), key=f"set_editor_{order}", hide_index=True, width="stretch",
                             disabled=["#", "unit", "SAE", "hook:index", "score"], num_rows="fixed",
                             column_config={
+                                "hook:index": st.column_config.TextColumn(width="large"),
                                 "SAE": st.column_config.TextColumn(help="For an SAE feature, the id of its SAE "
                                                                         "(empty for a neuron)"),
                                 "score": st.column_config.NumberColumn(format="%.4g"),
-                                "label": st.column_config.TextColumn(help="Short name; exported to Neuronpedia as "
-                                                                          "the description"),
+                                "label": st.column_config.TextColumn(width="medium", help="Short name; exported to "
+                                                                     "Neuronpedia as the description"),
                                 "note": st.column_config.TextColumn(width="large"),
                                 "remove": st.column_config.CheckboxColumn(help="Tick to remove the unit")})
     _apply_edits(model, current, edited)
@@ -81,10 +82,10 @@ def _table(model: LoadedModel, current: NeuronSet) -> None:
     moves = {"top": (0, ":material/vertical_align_top:"), "up": (max(i - 1, 0), ":material/arrow_upward:"),
              "down": (min(i + 1, len(units) - 1), ":material/arrow_downward:")}
     for col, (text, (position, icon)) in zip((c2, c3, c4), moves.items(), strict=True):
-        if col.button(text.capitalize(), icon=icon, key=f"set_move_{text}", disabled=position == i):
+        if col.button(text.capitalize(), icon=icon, key=f"set_move_{text}", disabled=position == i, wrap=True):
             state.set_neuron_set(model, current.move(unit, position))
             st.rerun()
-    if c5.button("Inspect", icon=":material/biotech:", key="set_inspect"):
+    if c5.button("Inspect", icon=":material/biotech:", key="set_inspect", wrap=True):
         from app import nav
         from app.views.unit import focus
 
@@ -94,8 +95,11 @@ def _table(model: LoadedModel, current: NeuronSet) -> None:
 
 def _header(model: LoadedModel, current: NeuronSet) -> None:
     c1, c2 = st.columns([1, 2])
-    name = c1.text_input("Name", value=current.name, key="set_name", max_chars=120)
-    description = c2.text_input("Description", value=current.description, key="set_description")
+    # Keyed by the set's round: after an import, a clear or an undo the boxes start from the new set's name
+    # (a kept box would write the old name back over it).
+    round_ = f"{model.fingerprint}_{state.get(state.SET_IMPORT_ROUND)}"
+    name = c1.text_input("Name", value=current.name, key=f"set_name_{round_}", max_chars=120)
+    description = c2.text_input("Description", value=current.description, key=f"set_description_{round_}")
     if (name, description) != (current.name, current.description):
         state.set_neuron_set(model, replace(current, name=name, description=description))
         st.rerun()
@@ -118,13 +122,14 @@ def _export(current: NeuronSet) -> None:
     stem = (current.name or "neuron-set").replace(" ", "-")
     c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="bottom")
     c1.download_button("Neuron set JSON", text, icon=":material/download:", file_name=f"{stem}.json",
-                       mime="application/json", key="set_download", type="primary")
+                       mime="application/json", key="set_download", type="primary", wrap=True)
     model_id = c3.text_input("Neuronpedia model id", value=current.model_name, key="set_np_model",
                              help="Neuronpedia's id of this model (e.g. gpt2-small); neurons are listed as "
                                   "layer = <layer>, index = <neuron>")
     listing = to_neuronpedia(current, model_id=model_id or None)
     c2.download_button("Neuronpedia list", json.dumps(listing, indent=2), icon=":material/download:",
-                       file_name=f"{stem}.neuronpedia.json", mime="application/json", key="set_download_np")
+                       file_name=f"{stem}.neuronpedia.json", mime="application/json", key="set_download_np",
+                       wrap=True)
     with st.expander("Show the JSON"):
         st.code(text, language="json")
     if listing["features"]:
@@ -150,42 +155,71 @@ def _parse(text: str, model: LoadedModel, allow_other_model: bool) -> NeuronSet:
     return imported.rebind(model) if allow_other_model else imported
 
 
-def _import(model: LoadedModel, current: NeuronSet) -> None:
-    st.subheader("Import")
-    c1, c2 = st.columns(2)
-    upload = c1.file_uploader("A neuron-set JSON or a Neuronpedia list", type=["json"], key="set_upload")
-    pasted = c2.text_area("…or paste its text", key="set_paste", height=120)
-    allow = st.checkbox("Accept a set made for another model (its units are range-checked against this one)",
-                        key="set_allow_other")
+def _chosen_text(upload: Any, pasted: str, round_: int) -> tuple[str, str] | None:
+    """(text, where it came from) of the import source: the file or the pasted text, whichever is given; with
+    both, the one the user picks (nothing is imported until then: neither is ever ignored silently)."""
+    sources = []
     if upload is not None:
-        try:
-            text = upload.getvalue().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            st.error(f"{upload.name}: is not UTF-8 text. Neuron-set files are JSON in UTF-8.")
-            return
-        where = upload.name
-    elif pasted.strip():
-        text, where = pasted, "pasted text"
-    else:
-        return
+        sources.append(f"the file {upload.name}")
+    if pasted.strip():
+        sources.append("the pasted text")
+    if not sources:
+        return None
+    choice = sources[0]
+    if len(sources) == 2:
+        choice = st.radio("A file and a pasted text are both given: import which?", sources, index=None,
+                          key=f"set_import_which_{round_}", horizontal=True)
+        if choice is None:
+            return None
+    if choice == "the pasted text":
+        return pasted, "pasted text"
     try:
-        imported = _parse(text, model, allow)
-    except NeuronSetError as exc:
-        message = user_message(exc) or str(exc)
-        st.error(f"{where}: {message}" if upload is not None else message)
-        return
-    st.success(f"{where}: a valid set of {len(imported)} units"
-               + (f" (“{imported.name}”)" if imported.name else "") + f" for `{imported.model_name}`.")
-    b1, b2, _ = st.columns([1, 1, 3])
-    if b1.button(f"Replace the current set ({len(current)} units)", key="set_import_replace", type="primary"):
+        return upload.getvalue().decode("utf-8-sig"), upload.name
+    except UnicodeDecodeError:
+        st.error(f"{upload.name}: is not UTF-8 text. Neuron-set files are JSON in UTF-8.")
+        return None
+
+
+def _imported(model: LoadedModel, imported: NeuronSet, replace_set: bool) -> None:
+    """Replace or extend the current set with ``imported``; the next run gets an empty uploader and paste box
+    (new widget keys: a file uploader cannot be emptied any other way)."""
+    if replace_set:
         state.set_neuron_set(model, imported, undoable=True)
         state.flash("success", f"Imported {len(imported)} units.")
-        st.rerun()
-    if b2.button("Append to the current set", key="set_import_append"):
+    else:
         added = widgets.add_units(model, [su.unit for su in imported.units], [su.score for su in imported.units],
                                   sae=imported.sae)
         state.flash("success", f"Appended {added} new units.")
-        st.rerun()
+    st.session_state[state.SET_IMPORT_ROUND] += 1
+
+
+def _import(model: LoadedModel, current: NeuronSet) -> None:
+    st.subheader("Import")
+    round_ = state.get(state.SET_IMPORT_ROUND)
+    c1, c2 = st.columns(2)
+    upload = c1.file_uploader("A neuron-set JSON or a Neuronpedia list", type=["json"], key=f"set_upload_{round_}")
+    pasted = c2.text_area("…or paste its text", key=f"set_paste_{round_}", height=120)
+    allow = st.checkbox("Accept a set made for another model (its units are range-checked against this one)",
+                        key="set_allow_other", wrap=True)
+    chosen = _chosen_text(upload, pasted, round_)
+    if chosen is None:
+        return
+    text, where = chosen
+    try:
+        imported = _parse(text, model, allow)
+    except NeuronSetError as exc:
+        st.error(f"{where}: {user_message(exc) or str(exc)}")
+        return
+    st.success(f"{where}: a valid set of {len(imported)} units"
+               + (f" (“{imported.name}”)" if imported.name else "") + f" for `{imported.model_name}`.")
+    with st.container(horizontal=True):
+        if st.button(f"Replace the current set ({len(current)} units)", key="set_import_replace", type="primary",
+                     wrap=True):
+            _imported(model, imported, replace_set=True)
+            st.rerun()
+        if st.button("Append to the current set", key="set_import_append", wrap=True):
+            _imported(model, imported, replace_set=False)
+            st.rerun()
 
 
 def render() -> None:
@@ -199,14 +233,16 @@ def render() -> None:
     else:
         st.info("The set is empty: pick units on the **Locate** page (plot or table), add one from **Unit detail**, "
                 "or import a file below.")
-    b1, b2, _ = st.columns([1, 1, 4])
-    if b1.button("Clear the set", icon=":material/delete:", key="set_clear", disabled=not len(current)):
-        state.set_neuron_set(model, NeuronSet.create([], model, name=current.name), undoable=True)
-        st.rerun()
-    if b2.button("Undo", icon=":material/undo:", key="set_undo", disabled=not state.can_undo(model),
-                 help="Restores the set as it was before the last clear, import or removal"):
-        state.undo_neuron_set(model)
-        st.rerun()
+    with st.container(horizontal=True):
+        if st.button("Clear the set", icon=":material/delete:", key="set_clear", disabled=not len(current), wrap=True):
+            state.set_neuron_set(model, NeuronSet.create([], model, name=current.name), undoable=True)
+            st.session_state[state.SET_IMPORT_ROUND] += 1
+            st.rerun()
+        if st.button("Undo", icon=":material/undo:", key="set_undo", disabled=not state.can_undo(model), wrap=True,
+                     help="Restores the set as it was before the last clear, import or removal"):
+            state.undo_neuron_set(model)
+            st.session_state[state.SET_IMPORT_ROUND] += 1
+            st.rerun()
     if len(current):
         _steer(model, current)
     _export(current)

@@ -63,25 +63,36 @@ def _pick_source(model: LoadedModel | None) -> tuple[str | None, int]:
     return source, int(limit)
 
 
-def _problem_table(problems: list[Problem], query: str) -> Problem | None:
+def _problem_table(problems: list[Problem], query: str, source: str, limit: int) -> Problem | None:
+    """The table; returns the open problem: the clicked row, else the one opened last (kept in the session,
+    so it is still open after a visit to another page), else the first.
+
+    The table's key names what it lists: a row number then always means a row of this list (after a new
+    filter, the old selection's row numbers would point at other problems), and a new table starts with
+    the open problem selected."""
     shown = [p for p in problems if query.lower() in (p.question + " " + p.id).lower()] if query else problems
     scored = st.session_state[state.MODEL_ANSWERS]
     frame = pd.DataFrame([{"id": p.id, "answer": p.answer, "question": p.question} for p in shown])
     if frame.empty:
         st.info("No problem matches the filter.")
         return None
+    ids = [p.id for p in shown]
+    remembered = ids.index(state.get(state.PROBLEM_OPEN)) if state.get(state.PROBLEM_OPEN) in ids else None
     event = st.dataframe(frame, hide_index=True, width="stretch", height=360, on_select="rerun",
-                         selection_mode="single-row", key="problem_table")
-    rows = event.selection.rows if event and event.selection else []
+                         selection_mode="single-row", key=f"problem_table:{source}:{limit}:{query}",
+                         selection_default=None if remembered is None else {"selection": {"rows": [remembered]}})
+    rows = [r for r in ((event or {}).get("selection") or {}).get("rows", []) if r < len(shown)]
     st.caption(f"{len(shown)} of {len(problems)} problems · click a row to open it · {len(scored)} answered so far")
-    return shown[rows[0]] if rows else shown[0]
+    problem = shown[rows[0]] if rows else shown[remembered or 0]
+    st.session_state[state.PROBLEM_OPEN] = problem.id
+    return problem
 
 
 def _show_problem(problem: Problem, model: LoadedModel | None) -> None:
     st.subheader(f"Problem {problem.id}")
     st.markdown(f"**Question.** {problem.question}")
     with st.expander("Gold solution", expanded=False):
-        st.code(problem.solution, language=None)
+        st.code(problem.solution, language=None, wrap_lines=True)
     st.markdown(f"**Gold answer:** `{problem.answer}`")
     if model is None:
         loading_note("**Ask the model**")
@@ -110,7 +121,7 @@ def _show_problem(problem: Problem, model: LoadedModel | None) -> None:
     generation, ranking = answers[key]["generation"], answers[key]["ranking"]
     verdict = ":green[:material/check_circle: correct]" if generation["correct"] else ":red[:material/cancel: wrong]"
     st.markdown(f"**Model answer:** `{generation['predicted']}` — {verdict} (stopped: {generation['stop_reason']})")
-    st.code(generation["output"], language=None)
+    st.code(generation["output"], language=None, wrap_lines=True)
     st.markdown(f"**Answer ranking:** gold {'ranks first' if ranking['correct'] else 'does not rank first'} "
                 f"(margin {ranking['margin']:+.2f} nats over the best wrong answer, {ranking['best_wrong']}).")
     st.plotly_chart(candidate_logprob_chart(ranking["candidates"], problem.answer), key="candidate_chart")
@@ -139,9 +150,17 @@ def _units_on_solution(problem: Problem, model: LoadedModel | None) -> None:
         return
     if state.get(state.HEATMAP_MODE) not in modes:
         state.reset(state.HEATMAP_MODE, modes[0])
-    c1, c2 = st.columns([3, 1])
+    for key in (state.HEATMAP_QUESTION, state.HEATMAP_NORMALIZE, state.HEATMAP_CLUSTER):
+        state.default(key, False)
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
     mode = c1.radio("Show", modes, key=state.HEATMAP_MODE, horizontal=True)
-    with_question = c2.checkbox("Include the question", key="heatmap_question")
+    with_question = c2.checkbox("Include the question", key=state.HEATMAP_QUESTION, wrap=True)
+    normalize = c3.checkbox("Scale each unit to its own max", key=state.HEATMAP_NORMALIZE, wrap=True,
+                            help="Each row divided by its largest |value|: a few strong units no longer set the "
+                                 "colour scale for all")
+    cluster = c4.checkbox("Group similar units", key=state.HEATMAP_CLUSTER, wrap=True,
+                          help="Order the rows by hierarchical clustering (average linkage, cosine distance of "
+                               "their token profiles), so units that fire on the same tokens sit together")
     if mode == RELEVANCE:
         attr_key, result, _ = attribution
         units = neurons or [s.unit for s in result.top(12, "abs")]
@@ -168,10 +187,12 @@ def _units_on_solution(problem: Problem, model: LoadedModel | None) -> None:
     view = tmap if with_question else tmap.response()
     what = "activation" if tmap.kind == "activation" else f"relevance ({tmap.method})"
     fig = token_heatmap(view.tokens, [u.short_label for u in tmap.units], view.values.T.numpy(),
-                        title=f"{what} per token", colorbar=tmap.kind)
+                        title=f"{what} per token (hover a cell for its token)", colorbar=tmap.kind,
+                        normalize=normalize, cluster=cluster)
     st.plotly_chart(fig, key="problem_heatmap_chart")
     labels = ["sum over the units", *[u.short_label for u in tmap.units]]
-    pick = st.selectbox("Colour the text by", labels, key="heatmap_unit")
+    pick = st.selectbox("Colour the text by", labels, key="heatmap_unit",
+                        help="The text below is the heatmap's token axis written out: every token, shaded")
     values = view.values.nan_to_num(0.0).sum(1) if pick == labels[0] else view.values[:, labels.index(pick) - 1]
     start = tmap.response_start if with_question else 0
     st.html(colored_tokens_html(view.tokens, [float(v) for v in values], start=start,
@@ -191,10 +212,11 @@ def render() -> None:
     except YfpoError as exc:
         st.error(user_message(exc) or str(exc))
         return
-    query = st.text_input("Filter", placeholder="words in the question or id", key="problem_filter")
+    state.default(state.PROBLEM_FILTER, "")
+    query = st.text_input("Filter", placeholder="words in the question or id", key=state.PROBLEM_FILTER)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        problem = _problem_table(problems, query)
+        problem = _problem_table(problems, query, source, limit)
     with right:
         if problem is not None:
             _show_problem(problem, model)

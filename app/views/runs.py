@@ -15,12 +15,12 @@ import pandas as pd
 import streamlit as st
 
 from app import background, resources, state, widgets
-from app.components import before_after_chart, runs_overlay_chart
+from app.components import before_after_chart, color_key_html, run_colors, runs_overlay_chart
 from app.sidebar import active_model
 from yfpo_core.errors import YfpoError
 from yfpo_core.runs import RunDir, default_runs_dir, list_runs, policy_from_checkpoint, read_status
 from yfpo_core.runs.experiment import ExperimentFolder, experiment_dirs
-from yfpo_core.runs.run_dir import SUMMARY_METRICS, UNITS_FILE
+from yfpo_core.runs.run_dir import SUMMARY_METRICS, UNITS_FILE, objective_label
 from yfpo_core.analysis.set_activations import compare_activations
 from yfpo_core.training import metric_names as M
 from yfpo_core.units.unit import Unit
@@ -42,11 +42,15 @@ def _all_runs(root: Path) -> dict[str, Path]:
 
 
 def _overlay(names: list[str], runs: dict[str, Path], metrics: list[str]) -> None:
+    """One small chart per metric, each run in its own colour; one key above them names the runs."""
     series = {name: _metrics(runs[name]) for name in names}
+    colors = run_colors(names)
+    st.html(color_key_html({f"{name} ({objective_label(RunDir(runs[name]).config_dict())})": colors[name]
+                            for name in names}))
     cols = st.columns(min(len(metrics), 3) or 1)
     for i, metric in enumerate(metrics):
         with cols[i % len(cols)]:
-            st.plotly_chart(runs_overlay_chart(series, metric), key=f"runs_overlay_{metric}")
+            st.plotly_chart(runs_overlay_chart(series, metric, colors), key=f"runs_overlay_{metric}")
 
 
 @st.fragment(run_every=2.0)
@@ -68,8 +72,9 @@ def _final_table(names: list[str], runs: dict[str, Path]) -> None:
                 record[f"Δ {metric}"] = values[-1] - values[0]
         records.append(record)
     frame = pd.DataFrame(records)
-    st.dataframe(frame, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.4g") for c in frame.columns if c not in ("run", "state")})
+    st.dataframe(frame, hide_index=True, width="stretch", column_config={  # scrolls sideways, the run pinned
+        "run": st.column_config.TextColumn(pinned=True),
+        **{c: st.column_config.NumberColumn(format="%.4g") for c in frame.columns if c not in ("run", "state")}})
 
 
 def _experiments(root: Path, names: list[str], runs: dict[str, Path]) -> None:
@@ -105,7 +110,7 @@ def _before_after(names: list[str], runs: dict[str, Path]) -> None:
     st.subheader("Before / after: the units under the base model and a checkpoint")
     st.caption("Mean activation of each unit over the gold-solution tokens of held-out problems (the quantity the "
                "neuron reward pushes apart between chosen and rejected answers).")
-    c1, c2, c3 = st.columns([2, 2, 1])
+    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
     name = c1.selectbox("Run", names, key="runs_ba_run")
     run = runs[name]
     run_dir = RunDir(run)
@@ -132,7 +137,7 @@ def _before_after(names: list[str], runs: dict[str, Path]) -> None:
         st.caption("The run used no units (plain DPO): showing the current set's units.")
     units = units[:40]
     key = (str(run), ckpt_name, tuple(u.label for u in units), n)
-    if st.button(f"Compare {len(units)} units: base vs {ckpt_name}", key="runs_ba_go"):
+    if st.button(f"Compare {len(units)} units: base vs {ckpt_name}", key="runs_ba_go", wrap=True):
         try:
             base = resources.get_model(config.get("model", ""), config.get("device", "cpu"))
             problems = _held_out(config, units_doc.get("eval_problem_ids", []), n)
@@ -173,9 +178,16 @@ def render() -> None:
         return
     names = list(runs)
     frame = pd.DataFrame([RunDir(runs[name]).summary_row(name, _metrics(runs[name])) for name in names])
-    event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
-                         column_config={c: st.column_config.NumberColumn(format="%.4g") for c in SUMMARY_METRICS})
+    # The table's key names the runs it lists: a new run shifts the rows, so a row number of the old table
+    # would tick another run. The ticked runs are kept by name, and a new table (or this page after a visit
+    # to another) starts with them ticked.
+    remembered = [names.index(n) for n in state.get(state.RUNS_PICKED) if n in names]
+    event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="multi-row", width="stretch",
+                         key=f"runs_table_{hash(tuple(names))}", selection_default={"selection": {"rows": remembered}},
+                         column_config={"run": st.column_config.TextColumn(pinned=True),
+                                        **{c: st.column_config.NumberColumn(format="%.4g") for c in SUMMARY_METRICS}})
     picked = [names[i] for i in widgets.selection_of(event, "rows") if i < len(names)]
+    st.session_state[state.RUNS_PICKED] = picked
     chosen = picked or names[: min(3, len(names))]
     st.caption(("Selected: " if picked else "Tick rows to choose runs; showing the newest: ") + ", ".join(chosen))
     available = sorted({k for name in chosen for r in _metrics(runs[name]) for k in r

@@ -13,7 +13,7 @@ from yfpo_core.analysis.activation_index import find_index
 from yfpo_core.analysis.unit_search import search_index, search_live, text_tokens
 from yfpo_core.units.unit import Unit
 
-TEXT, TOKEN, SOURCE, RANK_BY = "search_text", "search_token", "search_source", "search_rank_by"
+TEXT, TOKEN, SOURCE, RANK_BY = state.SEARCH_TEXT, state.SEARCH_TOKEN, state.SEARCH_SOURCE, state.SEARCH_RANK_BY
 SOURCES = ("live, on this text", "index: top corpus contexts")
 
 
@@ -53,6 +53,8 @@ def render() -> None:
     state.default(TOKEN, len(tokens) - 1)
     if not 0 <= state.get(TOKEN) < len(tokens):
         state.reset(TOKEN, len(tokens) - 1)
+    state.default(SOURCE, SOURCES[0])
+    state.default(RANK_BY, "activation")
     c1, c2, c3 = st.columns([3, 2, 2])
     position = c1.selectbox("Token", list(range(len(tokens))), key=TOKEN,
                             format_func=lambda i: f"{i}: {visible_token(tokens[i])}")

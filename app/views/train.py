@@ -27,6 +27,7 @@ from yfpo_core.runs import RunDir, TrainingRun, new_run_dir, run_slug
 from yfpo_core.runs.run_dir import NEURON_SET_FILE
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig, sequence_length
+from yfpo_core.training.scope import lowest_trainable_layer, scope_problem, units_out_of_reach
 
 GROUPS: dict[str, list[str]] = {
     "Objective": ["beta", "gamma", "variant", "pooling", "sign", "standardize", "target_share", "subtract_ref_margin"],
@@ -56,15 +57,19 @@ def _defaults(model: LoadedModel) -> dict[str, Any]:
     """The config's defaults, adapted to the model (toy models train on toy problems)."""
     out = {f.name: f.default for f in fields(YFPOConfig) if f.default is not MISSING}
     out["max_length"] = sequence_length(out["max_length"], model.model.cfg.n_ctx)
+    out["last_k"] = min(out["last_k"], int(model.model.cfg.n_layers))
     if widgets.is_toy(model):
         out.update(problems="toy", eval_problems="toy", steps=30, eval_every=5, checkpoint_every=10)
     return out
 
 
-def _field_widget(f: Any, default: Any, choices: dict[str, tuple[str, ...]]) -> Any:
+def _field_widget(f: Any, default: Any, choices: dict[str, tuple[str, ...]], n_layers: int) -> Any:
     key = state.TRAIN_PREFIX + f.name
     state.default(key, "" if default is None else default)
     label, help_text = f.name, f.metadata.get("help")
+    if f.name == "last_k":  # bounded by the model: more final blocks than it has cannot train
+        return int(st.number_input(label, min_value=1, max_value=n_layers, step=1, key=key,
+                                   help=f"{help_text}; this model has {n_layers} blocks, so at most {n_layers}"))
     if f.name in choices:
         options = list(choices[f.name])
         if state.get(key) not in options:
@@ -110,6 +115,12 @@ def _form(model: LoadedModel, current: NeuronSet) -> dict[str, Any] | None:
         st.caption("Units: the current set is **empty**" + (" — YFPO needs units: pick some on the Locate page."
                                                             if lam > 0 else " (fine for plain DPO)."))
     defaults, choices = _defaults(model), _choices()
+    n_layers = int(model.model.cfg.n_layers)
+    last_k_key = state.TRAIN_PREFIX + "last_k"
+    if isinstance(state.get(last_k_key), int) and state.get(last_k_key) > n_layers:  # kept from a deeper model
+        st.info(f"last_k was {state.get(last_k_key)}, more than the {n_layers} blocks of {model.name}: set to "
+                f"{n_layers}.")
+        state.reset(last_k_key, n_layers)
     grouped = {name for names in GROUPS.values() for name in names}
     other = [f.name for f in fields(YFPOConfig) if f.name not in grouped | SPECIAL]
     by_name = {f.name: f for f in fields(YFPOConfig)}
@@ -124,12 +135,36 @@ def _form(model: LoadedModel, current: NeuronSet) -> dict[str, Any] | None:
                 cols = st.columns(3)
                 for i, name in enumerate(n for n in names if n in by_name):
                     with cols[i % 3]:
-                        values[name] = _field_widget(by_name[name], defaults.get(name), choices)
+                        values[name] = _field_widget(by_name[name], defaults.get(name), choices, n_layers)
         submitted = st.form_submit_button("Start training", icon=":material/play_arrow:", type="primary")
+    _reach_warning(model, current, lam)
     if not submitted:
         return None
     values.update(lam=lam, random_units_seed=random_seed)
     return values
+
+
+def _reach_warning(model: LoadedModel, current: NeuronSet, lam: float) -> None:
+    """Warn when units of the set sit below the trainable blocks (as the form was last applied): the neuron
+    term cannot move them, and before/after they change by exactly 0."""
+    trainable, last_k = state.get(state.TRAIN_PREFIX + "trainable"), state.get(state.TRAIN_PREFIX + "last_k")
+    if lam <= 0 or not len(current) or not isinstance(last_k, int):
+        return
+    n_layers = int(model.model.cfg.n_layers)
+    try:
+        config = YFPOConfig(trainable=trainable, last_k=last_k, neuron_set="current-set.json")
+    except YfpoError:
+        return  # the form's own check words it on Start
+    units = current.units_only()
+    frozen = [] if scope_problem(config, n_layers) else units_out_of_reach(config, units, n_layers)
+    if not frozen:
+        return
+    lowest = lowest_trainable_layer(config, units, n_layers)
+    names = ", ".join(u.short_label for u in frozen[:8]) + (", …" if len(frozen) > 8 else "")
+    st.warning(f"**{len(frozen)} of the set's {len(units)} units sit below the trainable blocks** "
+               f"(trainable={trainable}, last_k={last_k}: blocks {lowest}–{n_layers - 1} train), so training "
+               f"cannot change them: {names}. Raise last_k to {n_layers - min(u.layer for u in frozen)} to reach "
+               "them all, or use trainable=all.")
 
 
 def _launch(model: LoadedModel, config: YFPOConfig, run_dir: Path, current: NeuronSet, saes: dict) -> TrainingRun:
@@ -149,12 +184,15 @@ def _start(model: LoadedModel, current: NeuronSet, values: dict[str, Any]) -> No
               "neuron_set": "current-set.json" if len(current) else None}
     try:  # the core's rule, so that the length recorded is the length that trains
         values["max_length"] = sequence_length(values["max_length"], model.model.cfg.n_ctx)
-        YFPOConfig(**values)  # validate before making a folder
+        problem = scope_problem(YFPOConfig(**values), int(model.model.cfg.n_layers))  # validate before a folder
     except YfpoError as exc:
         st.error(str(exc))
         return
     except TypeError as exc:
         st.error(f"invalid training config: {exc}")
+        return
+    if problem:
+        st.error(f"invalid training config: {problem}")
         return
     saes = widgets.set_saes(model, current)
     if saes is None:
@@ -169,6 +207,7 @@ def _start(model: LoadedModel, current: NeuronSet, values: dict[str, Any]) -> No
             state.train_runs().append(_launch(model, config, run_dir, current, saes))
         finally:
             model.lock.release()
+        state.reset(state.TRAIN_WATCH, str(run_dir))  # the page shows the run just started, not the one before
         return
     # Another tab's analysis holds the model: copy it once that is done, without freezing this page.
     background.start("train_start", lambda progress: _launch(model, config, run_dir, current, saes),
@@ -179,6 +218,7 @@ def _collect() -> None:
     job = background.take("train_start")
     if job is not None:
         state.train_runs().append(job.result)
+        state.reset(state.TRAIN_WATCH, str(job.result.run_dir))
 
 
 def _panel(run: TrainingRun) -> None:
@@ -235,7 +275,7 @@ def render() -> None:
         return
     st.subheader("This tab's runs")
     by_dir = {str(r.run_dir): r for r in reversed(runs)}  # newest first; options must be plain data
-    run = by_dir[st.selectbox("Run", list(by_dir), key="train_watch",
+    run = by_dir[st.selectbox("Run", list(by_dir), key=state.TRAIN_WATCH,
                               format_func=lambda d: by_dir[d].run_dir.name)]
     if run.alive:
         _live(str(run.run_dir))

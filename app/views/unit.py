@@ -93,10 +93,10 @@ def _header(model: LoadedModel, unit: Unit, sae: LoadedSAE | None) -> None:
     c1.subheader(f"{unit.short_label}")
     c1.caption(" · ".join(facts))
     if unit in current:
-        if c2.button("Remove from the set", icon=":material/remove:", key="unit_remove"):
+        if c2.button("Remove from the set", icon=":material/remove:", key="unit_remove", wrap=True):
             widgets.remove_units(model, [unit])
             st.rerun()
-    elif c2.button("Add to the set", icon=":material/add:", key="unit_add", type="primary"):
+    elif c2.button("Add to the set", icon=":material/add:", key="unit_add", type="primary", wrap=True):
         widgets.add_units(model, [unit], [score], sae={sae.sae_id: sae.neuron_set_entry()} if sae else None)
         st.rerun()
 
@@ -151,7 +151,7 @@ def _token_view(model: LoadedModel, unit: Unit, problems: list[Problem], sae: Lo
     pid = c1.selectbox("Problem", ids, key="unit_token_problem")
     methods = list(METHODS)
     method = c2.selectbox("Relevance method", methods, key="unit_token_method",
-                          index=methods.index(result.method) if result else methods.index("grad_x_act"))
+                          index=methods.index(result.method) if result else methods.index("attnlrp"))
     targets = list(TARGETS)
     target = c3.selectbox("Target", targets, key="unit_token_target",
                           index=targets.index(result.target) if result else 0)
@@ -181,7 +181,7 @@ def _effect_view(model: LoadedModel, unit: Unit, problems: list[Problem], source
     c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
     factor = float(c1.number_input("Scale factor", min_value=-10.0, max_value=10.0, step=0.5, key=state.UNIT_SCALE))
     key = (model.fingerprint, unit.label, source, len(problems), factor, sae.source if sae else None)
-    if c2.button("Measure answer-ranking accuracy", key="unit_effect_run"):
+    if c2.button("Measure answer-ranking accuracy", key="unit_effect_run", wrap=True):
         background.start("unit_effect", lambda progress: intervention_effect(
             model, [unit], problems, [Intervention("zero"), Intervention("scale", factor=factor)], sae=sae,
             progress=progress), label=f"{unit.short_label}: zero and ×{factor:g}", key=key)

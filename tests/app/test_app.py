@@ -18,7 +18,10 @@ from streamlit.testing.v1 import AppTest
 
 from app import state
 from tests.helpers import save_tiny_sae, tiny_toy
+from yfpo_core.analysis.inspection import profile_unit
+from yfpo_core.analysis.set_activations import set_token_activations
 from yfpo_core.models import register_model
+from yfpo_core.problems import load_problems
 from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.units.neuronpedia import to_neuronpedia
 from yfpo_core.runs import list_runs
@@ -156,16 +159,22 @@ def test_every_page_renders(page, tiny_model):
 
 
 # -- problems --------------------------------------------------------------------------------------------
-def test_problems_page_lists_problems_and_answers_one():
+def test_problems_page_lists_problems_and_answers_one(tiny_model):
     at = run_app(problem_source="toy", problem_limit=12)
     assert not at.exception, at.exception
     assert at.title[0].value == "Problems"
-    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 12
+    problems = load_problems("toy", limit=12)
+    assert len(at.dataframe) == 1 and list(at.dataframe[0].value["id"]) == [p.id for p in problems]
+    assert at.subheader[0].value == f"Problem {problems[0].id}" and f"`{problems[0].answer}`" in texts(at)
     at.button(key="ask_model").click().run()
     settle(at)
     assert not at.exception, at.exception
     body = texts(at)
-    assert "Model answer" in body and "Answer ranking" in body
+    answer = at.session_state[state.MODEL_ANSWERS][(tiny_model.fingerprint, problems[0].id)]
+    generation, ranking = answer["generation"], answer["ranking"]
+    assert f"**Model answer:** `{generation['predicted']}`" in body
+    assert f"(margin {ranking['margin']:+.2f} nats over the best wrong answer, {ranking['best_wrong']})" in body
+    assert any(c.value == generation["output"] for c in at.code)
 
 
 def test_problems_page_filters():
@@ -182,6 +191,12 @@ def test_problems_page_shows_the_sets_activations_on_the_solution(tiny_model):
     assert plotly_keys(at) >= 1 and len(at.get("html")) >= 1
     at.selectbox(key="heatmap_unit").select("L1N3").run()
     assert not at.exception, at.exception
+    # the text strip is shaded by L1N3's activation: each token's hover title carries its value
+    problem = load_problems("toy", limit=5)[0]
+    values = set_token_activations(tiny_model, [Unit.neuron(1, 3)], problem).response().values[:, 0]
+    strip = next(h.value for h in at.get("html") if "<span title=" in h.value)
+    assert strip.count("<span title=") == len(values)
+    assert all(f": {float(v):.3g}\"" in strip for v in values)
 
 
 def test_bad_model_name_shows_an_error_not_a_traceback():
@@ -248,7 +263,7 @@ def test_locate_runs_in_the_background_and_fills_the_table(tiny_model):
     table = at.dataframe[0].value
     assert len(table) == 64 and {"unit", "layer", "index", "score", "in set"} <= set(table.columns)
     assert table["score"].abs().is_monotonic_decreasing  # ranked by |score| by default
-    assert "grad_x_act" in texts(at)
+    assert "**attnlrp** / answer_logprob" in texts(at)  # the default method (issue 13)
     # The same settings again come from the cache, without a job.
     at.session_state[state.JOBS].clear()
     at.button[0].click().run()
@@ -271,7 +286,7 @@ def test_picking_on_the_plot_and_in_the_table_adds_to_the_set(tiny_model):
     current = at.session_state[state.NEURON_SETS][tiny_model.fingerprint]
     assert [su.unit.label for su in current.units] == ["blocks.1.mlp.hook_post:1", *table["label"][:2]]
     assert current.units[1].score == pytest.approx(table["score"][0])
-    assert current.selection["method"] == "grad_x_act" and current.problems["n"] == 6
+    assert current.selection["method"] == "attnlrp" and current.problems["n"] == 6
     assert "Added 3 units" in texts(at, "success")
     assert "**Current set:** 3 units" in texts(at)
     assert at.dataframe[0].value["in set"][:2].all()
@@ -459,7 +474,10 @@ def test_unit_page_profiles_a_typed_unit_and_measures_interventions(tiny_model):
                                    state.UNIT_PROBLEM_SOURCE: "toy", state.UNIT_PROBLEM_LIMIT: 6}))
     assert not at.exception, at.exception
     assert at.subheader[0].value == "L1N4"
-    assert {m.label for m in at.metric} >= {"mean activation", "std", "max"}
+    profile = profile_unit(tiny_model, Unit.neuron(1, 4), load_problems("toy", limit=6), top_n=8)
+    shown = {m.label: m.value for m in at.metric}
+    assert (shown["mean activation"], shown["std"], shown["max"]) == (f"{profile.mean:.3g}", f"{profile.std:.3g}",
+                                                                      f"{profile.max:.3g}")
     assert len(at.get("html")) >= 6 + 2  # top examples + activation and relevance on one problem
     assert plotly_keys(at) >= 2  # histogram, logit effect
     at.button(key="unit_effect_run").click().run()
@@ -509,7 +527,7 @@ def test_neuron_set_export_validates_and_edits_apply(tiny_model):
 ])
 def test_neuron_set_import_of_a_bad_text_shows_the_validation_message(text, message, tiny_model):
     at = run_app("neuron-set")
-    at.text_area(key="set_paste").input(text).run()
+    at.text_area(key="set_paste_0").input(text).run()
     assert not at.exception, at.exception
     assert any(message in e.value for e in at.error), [e.value for e in at.error]
 
@@ -518,7 +536,7 @@ def test_neuron_set_import_of_a_bad_file_shows_the_validation_message(tiny_model
     other = NeuronSet.create([Unit.neuron(0, 1)], tiny_model).to_dict()
     other["units"][0]["index"] = 999  # out of range for d_mlp = 32
     at = run_app("neuron-set")
-    at.file_uploader(key="set_upload").set_value(("picks.json", json.dumps(other).encode(), "application/json")).run()
+    at.file_uploader(key="set_upload_0").set_value(("picks.json", json.dumps(other).encode(), "application/json")).run()
     assert not at.exception, at.exception
     errors = " ".join(e.value for e in at.error)
     assert "picks.json" in errors and "999" in errors and "out of range" in errors
@@ -527,7 +545,7 @@ def test_neuron_set_import_of_a_bad_file_shows_the_validation_message(tiny_model
 def test_neuron_set_import_replaces_and_neuronpedia_round_trips(tiny_model):
     source = NeuronSet.create([Unit.neuron(1, 2), Unit.neuron(0, 9)], tiny_model, name="np")
     at = run_app("neuron-set", **with_set(tiny_model))
-    at.text_area(key="set_paste").input(json.dumps(to_neuronpedia(source))).run()
+    at.text_area(key="set_paste_0").input(json.dumps(to_neuronpedia(source))).run()
     assert any("a valid set of 2 units" in s.value for s in at.success)
     at.button(key="set_import_replace").click().run()
     current = at.session_state[state.NEURON_SETS][tiny_model.fingerprint]

@@ -75,7 +75,8 @@ def _full_disk(monkeypatch) -> None:
 
 EVAL = ["eval", "--model", TINY, "--problems", "toy", "--limit", "2"]
 LOCATE = ["locate", "--model", TINY, "--problems", "toy", "--limit", "2", "--method", "grad_x_act"]
-TRAIN = ["train", "--model", TINY, "--problems", "toy", "--eval-problems", "toy", "--lam", "0", "--steps", "1"]
+TRAIN = ["train", "--model", TINY, "--problems", "toy", "--eval-problems", "toy", "--lam", "0", "--steps", "1",
+         "--last-k", "2"]  # the tiny model has 2 blocks (last_k is bounded by them)
 
 # name -> (argv builder (tmp, model, monkeypatch) -> argv, words the message must contain)
 CASES: dict[str, tuple[Callable, str]] = {
@@ -106,6 +107,8 @@ CASES: dict[str, tuple[Callable, str]] = {
     "--max-length above the model's context": (lambda t, m, mp: [*TRAIN, "--max-length", "1000", "--out-dir",
                                                                   str(t / "r")],
                                                 "max_length 1000 exceeds the model's context of 256 tokens"),
+    "--last-k above the blocks": (lambda t, m, mp: [*TRAIN, "--last-k", "5", "--out-dir", str(t / "r")],
+                                  "last_k 5 exceeds the model's 2 blocks"),
     "--max-length shorter than a prompt": (lambda t, m, mp: [*TRAIN, "--max-length", "9", "--out-dir",
                                                               str(t / "r")], "raise max_length"),
     "pickle-only model folder": (lambda t, m, mp: [*EVAL[:1], "--model", str(_pickle_folder(t)), "--problems",

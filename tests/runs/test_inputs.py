@@ -11,7 +11,7 @@ from yfpo_core.training.config import YFPOConfig
 
 def _config(**overrides) -> YFPOConfig:
     base = dict(model="toy-arith", problems="toy", eval_problems="toy", n_train_problems=64, lam=0.0,
-                neuron_set=None, eval_seed=1000)
+                neuron_set=None, eval_seed=1000, last_k=2)  # toy-arith has 2 blocks (last_k is bounded by them)
     return YFPOConfig(**{**base, **overrides})
 
 

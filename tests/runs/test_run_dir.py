@@ -8,7 +8,7 @@ import torch
 
 from tests.helpers import trainer_config as config, trainer_for, write_run
 from yfpo_core.runs import latest_checkpoint
-from yfpo_core.runs.run_dir import CONFIG_FILE, SUMMARY_METRICS, RunDir, objective_label
+from yfpo_core.runs.run_dir import CONFIG_FILE, SUMMARY_METRICS, UNITS_FILE, RunDir, objective_label
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.trainer import NonFiniteLossError
 
@@ -51,7 +51,7 @@ def test_summary_row_holds_the_newest_value_of_each_metric(tmp_path):
     run = write_run(tmp_path / "r3", lam=0.5, random_units_seed=7)
     row = run.summary_row("r3")
     assert row == {"run": "r3", "state": "finished", "objective": "YFPO lam=0.5 (random units)", "steps": "2/4",
-                   "model": "toy-arith", "units": 0, M.EVAL_RANKING_ACCURACY: 0.75, M.REWARDS_ACCURACIES: None,
+                   "model": "toy-arith", "units": "0", M.EVAL_RANKING_ACCURACY: 0.75, M.REWARDS_ACCURACIES: None,
                    M.REWARDS_MARGINS: 0.125, M.NEURON_MARGIN: None}
     assert list(row)[-len(SUMMARY_METRICS):] == list(SUMMARY_METRICS)
     assert run.summary_row("r3", metrics=[]) ["steps"] == "0/4"  # cached rows, when the caller has them
@@ -67,3 +67,14 @@ def test_a_non_finite_checkpoint_is_never_written(setup):
     with pytest.raises(NonFiniteLossError, match="no checkpoint was written"):
         RunDir(run).checkpoint(trainer, 1)
     assert latest_checkpoint(run) is None and not (run / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("lam, units", [(0.5, "3"), (0.0, "none (DPO)")])
+def test_summary_row_counts_units_only_when_the_objective_uses_them(tmp_path, lam, units):
+    """A DPO run records the set it measures (eval/neuron_margin) but does not train on it: its row must not
+    read "units 3" (issue 13)."""
+    run = write_run(tmp_path / "r4", lam=lam)
+    labels = ["blocks.1.mlp.hook_post:3", "blocks.0.mlp.hook_post:5", "blocks.1.mlp.hook_post:7"]
+    run.file(UNITS_FILE).write_text('{"units": ["' + '", "'.join(labels) + '"]}')
+    assert run.summary_row("r4")["units"] == units
+

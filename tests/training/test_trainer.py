@@ -243,7 +243,7 @@ def test_random_control_draws_features_of_the_same_sae(setup):
     path = save_feature_set(model, tmp, units)
     drawn = {}
     for seed in (0, 1):
-        inputs = resolve_inputs(config(tmp, neuron_set=path, random_units_seed=seed, trainable="mlp_last_k"))
+        inputs = resolve_inputs(config(tmp, neuron_set=path, random_units_seed=seed, trainable="mlp_last_k", last_k=2))
         features = [u for u in inputs.units if u.kind == "sae_feature"]
         neurons = [u for u in inputs.units if u.kind == "neuron"]
         assert len(features) == 5 and all(u.sae_id == "tiny-sae" and u.hook_name == SAE_HOOK for u in features)
@@ -251,7 +251,7 @@ def test_random_control_draws_features_of_the_same_sae(setup):
         assert sorted(u.layer for u in neurons) == [0, 1] and not {u.index for u in neurons if u.layer == 1} & {3}
         assert inputs.scores is None and set(inputs.saes) == {"tiny-sae"}
         drawn[seed] = inputs.units
-        trainer = YFPOTrainer(config(tmp, neuron_set=path, trainable="mlp_last_k"), inputs.base, inputs.pairs,
+        trainer = YFPOTrainer(config(tmp, neuron_set=path, trainable="mlp_last_k", last_k=2), inputs.base, inputs.pairs,
                               inputs.eval_problems, inputs.units, inputs.scores, saes=inputs.saes)
         assert trainer.unit_mean.shape == (7,)
     assert drawn[0] != drawn[1]
@@ -270,16 +270,16 @@ def test_feature_sets_give_clear_errors(setup):
     path = save_feature_set(model, tmp, [feature(2), Unit.neuron(1, 3)])
     with pytest.raises(YfpoError, match="trainable=units trains only the selected neurons' own weights.*mlp_last_k"):
         trainer_for(config(tmp, neuron_set=path, trainable="units"))
-    inputs = resolve_inputs(config(tmp, neuron_set=path, trainable="mlp_last_k"))
+    inputs = resolve_inputs(config(tmp, neuron_set=path, trainable="mlp_last_k", last_k=2))
     with pytest.raises(YfpoError, match="SAE 'tiny-sae', which the trainer was not given"):
-        YFPOTrainer(config(tmp, neuron_set=path, trainable="mlp_last_k"), inputs.base, inputs.pairs,
+        YFPOTrainer(config(tmp, neuron_set=path, trainable="mlp_last_k", last_k=2), inputs.base, inputs.pairs,
                     inputs.eval_problems, inputs.units, inputs.scores)
     missing = save_feature_set(model, tmp, [feature(2)], name="missing.json", sae_path=str(tmp / "no-such-sae"))
     with pytest.raises(YfpoError, match="cannot load SAE 'tiny-sae'"):
-        resolve_inputs(config(tmp, neuron_set=missing, trainable="mlp_last_k"))
+        resolve_inputs(config(tmp, neuron_set=missing, trainable="mlp_last_k", last_k=2))
     empty = save_feature_set(model, tmp, [feature(2)], name="empty.json", sae_path="")
     with pytest.raises(YfpoError, match="no path_or_release"):
-        resolve_inputs(config(tmp, neuron_set=empty, trainable="mlp_last_k"))
+        resolve_inputs(config(tmp, neuron_set=empty, trainable="mlp_last_k", last_k=2))
 
 
 def test_units_below_the_trainable_blocks_warn(setup):

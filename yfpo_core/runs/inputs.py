@@ -64,9 +64,11 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     from yfpo_core.training.on_policy import on_policy_pairs
     from yfpo_core.training.pairs import corrupted_pairs
     from yfpo_core.training.pairs_io import load_pairs
+    from yfpo_core.training.scope import check_scope
 
     base = base or load_model(config.model, device=config.device)
     sequence_length(config.max_length, base.model.cfg.n_ctx)  # refuse a length the model cannot hold, before any work
+    check_scope(config, base.model.cfg.n_layers)  # before the pairs, which can take minutes to make
     report(progress, 1, 4, "problems")
     eval_seed = config.seed + 1 if config.eval_seed is None else config.eval_seed
     if config.problems == config.eval_problems == "gsm-symbolic":

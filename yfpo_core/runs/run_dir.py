@@ -219,9 +219,13 @@ class RunDir:
         config = self.config_dict()
         rows = self.metrics() if metrics is None else metrics
         latest = {k: v for r in rows for k, v in r.items()}
+        # A DPO run has no units in its objective: the set it records is only measured (eval/neuron_margin),
+        # so its row says so instead of a count that reads as "trained on 32 units".
+        trained_on_units = bool(config.get("lam") or config.get("target_share"))
+        units = str(len(self.units_doc().get("units", []))) if trained_on_units else "none (DPO)"
         row = {"run": name, "state": self.status().get("state", "unknown"), "objective": objective_label(config),
                "steps": f"{rows[-1].get(M.STEP, 0) if rows else 0}/{config.get('steps', '?')}",
-               "model": config.get("model", "?"), "units": len(self.units_doc().get("units", []))}
+               "model": config.get("model", "?"), "units": units}
         for metric in SUMMARY_METRICS:
             row[metric] = latest.get(metric)
         return row

@@ -17,6 +17,7 @@ from yfpo_core.training import metric_names as M
 
 # The allowed values of the choice fields; each field's metadata["choices"] holds its tuple (as TRL's
 # configs do), which the validation, the CLI and the Train form read.
+DEFAULT_LAST_K = 4  # the final MLP blocks that train by default (all of them in a model with fewer)
 TRAINABLE_SCOPES = ("mlp_last_k", "units", "units+mlp_last_k", "all")
 VARIANTS = ("A", "C", "D")
 POOLINGS = ("diverge", "mean", "max", "last")
@@ -165,7 +166,9 @@ class YFPOConfig:
     subtract_ref_margin: bool = _f(False, "use the margin minus the same margin under the frozen model")
     # -- optimisation ----------------------------------------------------------------------------------
     trainable: str = _f("mlp_last_k", "what trains: " + ", ".join(TRAINABLE_SCOPES), choices=TRAINABLE_SCOPES)
-    last_k: int = _f(4, "how many final MLP blocks train (mlp_last_k scopes)")
+    last_k: int = _f(DEFAULT_LAST_K, f"how many final MLP blocks train (mlp_last_k scopes); the default "
+                                     f"{DEFAULT_LAST_K} trains every block of a smaller model, a larger value "
+                                     "given is refused there")
     steps: int = _f(40, "optimizer steps")
     batch_pairs: int = _f(4, "pairs per step (per process)")
     lr: float = _f(2e-5, "AdamW learning rate")

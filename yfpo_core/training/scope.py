@@ -13,10 +13,51 @@ from typing import Any
 import torch
 
 from yfpo_core.errors import YfpoError
-from yfpo_core.training.config import YFPOConfig
+from yfpo_core.training.config import DEFAULT_LAST_K, YFPOConfig
 from yfpo_core.training.forward import FROM_TOKENS, UnitLayout
 from yfpo_core.units.space import unit_problem
 from yfpo_core.units.unit import Unit
+
+
+LAST_K_SCOPES = ("mlp_last_k", "units+mlp_last_k")  # the scopes that read last_k
+
+
+def scope_problem(config: YFPOConfig, n_layers: int) -> str | None:
+    """What is wrong with ``config``'s trainable scope for a model of ``n_layers`` blocks, or ``None``.
+
+    ``last_k`` counts the final MLP blocks that train, so it cannot exceed the model's blocks (a larger value
+    would silently train them all). The default (:data:`DEFAULT_LAST_K`) is the exception: it reads "the last
+    four blocks, or all of a smaller model", so that ``yfpo train --model toy-arith`` (2 blocks) runs as it is.
+    The config alone cannot check it: it does not know the model."""
+    if config.trainable in LAST_K_SCOPES and config.last_k > n_layers and config.last_k != DEFAULT_LAST_K:
+        return (f"last_k {config.last_k} exceeds the model's {n_layers} blocks; set last_k to at most {n_layers} "
+                f"(last_k = {n_layers} trains every MLP block), or use trainable=all")
+    return None
+
+
+def check_scope(config: YFPOConfig, n_layers: int) -> None:
+    """Raise :class:`YfpoError` with :func:`scope_problem`'s words when the scope does not fit the model."""
+    problem = scope_problem(config, n_layers)
+    if problem:
+        raise YfpoError(f"invalid training config: {problem}")
+
+
+def lowest_trainable_layer(config: YFPOConfig, units: Sequence[Unit], n_layers: int) -> int:
+    """The lowest block whose parameters :func:`trainable_parameters` trains for ``units`` (0 when the
+    embeddings train), read from the config without building anything (the Train form asks before a run)."""
+    if config.trainable == "all":
+        return 0
+    layers = [max(0, n_layers - config.last_k)] if config.trainable in LAST_K_SCOPES else []
+    if config.trainable in ("units", "units+mlp_last_k"):
+        layers += [u.layer for u in units if u.kind == "neuron"]
+    return min(layers) if layers else n_layers
+
+
+def units_out_of_reach(config: YFPOConfig, units: Sequence[Unit], n_layers: int) -> list[Unit]:
+    """The units below the lowest trainable block: training cannot change their activations, so the neuron
+    term cannot move them (they show a change of exactly 0 before/after)."""
+    lowest = lowest_trainable_layer(config, units, n_layers)
+    return [u for u in units if u.layer < lowest]
 
 
 def trainable_parameters(model: torch.nn.Module, config: YFPOConfig, layout: UnitLayout
@@ -28,6 +69,7 @@ def trainable_parameters(model: torch.nn.Module, config: YFPOConfig, layout: Uni
     and ``W_out``); an SAE feature has no weights of its own in the model, so a set with features needs
     ``mlp_last_k`` or ``all`` (in ``units+mlp_last_k`` the features change through the last blocks only)."""
     n_layers = model.cfg.n_layers
+    check_scope(config, n_layers)
     if config.trainable == "units" and layout.sae_ids:
         features = [u.label for u in layout.units if u.kind == "sae_feature"]
         raise YfpoError(f"trainable=units trains only the selected neurons' own weights, and SAE features have "
