@@ -2,8 +2,10 @@
 
 Long work (attribution, ablation, unit profiles, checkpoint comparisons) runs in a
 :class:`yfpo_core.jobs.BackgroundJob` thread, never in the script thread, so the page stays responsive.
-While a job runs, :func:`show` draws its progress bar in an ``st.fragment(run_every=1)`` that refreshes
-only itself; when the job finishes the fragment reruns the whole page once, which then draws the result.
+The run that starts a job waits for it up to :data:`GRACE_S` (a short job's result is drawn in that run);
+after that, :func:`show` draws its progress bar in an ``st.fragment(run_every=1)`` that refreshes only
+itself; when the job finishes the fragment reruns the whole page once, which then draws the result, with
+a "done in N s" line.
 Jobs live in the tab's session state by name (one job per name: starting a new one cancels the old).
 """
 
@@ -18,18 +20,28 @@ from app import state
 from yfpo_core.jobs import BackgroundJob
 from yfpo_core.progress import ProgressCallback
 
+# How long the script run that starts a job waits for it: long enough for a small model's jobs (toy-arith's
+# attribution and ablation take 0.1-1 s), short enough that a long job's progress bar appears at once.
+GRACE_S = 0.5
+JUST_FINISHED = "jobs_just_finished"  # session-state key: {job name: job taken but not yet reported as done}
+
 
 def get(name: str) -> BackgroundJob | None:
     return state.jobs().get(name)
 
 
-def start(name: str, fn: Callable[[ProgressCallback], Any], *, label: str, key: Hashable = None) -> BackgroundJob:
-    """Start ``fn(progress)`` as job ``name`` (cancelling a job of that name still running)."""
+def start(name: str, fn: Callable[[ProgressCallback], Any], *, label: str, key: Hashable = None,
+          grace_s: float = GRACE_S) -> BackgroundJob:
+    """Start ``fn(progress)`` as job ``name`` (cancelling a job of that name still running), and wait up to
+    ``grace_s`` for it: a short job then ends within this script run, which draws its result at once
+    (no progress bar flashing for a moment, no poll a second later, no second run of the whole page)."""
     old = get(name)
     if old is not None and old.running:
         old.cancel()
     job = BackgroundJob(fn, label=label, key=key).start()
     state.jobs()[name] = job
+    if grace_s > 0:
+        job.wait(grace_s)
     return job
 
 
@@ -37,12 +49,19 @@ def clear(name: str) -> None:
     state.jobs().pop(name, None)
 
 
+def _just_finished() -> dict[str, BackgroundJob]:
+    """Jobs handed over by :func:`take` whose "done in N s" line :func:`show` has not drawn yet."""
+    return st.session_state.setdefault(JUST_FINISHED, {})
+
+
 def take(name: str) -> BackgroundJob | None:
     """The job ``name`` if it has finished successfully, removed from the session (its result is then the
-    caller's to keep); ``None`` otherwise (still running, failed, cancelled, or none)."""
+    caller's to keep); ``None`` otherwise (still running, failed, cancelled, or none). The next
+    :func:`show` of ``name`` says once how long it took."""
     job = get(name)
     if job is not None and job.succeeded:
         clear(name)
+        _just_finished()[name] = job
         return job
     return None
 
@@ -70,6 +89,9 @@ def show(name: str, key: Hashable = None) -> BackgroundJob | None:
     With ``key``, a job started for other inputs counts as absent. Returns the job, or ``None``.
     """
     job = get(name)
+    finished = _just_finished().pop(name, None)
+    if job is None and finished is not None and (key is None or finished.key == key):
+        st.caption(f":material/check: {finished.label} · done in {finished.elapsed_s:.1f} s")
     if job is None or (key is not None and job.key != key):
         return None
     if job.running:

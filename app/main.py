@@ -15,6 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from yfpo_core.cpu import prefer_passive_waiting  # noqa: E402
+
+prefer_passive_waiting()  # before anything imports torch: the server and the browser share the CPU with jobs
+
 import streamlit as st  # noqa: E402
 
 from app import nav, resources, sidebar, state  # noqa: E402

@@ -198,6 +198,18 @@ def chart_latency(env: dict[str, str], runs_dir: Path, steps: int, observe_s: fl
             "redraw_interval_median_s": statistics.median(gaps) if gaps else float("nan")}
 
 
+def jobs_comparison(model: str, tmp: Path, env: dict[str, str]) -> list[dict]:
+    """The same jobs in the app (through the browser) and through the API (bench/app_jobs.py)."""
+    from bench.app_jobs import compare, print_rows
+
+    with streamlit_server(env, timeout_s=180) as url:
+        rows = compare(url, model, tmp / "runs", env)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nApp versus API, model {model}, {os.cpu_count()} CPUs (load average {load:.1f}); goal: app ≤ 1.2× API")
+    print_rows(rows)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=default_model(), help="model name (default: %(default)s)")
@@ -207,12 +219,19 @@ def main() -> None:
     parser.add_argument("--observe", type=float, default=20, help="seconds of steady-state chart updates to time")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in the server")
     parser.add_argument("--json", action="store_true", help="also print the numbers as JSON")
+    parser.add_argument("--only", choices=("startup", "jobs"), default=None,
+                        help="only the start-up and chart measures, or only the app-versus-API jobs")
     args = parser.parse_args()
     if shutil.which("chromium") is None:
         sys.exit("chromium is not installed (apt-get install chromium); CHROMIUM_ARGS: " + " ".join(CHROMIUM_ARGS))
 
     tmp = Path(tempfile.mkdtemp(prefix="yfpo-bench-app-"))
     env = server_env(args.model, tmp, args.threads)
+    if args.only != "startup":
+        jobs_comparison(args.model, tmp, env)
+    if args.only == "jobs":
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     warm = warm_disk_cache(args.model)
     imports = statistics.median(import_seconds() for _ in range(args.repeats))
     starts = [start_to_interactive(env) for _ in range(args.repeats)]

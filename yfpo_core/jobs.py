@@ -12,7 +12,8 @@ raises :class:`JobCancelled` once ``cancel()`` was called. The exception unwinds
 ``with model.lock`` and hook contexts, which therefore release the model and remove their hooks.
 
 Errors: a :class:`~yfpo_core.errors.YfpoError` or ``ValueError`` (the core's bad-input errors) keeps its
-message as ``error``; anything else is a bug and also keeps its traceback in ``traceback``.
+message as ``error``; anything else is a bug and also keeps its traceback in ``traceback``. The exception
+itself stays in ``exception``, so that :meth:`BackgroundJob.outcome` can raise it in the caller's thread.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class BackgroundJob(Generic[T]):
         label: What the job does, for people (``"attribution (grad_x_act, 20 problems)"``).
         key: What the job was started for (its inputs), so a caller can tell whether a finished job
             still answers the current question. Any hashable value.
+        on_finished: Called with the job in its thread once it has finished (done, failed or cancelled):
+            for an owner that keeps finished jobs in order (the app's model loads).
 
     Example::
 
@@ -69,14 +72,17 @@ class BackgroundJob(Generic[T]):
         result = job.result
     """
 
-    def __init__(self, fn: Callable[[ProgressCallback], T], *, label: str = "", key: Hashable = None) -> None:
+    def __init__(self, fn: Callable[[ProgressCallback], T], *, label: str = "", key: Hashable = None,
+                 on_finished: Callable[[BackgroundJob[T]], None] | None = None) -> None:
         self.fn = fn
         self.label = label
         self.key = key
+        self.on_finished = on_finished
         self._state: JobState = "pending"
         self.result: T | None = None
         self.error: str | None = None
         self.traceback: str | None = None
+        self.exception: BaseException | None = None
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self._progress = JobProgress()
@@ -108,6 +114,14 @@ class BackgroundJob(Generic[T]):
         """Block until the job has finished (or ``timeout`` seconds); True when it has finished."""
         return self._done.wait(timeout)
 
+    def outcome(self) -> T:
+        """Wait for the job, then return its result or raise its exception here (:class:`JobCancelled` for a
+        cancelled job): the job's function called from this thread, in effect."""
+        self._done.wait()
+        if self.exception is not None:
+            raise self.exception
+        return self.result  # type: ignore[return-value]
+
     # -- reading ------------------------------------------------------------------------------------
     @property
     def state(self) -> str:
@@ -131,6 +145,10 @@ class BackgroundJob(Generic[T]):
     @property
     def running(self) -> bool:
         return self._state in ("pending", "running")
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
 
     @property
     def elapsed_s(self) -> float:
@@ -158,9 +176,11 @@ class BackgroundJob(Generic[T]):
             # A cancel after the last report comes too late to stop anything: the result is complete.
             self.result = self.fn(self._report)
             self._state = "done"
-        except JobCancelled:
+        except JobCancelled as exc:
+            self.exception = exc
             self._state = "cancelled"
         except (YfpoError, ValueError, OSError, RecursionError, MemoryError) as exc:
+            self.exception = exc
             # The same bounded, printable line the CLI prints (errors.user_message); a bare ValueError
             # is the core's bad-input error and is shown the same way.
             self.error = user_message(exc) or clip(printable(" ".join(str(exc).split())))
@@ -168,12 +188,15 @@ class BackgroundJob(Generic[T]):
             if user_message(exc) is None and not isinstance(exc, ValueError):
                 self.traceback = tb.format_exc()
         except Exception as exc:  # noqa: BLE001 - a bug; kept with its traceback for the report
+            self.exception = exc
             self.error = f"{type(exc).__name__}: {exc}"
             self.traceback = tb.format_exc()
             self._state = "failed"
         finally:
             self.finished_at = time.time()
             self._done.set()
+            if self.on_finished is not None:
+                self.on_finished(self)
 
     def __repr__(self) -> str:
         p = self.progress

@@ -13,7 +13,7 @@ from typing import Any
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
-from yfpo_core.progress import ProgressCallback, report
+from yfpo_core.progress import ProgressCallback, phase, report
 from yfpo_core.training.config import YFPOConfig
 from yfpo_core.units.unit import Unit
 
@@ -50,7 +50,8 @@ def _split_by_template(problems: Sequence[Problem]) -> dict[str, list[Problem]]:
 def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
                    progress: ProgressCallback | None = None) -> RunInputs:
     """Load the model, make or read the pairs, pick held-out problems that share no template with the
-    training problems, and read the units (or draw the random control set)."""
+    training problems, and read the units (or draw the random control set). ``progress`` hears each phase
+    by name ("problems", "pairs", "units") with its own count where it has one."""
     from yfpo_core.models import load_model
     from yfpo_core.units.neuron_set import NeuronSet
     from yfpo_core.problems import load_problems
@@ -58,19 +59,20 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     from yfpo_core.training.pairs import corrupted_pairs
     from yfpo_core.training.pairs_io import load_pairs
 
-    base = base or load_model(config.model, device=config.device)
-    report(progress, 1, 4, "problems")
+    base = base or load_model(config.model, device=config.device, progress=phase(progress, "model"))
     eval_seed = config.seed + 1 if config.eval_seed is None else config.eval_seed
     if config.problems == config.eval_problems == "gsm-symbolic":
         # Split by template index, so each side generates only its own templates (generation costs seconds
         # per template) and the held-out problems share no template with the training ones.
         train_templates = list(range(min(config.n_train_templates, 99)))
-        train_source = load_problems(config.problems, seed=config.seed, templates=train_templates)
+        train_source = load_problems(config.problems, seed=config.seed, templates=train_templates,
+                                     progress=phase(progress, "training problems"))
         eval_pool = load_problems(config.eval_problems, seed=eval_seed,
-                                  templates=[t for t in range(100) if t not in train_templates])
+                                  templates=[t for t in range(100) if t not in train_templates],
+                                  progress=phase(progress, "held-out problems"))
     else:
-        train_source = load_problems(config.problems, seed=config.seed)
-        eval_pool = load_problems(config.eval_problems, seed=eval_seed)
+        train_source = load_problems(config.problems, seed=config.seed, progress=phase(progress, "training problems"))
+        eval_pool = load_problems(config.eval_problems, seed=eval_seed, progress=phase(progress, "held-out problems"))
     groups = _split_by_template(train_source)
     keys = sorted(groups)
     train_keys, train_problems = [], []
@@ -99,15 +101,15 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     if config.n_eval_problems and not eval_problems:
         raise YfpoError(f"no held-out problems left in {config.eval_problems} after taking {len(train_problems)} "
                         "training problems: lower n_train_problems or use another eval set")
-    report(progress, 2, 4, "pairs")
+    pairs_progress = phase(progress, "pairs", len(train_problems))
     if config.pairs:
         pairs = load_pairs(config.pairs)
     elif config.pair_source == "on-policy":
-        pairs, _ = on_policy_pairs(base, train_problems, seed=config.seed)
+        pairs, _ = on_policy_pairs(base, train_problems, seed=config.seed, progress=pairs_progress)
     else:
         mode = config.pair_source.split("-", 1)[1]
         pairs = corrupted_pairs(train_problems, base.prompt_format, mode=mode, seed=config.seed)
-    report(progress, 3, 4, "units")
+    report(progress, 0, 0, "units")
     units: list[Unit] = []
     scores = None
     saes: dict[str, Any] = {}
@@ -130,7 +132,6 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
             probe_scores = [su.score for su in probe.units]
             probe_directions = [su.direction for su in probe.units]
             saes.update(load_set_saes(probe, probe_units, base, config.device, where=config.probe_set))
-    report(progress, 4, 4, "ready")
     if not config.neuron_set:
         return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes)
     return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, saes, probe_units, probe_scores,
