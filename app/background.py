@@ -23,6 +23,7 @@ from yfpo_core.progress import ProgressCallback
 # How long the script run that starts a job waits for it: long enough for a small model's jobs (toy-arith's
 # attribution and ablation take 0.1-1 s), short enough that a long job's progress bar appears at once.
 GRACE_S = 0.5
+STREAM_EVERY_S = 0.25  # how often a job's partial result (a streamed answer) is redrawn
 JUST_FINISHED = "jobs_just_finished"  # session-state key: {job name: job taken but not yet reported as done}
 
 
@@ -66,8 +67,7 @@ def take(name: str) -> BackgroundJob | None:
     return None
 
 
-@st.fragment(run_every=1.0)
-def _live(name: str) -> None:
+def _live_body(name: str, detail: Callable[[], None] | None) -> None:
     job = get(name)
     if job is None or job.finished:
         st.rerun()  # the whole page: it now draws the result (or the error)
@@ -81,12 +81,26 @@ def _live(name: str) -> None:
     cols[0].progress(p.fraction, text=text)
     if cols[1].button("Cancel", key=f"cancel_{name}", help="Stops after the current step"):
         job.cancel()
+    if detail is not None:
+        detail()
 
 
-def show(name: str, key: Hashable = None) -> BackgroundJob | None:
+@st.fragment(run_every=1.0)
+def _live(name: str, detail: Callable[[], None] | None = None) -> None:
+    _live_body(name, detail)
+
+
+@st.fragment(run_every=STREAM_EVERY_S)
+def _live_stream(name: str, detail: Callable[[], None] | None = None) -> None:
+    _live_body(name, detail)
+
+
+def show(name: str, key: Hashable = None, detail: Callable[[], None] | None = None) -> BackgroundJob | None:
     """Draw job ``name``'s status (live progress while it runs; its error after a failure).
 
-    With ``key``, a job started for other inputs counts as absent. Returns the job, or ``None``.
+    With ``key``, a job started for other inputs counts as absent. ``detail`` draws what the job has made so
+    far under its progress bar (streamed text), redrawn every :data:`STREAM_EVERY_S` while it runs. Returns
+    the job, or ``None``.
     """
     job = get(name)
     finished = _just_finished().pop(name, None)
@@ -95,7 +109,7 @@ def show(name: str, key: Hashable = None) -> BackgroundJob | None:
     if job is None or (key is not None and job.key != key):
         return None
     if job.running:
-        _live(name)
+        (_live if detail is None else _live_stream)(name, detail)
     elif job.state == "failed":
         st.error(job.error or "failed")
         if job.traceback:
