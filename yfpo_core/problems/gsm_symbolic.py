@@ -313,7 +313,8 @@ def ship_variants(seed: int, *, n_per_template: int = DEFAULT_N_PER_TEMPLATE,
     path = _shipped_path(seed, n_per_template, float(time_limit_s), version, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {**_cache_header(seed, n_per_template, float(time_limit_s), None, version), "kind": SHIPPED_KIND,
-              "timed_out": list(variants.timed_out), "failed": {str(k): v for k, v in variants.failed.items()}}
+              "timed_out": list(variants.timed_out), "failed": {str(k): v for k, v in variants.failed.items()},
+              "made_by": f"yfpo problems --source gsm-symbolic --seed {seed} --ship", "cpus": os.cpu_count()}
     lines = [json.dumps(header)] + [json.dumps({"template": t, "variants": variants.raw[t]}, ensure_ascii=False)
                                     for t in sorted(variants.raw)]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
