@@ -46,3 +46,18 @@ def test_solution_without_marker_gets_one():
     item = build_ranking_item(make("It is 4 apples", "5"), FMT)
     assert item.continuations[0].endswith("#### 5\n")
     assert item.continuations[1].endswith("#### 6\n")
+
+
+def test_streamed_exact_match_is_exact_match_shown_token_by_token(toy, toy_problems):
+    """On the toy model (TransformerLens path in both): the same row as exact_match; the text handed out
+    grows by one token at a time and ends with the generated text; progress counts tokens."""
+    from yfpo_core.scoring.evaluate import exact_match, stream_exact_match
+
+    problem = toy_problems[0]
+    texts, calls = [], []
+    row = stream_exact_match(toy, problem, max_new_tokens=12, on_text=texts.append,
+                             progress=lambda done, total, message="": calls.append((done, total, message)))
+    assert row == exact_match(toy, [problem], max_new_tokens=12).rows[0]
+    assert len(texts) == row["new_tokens"] and all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    assert texts[-1].startswith(row["output"])
+    assert calls == [(k, 12, "generating") for k in range(len(texts) + 1)]
