@@ -244,9 +244,21 @@ def register_demo_model() -> None:
 
 
 def configure_process() -> None:
-    """Process-wide settings read from the environment: the demo model and the number of torch threads
-    (``YFPO_APP_TORCH_THREADS``; the demo uses 1, since tiny models only lose time to a second thread).
-    Never imports torch itself (the model loader's thread applies the thread count)."""
+    """Process-wide settings: no full garbage collection after every script run (below); from the
+    environment, the demo model and the number of torch threads (``YFPO_APP_TORCH_THREADS``; the demo uses
+    1, since tiny models only lose time to a second thread). Never imports torch itself (the model loader's
+    thread applies the thread count).
+
+    Streamlit runs ``gc.collect(2)`` after every script run (``runner.postScriptGC``), fragment runs
+    included: once a second for each progress bar, four times a second while an answer streams. With
+    PyTorch, TransformerLens and a model in memory (about 500,000 objects) one such collection takes
+    0.4-1.3 s on a two-core machine, all of it holding the GIL, so a background job's Python code (its
+    operator dispatch, its hooks) stood still for most of each second. Python's own generational collector
+    still runs as allocations call for it."""
+    from streamlit import config as streamlit_config
+
+    if streamlit_config.get_option("runner.postScriptGC"):
+        streamlit_config.set_option("runner.postScriptGC", False)
     demo = os.environ.get("YFPO_APP_DEMO_TINY") == "1"
     if demo:
         register_demo_model()

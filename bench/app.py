@@ -1,5 +1,8 @@
 """App responsiveness, measured in a real headless browser (Debian's Chromium via Playwright).
 
+0. **App versus API** (:mod:`bench.app_jobs`): the same locate, ablation check and held-out evaluation in
+   the app (through its pages) and through the API, with the ratio per job; and on the default model, the
+   first streamed token of "Ask the model" and a first training run in a fresh problem cache.
 1. **Start to interactive**: from launching ``streamlit run app/main.py`` to the first page (Problems)
    interactive: its problem table visible and Streamlit idle. The model loads in a background thread
    meanwhile, so this does not wait for PyTorch, TransformerLens or the weights. Goal: under 5 s.
@@ -210,6 +213,37 @@ def jobs_comparison(model: str, tmp: Path, env: dict[str, str]) -> list[dict]:
     return rows
 
 
+def default_model_waits(model: str, tmp: Path) -> dict[str, float] | None:
+    """On the default model: click → first streamed token of "Ask the model" (goal: under 2 s) and → its whole
+    answer; and a first training run in a fresh problem cache (``YFPO_CACHE_DIR``, with the converted models
+    linked in): click → first metrics line (goal: under 60 s)."""
+    from yfpo_core.paths import models_cache_dir
+
+    from bench.app_jobs import ask_the_model, first_training_run
+
+    if not (models_cache_dir() / model).exists():
+        print(f"\n{model} is not converted in {models_cache_dir()}: Ask-the-model and first-run times skipped "
+              f"(load it once: python -c 'from yfpo_core.models import load_model; load_model(\"{model}\")')")
+        return None
+    cache = tmp / "fresh-cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(models_cache_dir(), target_is_directory=True)
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YFPO_RUNS_DIR": str(tmp / "default-runs"),
+           "YFPO_CACHE_DIR": str(cache), "YFPO_APP_MODEL": model, "YFPO_TEST_LOG": str(tmp / "default.log")}
+    with streamlit_server(env, timeout_s=180) as url:
+        ask = ask_the_model(url)
+        first = first_training_run(url, tmp / "default-runs")
+    problems = sorted(p.name for p in (cache / "problems").rglob("*") if p.is_file()) if (cache / "problems").exists() \
+        else []
+    print(f"\nDefault model {model}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}):")
+    print("| measure | value | goal |\n|---|---|---|")
+    print(f"| Ask the model: click → first token on the page | {ask['first_token_s']:.2f} s | < 2 s |")
+    print(f"| Ask the model: click → whole answer and its ranking | {ask['answer_s']:.1f} s | |")
+    print(f"| first training run, fresh problem cache: Start → first metrics line | {first:.1f} s | < 60 s |")
+    print(f"problem files generated into the fresh cache: {problems or 'none'}")
+    return {**ask, "first_run_s": first}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=default_model(), help="model name (default: %(default)s)")
@@ -219,17 +253,23 @@ def main() -> None:
     parser.add_argument("--observe", type=float, default=20, help="seconds of steady-state chart updates to time")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in the server")
     parser.add_argument("--json", action="store_true", help="also print the numbers as JSON")
-    parser.add_argument("--only", choices=("startup", "jobs"), default=None,
-                        help="only the start-up and chart measures, or only the app-versus-API jobs")
+    parser.add_argument("--only", choices=("startup", "jobs", "default-model"), default=None,
+                        help="only the start-up and chart measures, the app-versus-API jobs, or the default "
+                             "model's Ask-the-model and first-training-run times")
+    parser.add_argument("--default-model", default="smollm2-135m-instruct",
+                        help="model of the Ask-the-model and first-run measures (skipped unless it is converted "
+                             "in the cache already; default: %(default)s)")
     args = parser.parse_args()
     if shutil.which("chromium") is None:
         sys.exit("chromium is not installed (apt-get install chromium); CHROMIUM_ARGS: " + " ".join(CHROMIUM_ARGS))
 
     tmp = Path(tempfile.mkdtemp(prefix="yfpo-bench-app-"))
     env = server_env(args.model, tmp, args.threads)
-    if args.only != "startup":
+    if args.only in (None, "jobs"):
         jobs_comparison(args.model, tmp, env)
-    if args.only == "jobs":
+    if args.only in (None, "default-model"):
+        default_model_waits(args.default_model, tmp)
+    if args.only in ("jobs", "default-model"):
         shutil.rmtree(tmp, ignore_errors=True)
         return
     warm = warm_disk_cache(args.model)

@@ -142,6 +142,9 @@ def app_jobs(url: str) -> dict[str, float | None]:
         open_page(page, url + "/locate", "Locate", timeout_ms=600_000)
         wait_idle(page)
         _select(page, "Method", re.compile(r"^attnlrp"))
+        # A tab's first result also loads the chart library into the browser (once per tab): timed apart.
+        out["first_result_seen"], _ = _locate(page, 3)
+        wait_idle(page)
         out["locate_seen"], out["locate_job"] = _locate(page, LOCATE_N)
         wait_idle(page)
         _locate(page, ABLATION_N)  # the ablation check runs on the problems of the ranking shown
@@ -183,6 +186,51 @@ def app_training(url: str, runs_dir: Path, steps: int = TRAIN_STEPS) -> tuple[st
     return str(run), first
 
 
+STREAM = ".st-key-ask_stream code"
+FIRST_TEXT_JS = """(sel) => { const el = document.querySelector(sel);
+    return el && el.innerText.trim() && el.innerText.trim() !== '…' ? el.innerText.trim().length : 0; }"""
+
+
+def ask_the_model(url: str) -> dict[str, float]:
+    """Problems page, first problem: click "Ask the model" → the first streamed token on the page, and → the
+    model's whole answer with its verdict."""
+    from tests.browser import browser_page, open_page, wait_idle
+
+    with browser_page() as page:
+        open_page(page, url, "Problems", timeout_ms=600_000)
+        wait_idle(page)
+        clicked = time.perf_counter()
+        page.get_by_role("button", name="Ask the model").click()
+        page.wait_for_function(FIRST_TEXT_JS, arg=STREAM, timeout=600_000, polling=20)
+        first = time.perf_counter() - clicked
+        page.get_by_text("Model answer", exact=False).first.wait_for(timeout=1_200_000)
+        return {"first_token_s": first, "answer_s": time.perf_counter() - clicked}
+
+
+def first_training_run(url: str, runs_dir: Path) -> float:
+    """Train page, the defaults with λ = 0 (the current set is empty): click Start → the run's first metrics
+    line (its preparation and the step-0 evaluation done); the run is then stopped."""
+    from bench.app import MetricsWatcher
+    from tests.browser import browser_page, open_page, wait_idle
+
+    watcher = MetricsWatcher(runs_dir)
+    with browser_page() as page:
+        open_page(page, url + "/train", "Train", timeout_ms=600_000)
+        page.get_by_text("DPO (λ = 0)", exact=True).click()
+        wait_idle(page)
+        watcher.start()
+        clicked = time.perf_counter()
+        page.get_by_role("button", name="Start training").click()
+        deadline = clicked + 1800
+        while 0 not in watcher.written and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        first = watcher.written.get(0, float("nan")) - clicked
+        page.get_by_role("button", name="Stop").first.click()
+        page.get_by_text("stopped", exact=False).first.wait_for(timeout=600_000)
+    watcher.stop.set()
+    return first
+
+
 def compare(url: str, model: str, runs_dir: Path, env: dict[str, str]) -> list[dict]:
     """Rows ``{job, app_job_s, app_seen_s, api_s, ratio}`` for the three jobs (see the module docstring)."""
     source = "toy" if model.startswith("toy") or model == "tiny-demo" else "gsm8k-test-100"
@@ -190,7 +238,10 @@ def compare(url: str, model: str, runs_dir: Path, env: dict[str, str]) -> list[d
     app = app_jobs(url)
     app_run, first = app_training(url, runs_dir)
     train = run_api(["train", app_run, str(runs_dir / "api-run")], env)
-    rows = []
+    rows: list[dict] = []
+    rows.append({"job": "for reference: a tab's first result (3 problems; the browser loads its chart library)",
+                 "app_job_s": None, "app_seen_s": app["first_result_seen"], "api_s": None, "ratio": float("nan"),
+                 "ratio_seen": float("nan")})
     for job, app_job, app_seen, api_s in (
             ("locate (AttnLRP, 5 problems)", app["locate_job"], app["locate_seen"], api["locate"]),
             ("ablation (top 10, 5 random sets, 10 problems)", app["ablation_job"], app["ablation_seen"],

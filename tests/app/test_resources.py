@@ -59,3 +59,21 @@ def test_only_the_most_recently_asked_for_models_stay_loaded():
         assert loads.get(name).wait(30)
     assert loads.get("keep-a", start=False).model is None  # dropped: a new, unstarted load
     assert loads.get("keep-c", start=False).model is not None
+
+
+def test_script_runs_leave_the_full_garbage_collection_to_python():
+    """Streamlit's gc.collect(2) after every run (``runner.postScriptGC``, fragment ticks included) costs about
+    a second of GIL with a model loaded: the app's first run turns it off. (AppTest's own runner never
+    collects, so the option is what can be checked here; bench/app.py measures the effect.)"""
+    from streamlit import config as streamlit_config
+    from streamlit.testing.v1 import AppTest
+
+    from app import state
+    from tests.app.test_app import APP
+
+    streamlit_config.set_option("runner.postScriptGC", True)
+    register_model("gc-test", lambda device: tiny_toy(n_layers=1, d_model=16, n_heads=2, d_mlp=32))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state[state.MODEL_NAME] = "gc-test"
+    at.run()
+    assert not at.exception and streamlit_config.get_option("runner.postScriptGC") is False
