@@ -30,3 +30,11 @@ def run(before: str = "", **env: str) -> str:
 ])
 def test_passive_waiting_is_set_only_before_torch_and_never_over_the_user(before, env, expected):
     assert run(before, **env) == expected
+
+
+def test_the_yfpo_command_waits_passively():
+    code = ("import os\nfrom yfpo_core.cli import main\nmain(['problems', '--list-sources'])\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'))")
+    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "PASSIVE"

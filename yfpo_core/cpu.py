@@ -8,7 +8,8 @@ of the team is descheduled and the others burn their time slices spinning for it
 then costs a scheduler quantum. Measured on a two-core machine with one other busy process, the ablation
 check on ``toy-arith`` (10 problems, 5 random sets) took 28 s with the default policy, 0.96 s with
 ``OMP_WAIT_POLICY=PASSIVE`` and 0.88 s with one thread (``bench/app.py``); on a quiet machine passive
-waiting costs nothing measurable.
+waiting costs nothing measurable. On SmolLM2 beside one other busy process: AttnLRP on 5 problems 71.6 s
+spinning against 10.7 s passive, answer ranking of 10 problems 262 s against 18.7 s.
 
 The policy is read once, when PyTorch loads its OpenMP runtime, so :func:`prefer_passive_waiting` must run
 before ``import torch``; the app (``app/main.py``) and the ``yfpo`` command call it first thing. A value
