@@ -4,8 +4,9 @@ Long work (attribution, ablation, unit profiles, checkpoint comparisons) runs in
 :class:`yfpo_core.jobs.BackgroundJob` thread, never in the script thread, so the page stays responsive.
 The run that starts a job waits for it up to :data:`GRACE_S` (a short job's result is drawn in that run);
 after that, :func:`show` draws its progress bar in an ``st.fragment(run_every=1)`` that refreshes only
-itself; when the job finishes the fragment reruns the whole page once, which then draws the result, with
-a "done in N s" line.
+itself (and spends half of each tick waiting for the job's end, so that the end is seen at once); when the
+job finishes the fragment reruns the whole page once, which then draws the result, with a "done in N s"
+line.
 Jobs live in the tab's session state by name (one job per name: starting a new one cancels the old).
 """
 
@@ -24,6 +25,7 @@ from yfpo_core.progress import ProgressCallback
 # attribution and ablation take 0.1-1 s), short enough that a long job's progress bar appears at once.
 GRACE_S = 0.5
 STREAM_EVERY_S = 0.25  # how often a job's partial result (a streamed answer) is redrawn
+FINISH_WAIT_S = 0.5  # of each one-second tick of a running job's progress bar, spent waiting for its end
 JUST_FINISHED = "jobs_just_finished"  # session-state key: {job name: job taken but not yet reported as done}
 
 
@@ -69,6 +71,10 @@ def take(name: str) -> BackgroundJob | None:
 
 def _live_body(name: str, detail: Callable[[], None] | None) -> None:
     job = get(name)
+    if job is not None and job.running and detail is None:
+        # Spend part of each tick waiting for the end (no CPU): a job that ends then is drawn at once rather
+        # than at the next tick; a click meanwhile waits at most this long.
+        job.wait(FINISH_WAIT_S)
     if job is None or job.finished:
         st.rerun()  # the whole page: it now draws the result (or the error)
         return
@@ -105,7 +111,9 @@ def show(name: str, key: Hashable = None, detail: Callable[[], None] | None = No
     job = get(name)
     finished = _just_finished().pop(name, None)
     if job is None and finished is not None and (key is None or finished.key == key):
-        st.caption(f":material/check: {finished.label} · done in {finished.elapsed_s:.1f} s")
+        seconds = finished.elapsed_s
+        st.caption(f":material/check: {finished.label} · done in {seconds:.2f} s" if seconds < 10 else
+                   f":material/check: {finished.label} · done in {seconds:.0f} s")
     if job is None or (key is not None and job.key != key):
         return None
     if job.running:
