@@ -43,8 +43,17 @@ LOCATE_N, ABLATION_N, ABLATION_K, RANDOM_SETS, TRAIN_STEPS = 5, 10, 10, 5, 3
 SCATTER = ".st-key-locate_scatter .js-plotly-plot"
 ABLATION_CHART = ".st-key-ablation_chart .js-plotly-plot"
 DONE = re.compile(r"done in ([0-9.]+) s")
-DRAWN_JS = """() => /done in/.test(document.body.innerText) && !document.querySelector('[data-testid="stStatusWidget"]')
-    && !document.querySelector('[data-testid="stProgress"]')"""
+# Before a click: note (in the page) the moment the click's run begins (the running indicator, elements
+# marked stale, or the old "done in" line gone); the result is drawn once, after that, the page is idle with no
+# progress bar and a "done in" line in an element that is not stale.
+WATCH_JS = """() => { window.__ran = false; if (window.__watch) window.__watch.disconnect();
+    window.__watch = new MutationObserver(() => { if (document.querySelector('[data-testid="stStatusWidget"]')
+        || document.querySelector('[data-stale="true"]') || !/done in/.test(document.body.innerText)) window.__ran = true; });
+    window.__watch.observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true}); }"""
+DRAWN_JS = """() => window.__ran && !document.querySelector('[data-testid="stStatusWidget"]')
+    && !document.querySelector('[data-testid="stProgress"]')
+    && [...document.querySelectorAll('[data-testid="stElementContainer"]')].some(
+        e => e.getAttribute('data-stale') !== 'true' && /done in/.test(e.innerText))"""
 
 
 # -- the API side (its own process) ------------------------------------------------------------------------
@@ -128,9 +137,11 @@ def _done_seconds(page, after: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _wait_done(page, clicked: float) -> float:
-    """Seconds from ``clicked`` to the page idle with a "done in" line and no progress bar (the result drawn)."""
-    page.wait_for_timeout(200)  # the click's own run has begun
+def _click_and_wait(page, button: str) -> float:
+    """Click ``button``; seconds until the job's result is drawn (see :data:`DRAWN_JS`)."""
+    page.evaluate(WATCH_JS)
+    clicked = time.perf_counter()
+    page.get_by_role("button", name=button).click()
     page.wait_for_function(DRAWN_JS, timeout=600_000, polling=20)
     return time.perf_counter() - clicked
 
@@ -142,9 +153,7 @@ def _locate(page, n: int, steps: int = 8) -> tuple[float, float | None]:
     if not page.get_by_label("Integrated-gradients steps", exact=True).is_visible():
         page.get_by_text("More options", exact=True).click()
     _number(page, "Integrated-gradients steps", steps)
-    clicked = time.perf_counter()
-    page.get_by_role("button", name="Run attribution").click()
-    seen = _wait_done(page, clicked)
+    seen = _click_and_wait(page, "Run attribution")
     page.locator(SCATTER).first.wait_for(timeout=60_000)
     return seen, _done_seconds(page, "Run attribution")
 
@@ -170,9 +179,7 @@ def app_jobs(url: str, repeats: int = 3) -> dict[str, list[float | None]]:
         _locate(page, ABLATION_N)  # the ablation check runs on the problems of the ranking shown
         wait_idle(page)
         for _ in range(repeats):
-            clicked = time.perf_counter()
-            page.get_by_role("button", name="Run the ablation check").click()
-            out["ablation_seen"].append(_wait_done(page, clicked))
+            out["ablation_seen"].append(_click_and_wait(page, "Run the ablation check"))
             page.locator(ABLATION_CHART).first.wait_for(timeout=60_000)
             out["ablation_job"].append(_done_seconds(page, "Run the ablation check"))
             wait_idle(page)
