@@ -77,7 +77,10 @@ class ModelLoad(BackgroundJob["LoadedModel"]):
         if _TORCH_THREADS and torch.get_num_threads() != _TORCH_THREADS[-1]:
             torch.set_num_threads(_TORCH_THREADS[-1])
         progress(0, 0, "reading the weights")
-        return load_model(self.name, device=self.device, progress=progress)
+        model = load_model(self.name, device=self.device, progress=progress)
+        if model.has_hf_twin:  # generation's faster twin, built now so that "Ask the model" need not wait for it
+            BackgroundJob(lambda _: model.hf_twin(), label=f"building the generation twin of {self.name}").start()
+        return model
 
     @property
     def done(self) -> bool:
