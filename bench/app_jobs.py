@@ -47,8 +47,9 @@ DONE = re.compile(r"done in ([0-9.]+) s")
 # marked stale, or the old "done in" line gone); the result is drawn once, after that, the page is idle with no
 # progress bar and a "done in" line in an element that is not stale.
 WATCH_JS = """() => { window.__ran = false; if (window.__watch) window.__watch.disconnect();
-    window.__watch = new MutationObserver(() => { if (document.querySelector('[data-testid="stStatusWidget"]')
-        || document.querySelector('[data-stale="true"]') || !/done in/.test(document.body.innerText)) window.__ran = true; });
+    window.__watch = new MutationObserver(() => {
+        if (document.querySelector('[data-testid="stStatusWidget"]') || document.querySelector('[data-stale="true"]')
+            || !/done in/.test(document.body.innerText)) window.__ran = true; });
     window.__watch.observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true}); }"""
 DRAWN_JS = """() => window.__ran && !document.querySelector('[data-testid="stStatusWidget"]')
     && !document.querySelector('[data-testid="stProgress"]')
@@ -66,16 +67,17 @@ def api_jobs(model_name: str, source: str, repeats: str = "3") -> dict[str, list
     from yfpo_core.problems import load_problems
 
     model = load_model(model_name)
-    located, problems = load_problems(source, limit=LOCATE_N), load_problems(source, limit=ABLATION_N)
     attribute(model, load_problems(source, limit=3), "attnlrp")
-    units = [s.unit for s in attribute(model, problems, "attnlrp").top(ABLATION_K, "abs")]
+    ranking = attribute(model, load_problems(source, limit=ABLATION_N), "attnlrp")
+    units = [s.unit for s in ranking.top(ABLATION_K, "abs")]
     out: dict[str, list[float]] = {"locate": [], "ablation": []}
-    for _ in range(int(repeats)):
+    for _ in range(int(repeats)):  # the problems are loaded inside the timing, as the app's jobs (and the CLI) do
         started = time.perf_counter()
-        attribute(model, located, "attnlrp")
+        attribute(model, load_problems(source, limit=LOCATE_N), "attnlrp")
         out["locate"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        ablation_test(model, problems, units, intervention=Intervention("zero"), n_random=RANDOM_SETS, seed=0)
+        ablation_test(model, load_problems(source, limit=ABLATION_N), units, intervention=Intervention("zero"),
+                      n_random=RANDOM_SETS, seed=0)
         out["ablation"].append(time.perf_counter() - started)
     return out
 
@@ -285,11 +287,13 @@ def compare(url: str, model: str, runs_dir: Path, env: dict[str, str], repeats: 
          "app_job_s": med(app["ablation_job"]), "app_seen_s": med(app["ablation_seen"]), "api_s": med(api["ablation"])},
         {"job": "held-out evaluation, base model (step 0 of a DPO run)", "app_job_s": train["app_eval_step0"],
          "app_seen_s": None, "api_s": train["api_eval_step0"]},
-        {"job": f"held-out evaluation, trained policy (steps 1-{TRAIN_STEPS})", "app_job_s": med(train["app_eval_later"]),
-         "app_seen_s": None, "api_s": med(train["api_eval_later"])},
+        {"job": f"held-out evaluation, trained policy (steps 1-{TRAIN_STEPS})",
+         "app_job_s": med(train["app_eval_later"]), "app_seen_s": None, "api_s": med(train["api_eval_later"])},
         {"job": "training start: click / call → first metrics line", "app_job_s": None, "app_seen_s": first,
          "api_s": train["api_first_metrics"]},
     ]
+    print("each repeat (s):", json.dumps({"app": app, "api": api, "app_eval_later": train["app_eval_later"],
+                                          "api_eval_later": train["api_eval_later"]}, default=lambda v: round(v, 3)))
     for row in rows:
         app_s = row["app_job_s"] if row["app_job_s"] is not None else row["app_seen_s"]
         row["ratio"] = app_s / row["api_s"] if app_s and row["api_s"] else float("nan")
