@@ -238,8 +238,11 @@ def default_model_waits(model: str, tmp: Path) -> dict[str, float] | None:
         else []
     print(f"\nDefault model {model}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}):")
     print("| measure | value | goal |\n|---|---|---|")
-    print(f"| Ask the model: click → first token on the page | {ask['first_token_s']:.2f} s | < 2 s |")
-    print(f"| Ask the model: click → whole answer and its ranking | {ask['answer_s']:.1f} s | |")
+    print(f"| Ask the model at once after the model appears: click → first token on the page | "
+          f"{ask['first_token_s']:.2f} s | < 2 s |")
+    print(f"| the same: click → whole answer and its ranking | {ask['answer_s']:.1f} s | |")
+    print(f"| Ask the model 10 s later: click → first token | {ask['settled_first_token_s']:.2f} s | < 2 s |")
+    print(f"| the same: click → whole answer and its ranking | {ask['settled_answer_s']:.1f} s | |")
     print(f"| first training run, fresh problem cache: Start → first metrics line | {first:.1f} s | < 60 s |")
     print(f"problem files generated into the fresh cache: {problems or 'none'}")
     return {**ask, "first_run_s": first}
