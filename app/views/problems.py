@@ -10,6 +10,7 @@ loads in the background, with a short note where the model-dependent parts will 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ SOURCES = ["gsm8k-test-100", "gsm-symbolic", "toy", "upload a file…"]
 MAX_HEATMAP_UNITS = 48
 ACTIVATIONS, RELEVANCE = "activations of the current set", "relevance (current attribution)"
 ANSWER_STREAMS = "answer_streams"  # session state: {(fingerprint, problem id): {"text": answer so far}}
+FIRST_TOKEN_WAIT_S = 1.0
 
 
 def _native_problems(model: LoadedModel | None) -> str:
@@ -103,8 +105,12 @@ def _show_problem(problem: Problem, model: LoadedModel | None) -> None:
             progress(0, 0, "ranking the answers")
             return {"generation": generation, "ranking": answer_ranking(model, [problem]).rows[0]}
 
-        # No grace wait: the page shows the answer from its first token on.
-        background.start("ask_model", solve, key=key, label=f"{model.name} is solving {problem.id}", grace_s=0)
+        # No grace wait for the whole answer: the page shows it from its first token on (which this run waits
+        # for, up to a second, so that its first drawing already holds it).
+        job = background.start("ask_model", solve, key=key, label=f"{model.name} is solving {problem.id}", grace_s=0)
+        deadline = time.monotonic() + FIRST_TOKEN_WAIT_S
+        while not stream["text"] and job.running and time.monotonic() < deadline:
+            time.sleep(0.02)
     job = background.take("ask_model")
     if job is not None:
         answers[job.key] = job.result
