@@ -269,7 +269,8 @@ def first_training_run(url: str, runs_dir: Path) -> float:
     return first
 
 
-def compare(url: str, model: str, runs_dir: Path, env: dict[str, str], repeats: int = 3) -> list[dict]:
+def compare(url: str, model: str, runs_dir: Path, env: dict[str, str], repeats: int = 3,
+            training: bool = True) -> list[dict]:
     """Rows ``{job, app_job_s, app_seen_s, api_s, ratio, ratio_seen}`` (medians over ``repeats``) for the three
     jobs (see the module docstring)."""
     from statistics import median
@@ -281,8 +282,12 @@ def compare(url: str, model: str, runs_dir: Path, env: dict[str, str], repeats: 
     source = "toy" if model.startswith("toy") or model == "tiny-demo" else "gsm8k-test-100"
     api = run_api(["jobs", model, source, str(repeats)], env)
     app = app_jobs(url, repeats)
-    app_run, first = app_training(url, runs_dir)
-    train = run_api(["train", app_run, str(runs_dir / "api-run")], env)
+    if training:
+        app_run, first = app_training(url, runs_dir)
+        train = run_api(["train", app_run, str(runs_dir / "api-run")], env)
+    else:  # a long preparation on a large model: the held-out evaluation is left out
+        first, train = None, {"app_eval_step0": None, "api_eval_step0": None, "app_eval_later": [],
+                              "api_eval_later": [], "api_first_metrics": None}
     rows: list[dict] = [{"job": "for reference: a tab's first result (3 problems; the browser loads its chart "
                                 "library)", "app_job_s": None, "app_seen_s": app["first_result_seen"][0],
                          "api_s": None}]
@@ -291,6 +296,8 @@ def compare(url: str, model: str, runs_dir: Path, env: dict[str, str], repeats: 
          "app_seen_s": med(app["locate_seen"]), "api_s": med(api["locate"])},
         {"job": f"ablation (top {ABLATION_K}, {RANDOM_SETS} random sets, {ABLATION_N} problems)",
          "app_job_s": med(app["ablation_job"]), "app_seen_s": med(app["ablation_seen"]), "api_s": med(api["ablation"])},
+    ]
+    rows += [] if not training else [
         {"job": "held-out evaluation, base model (step 0 of a DPO run)", "app_job_s": train["app_eval_step0"],
          "app_seen_s": None, "api_s": train["api_eval_step0"]},
         {"job": f"held-out evaluation, trained policy (steps 1-{TRAIN_STEPS})",
