@@ -67,9 +67,6 @@ class TrainingRun(BackgroundJob[dict]):
     def join(self, timeout: float | None = None) -> None:
         self.wait(timeout)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def _on_metrics(self, metrics: dict[str, Any]) -> None:
         with self._metrics_lock:
