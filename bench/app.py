@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from tests.browser import CHROMIUM_ARGS, browser_page, streamlit_server  # noqa: E402
 
 TOY_WEIGHTS = ROOT / "yfpo_core" / "assets" / "toy-arith" / "config.json"
+APP_ENV = {"MALLOC_ARENA_MAX": "1"}  # as `make app` starts the app (see the Makefile)
 LAST_STEP_JS = """() => { const el = document.querySelector('.st-key-train_chart .js-plotly-plot');
     if (!el || !el.data) return -1;
     let m = -1; for (const t of el.data) for (const x of (t.x || [])) if (x > m) m = x; return m; }"""
@@ -58,7 +59,7 @@ def default_model() -> str:
 
 def server_env(model: str, tmp: Path, threads: int | None) -> dict[str, str]:
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YFPO_RUNS_DIR": str(tmp / "runs"),
-           "YFPO_TEST_LOG": str(tmp / "streamlit.log")}
+           "YFPO_TEST_LOG": str(tmp / "streamlit.log"), **APP_ENV}
     if model == "tiny-demo":
         env["YFPO_APP_DEMO_TINY"] = "1"
     else:
@@ -229,7 +230,7 @@ def default_model_waits(model: str, tmp: Path) -> dict[str, float] | None:
     cache = tmp / "fresh-cache"
     cache.mkdir()
     (cache / "models").symlink_to(models_cache_dir(), target_is_directory=True)
-    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YFPO_RUNS_DIR": str(tmp / "default-runs"),
+    env = {**APP_ENV, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YFPO_RUNS_DIR": str(tmp / "default-runs"),
            "YFPO_CACHE_DIR": str(cache), "YFPO_APP_MODEL": model, "YFPO_TEST_LOG": str(tmp / "default.log")}
     with streamlit_server(env, timeout_s=180) as url:
         ask = ask_the_model(url)

@@ -112,8 +112,9 @@ def api_training(app_run: str, out_dir: str) -> dict[str, float]:
 
 def run_api(args: list[str], env: dict[str, str]) -> dict[str, float]:
     """``bench/app_jobs.py --api ...`` in a fresh process (the CLI's situation: nothing else in it)."""
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--api", *args], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, text=True, check=False)
+    cli_env = {k: v for k, v in {**os.environ, **env}.items() if k != "MALLOC_ARENA_MAX"}  # the app's, not the CLI's
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--api", *args], cwd=ROOT, env=cli_env,
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"the API side failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -62,8 +62,8 @@ class _WorkerPool:
     Why threads are reused: glibc gives every new thread its own malloc arena, empty at first, so a job on a
     new thread pays page faults for the large tensors it allocates until that arena has grown. Measured on
     SmolLM2: an attribution on a fresh thread took 1.5-2.2x as long as on the main thread, a second one on
-    the same thread as long as on the main thread (``MALLOC_ARENA_MAX=1`` closes the gap too, but only when
-    set before the process starts)."""
+    the same thread as long as on the main thread. ``MALLOC_ARENA_MAX=1`` (one arena for all threads) closes
+    the gap from the first job on, but only when set before the process starts: ``make app`` sets it."""
 
     def __init__(self, max_idle: int = 8) -> None:
         self.max_idle = max_idle
