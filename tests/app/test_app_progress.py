@@ -132,3 +132,24 @@ def test_a_background_job_logs_no_missing_script_run_context(caplog):
     threads = [r for r in caplog.records if "missing ScriptRunContext" in r.getMessage()
                and "MainThread" not in r.getMessage()]
     assert not threads, [r.getMessage() for r in threads]
+
+
+def test_a_new_attribution_runs_without_the_previous_result_drawn_beside_it(monkeypatch):
+    """While a new attribution runs, the page shows its progress only (redrawing the old result's figures cost
+    the job a third of its time on SmolLM2), and the new result once it is done."""
+    from app.views import locate
+
+    at = model_loaded(run_app("locate", **{state.LOCATE_SOURCE: "toy", state.LOCATE_LIMIT: 4}))
+    at.button[0].click().run()
+    settle(at)
+    assert at.dataframe and "on 4 toy problems" in "\n".join(m.value for m in at.markdown)
+    gate, real = threading.Event(), locate.attribute
+    monkeypatch.setattr(locate, "attribute", lambda *a, **kw: gate.wait(60) and real(*a, **kw))
+    at.session_state[state.LOCATE_LIMIT] = 5
+    at.button[0].click().run()
+    try:
+        assert len(at.get("progress")) == 1 and not at.dataframe and not at.get("plotly_chart")
+    finally:
+        gate.set()
+    settle(at)
+    assert at.dataframe and "on 5 toy problems" in "\n".join(m.value for m in at.markdown)
