@@ -21,8 +21,10 @@ $(STAMP): requirements.txt requirements-assets.txt pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# MALLOC_ARENA_MAX=1: the app's background jobs run in threads, and glibc gives each new thread its own
+# malloc arena, whose first large job runs up to 2x slower (yfpo_core/jobs.py); one shared arena does not.
 app: install
-	$(OFFLINE) $(VENV)/bin/streamlit run app/main.py
+	$(OFFLINE) MALLOC_ARENA_MAX=1 $(VENV)/bin/streamlit run app/main.py
 
 test: install
 	$(OFFLINE) $(VENV)/bin/pytest

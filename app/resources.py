@@ -4,8 +4,9 @@ The cached model is shared by every session and browser tab, so nothing may modi
 (training works on a copy). Everything here is safe to share between sessions: models are read-only,
 problem lists are copied by ``st.cache_data``, and attribution results are never mutated by the app.
 
-Models load in the background (:class:`ModelLoad`): importing PyTorch and TransformerLens and loading the
-weights takes seconds, and the first page must not wait for them. This module imports neither; keep it so
+Models load in the background (:class:`ModelLoad`, a :class:`~yfpo_core.jobs.BackgroundJob` like the
+pages' jobs): importing PyTorch and TransformerLens and loading the weights takes seconds, and the first
+page must not wait for them. This module imports neither; keep it so
 (``LoadedModel`` and the heavy core modules are imported inside functions or for type checking only).
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from yfpo_core.jobs import BackgroundJob
 from yfpo_core.models import load_model, register_model
 from yfpo_core.problems import Problem, load_problems
+from yfpo_core.progress import ProgressCallback
 
 if TYPE_CHECKING:  # these import PyTorch / TransformerLens: keep this module light to import
     from yfpo_core.attribution import AttributionResult
@@ -36,91 +38,68 @@ KEEP_MODELS = 2  # models kept in memory (the least recently asked for is droppe
 _TORCH_THREADS: list[int] = []  # set by configure_process, applied by the loader thread once torch is imported
 
 
-class ModelLoad:
-    """One model loading (or loaded) in a daemon thread; shared by every session of the server.
+class ModelLoad(BackgroundJob["LoadedModel"]):
+    """One model loading (or loaded) in a :class:`~yfpo_core.jobs.BackgroundJob` thread; shared by every session
+    of the server.
 
-    The thread never calls Streamlit: pages poll :attr:`done` (the sidebar does, once a second, and reruns
-    the page when the model is there). ``result()`` blocks and returns the model or raises the load's error.
+    Like every job it never calls Streamlit and reports its progress (importing PyTorch and TransformerLens,
+    then the loader's own steps); pages poll it (the sidebar once a second, and it reruns the page when the
+    model is there). On top of a job it can start late (:meth:`start` with a delay, brought forward by a
+    plain :meth:`start`) and reads in the words of a load: :attr:`done`, :attr:`failed`, :attr:`model`.
     """
 
     def __init__(self, name: str, device: str, on_done: Callable[[ModelLoad], None] | None = None) -> None:
         self.name = name
         self.device = device
-        self._on_done = on_done
-        self.started = time.monotonic()
-        self.finished: float | None = None
-        self.message = ""  # the loader's last progress message ("converting…"), for the sidebar
-        self._model: LoadedModel | None = None
-        self._error: BaseException | None = None
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"yfpo-load-{name}", daemon=True)
         self._start_lock = threading.Lock()
-        self._go = threading.Event()  # set: the thread may begin (it waits up to its delay for this)
+        self._go = threading.Event()  # set: the work may begin (the thread waits up to its delay for this)
         self._delay_s = 0.0
+        super().__init__(self._load, label=f"Loading {name}", key=(name, device), on_finished=on_done)
 
-    def start(self, delay_s: float = 0.0) -> ModelLoad:
+    def start(self, delay_s: float = 0.0) -> ModelLoad:  # type: ignore[override]
         """Start the thread; with ``delay_s``, the work begins that many seconds later (or as soon as
         someone calls ``start()`` without a delay). Calling it again only ever brings the work forward."""
         with self._start_lock:
             if delay_s <= 0:
                 self._go.set()
-            if self._thread.ident is None:
+            if not self.started:
                 self._delay_s = delay_s
-                self._thread.start()
+                super().start()
         return self
 
-    def _progress(self, done: int, total: int, message: str = "") -> None:
-        self.message = f"{message} ({done}/{total})" if message and total else message
-
-    def _run(self) -> None:
+    def _load(self, progress: ProgressCallback) -> LoadedModel:
         self._go.wait(self._delay_s)
-        try:
-            if _TORCH_THREADS:
-                import torch
+        if "transformer_lens" not in sys.modules:  # seconds on a fresh server: say so
+            progress(0, 0, "importing PyTorch and TransformerLens")
+        import torch
+        import transformer_lens  # noqa: F401 - imported here, in the thread, not by the first page
 
-                if torch.get_num_threads() != _TORCH_THREADS[-1]:
-                    torch.set_num_threads(_TORCH_THREADS[-1])
-            self._model = load_model(self.name, device=self.device, progress=self._progress)
-        except BaseException as exc:  # noqa: BLE001 - handed to the page that asks for the model
-            self._error = exc
-        finally:
-            self.finished = time.monotonic()
-            self._done.set()
-            if self._on_done is not None:
-                self._on_done(self)
+        if _TORCH_THREADS and torch.get_num_threads() != _TORCH_THREADS[-1]:
+            torch.set_num_threads(_TORCH_THREADS[-1])
+        progress(0, 0, "reading the weights")
+        model = load_model(self.name, device=self.device, progress=progress)
+        if model.has_hf_twin:  # generation's faster twin, built now so that "Ask the model" need not wait for it
+            BackgroundJob(lambda _: model.hf_twin(), label=f"building the generation twin of {self.name}").start()
+        return model
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self.finished
 
     @property
     def failed(self) -> bool:
-        return self.done and self._error is not None
+        return self.finished and not self.succeeded
 
     @property
     def model(self) -> LoadedModel | None:
         """The model once loaded; ``None`` while loading or after a failure."""
-        return self._model if self.done else None
+        return self.result if self.succeeded else None
 
     @property
-    def error(self) -> BaseException | None:
-        return self._error if self.done else None
-
-    @property
-    def elapsed_s(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the load has finished (or ``timeout`` seconds); True when it has."""
-        return self._done.wait(timeout)
-
-    def result(self) -> LoadedModel:
-        """Wait for the model; raise the load's error if it failed."""
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._model is not None
-        return self._model
+    def message(self) -> str:
+        """The loader's last progress message with its count ("converting… (2/5)"), for the page."""
+        p = self.progress
+        return f"{p.message} ({p.done}/{p.total})" if p.message and p.total else p.message
 
     def __repr__(self) -> str:
         status = "failed" if self.failed else "loaded" if self.done else "loading"
@@ -186,12 +165,12 @@ def get_model(name: str, device: str = "cpu") -> LoadedModel:
     if not load.done:
         from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-        if get_script_run_ctx() is not None:
+        if get_script_run_ctx(suppress_warning=True) is not None:
             with st.spinner(f"Loading {name}…"):
                 load.wait()
-    if load.failed:
+    if load.wait() and load.failed:
         model_loads().forget(load)
-    return load.result()
+    return load.outcome()
 
 
 def sae_stamp(ref: str) -> int:
@@ -268,9 +247,21 @@ def register_demo_model() -> None:
 
 
 def configure_process() -> None:
-    """Process-wide settings read from the environment: the demo model and the number of torch threads
-    (``YFPO_APP_TORCH_THREADS``; the demo uses 1, since tiny models only lose time to a second thread).
-    Never imports torch itself (the model loader's thread applies the thread count)."""
+    """Process-wide settings: no full garbage collection after every script run (below); from the
+    environment, the demo model and the number of torch threads (``YFPO_APP_TORCH_THREADS``; the demo uses
+    1, since tiny models only lose time to a second thread). Never imports torch itself (the model loader's
+    thread applies the thread count).
+
+    Streamlit runs ``gc.collect(2)`` after every script run (``runner.postScriptGC``), fragment runs
+    included: once a second for each progress bar, four times a second while an answer streams. With
+    PyTorch, TransformerLens and a model in memory (about 500,000 objects) one such collection takes
+    0.4-1.3 s on a two-core machine, all of it holding the GIL, so a background job's Python code (its
+    operator dispatch, its hooks) stood still for most of each second. Python's own generational collector
+    still runs as allocations call for it."""
+    from streamlit import config as streamlit_config
+
+    if streamlit_config.get_option("runner.postScriptGC"):
+        streamlit_config.set_option("runner.postScriptGC", False)
     demo = os.environ.get("YFPO_APP_DEMO_TINY") == "1"
     if demo:
         register_demo_model()

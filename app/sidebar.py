@@ -121,6 +121,19 @@ def _loading_status() -> None:
     st.caption(f":material/hourglass_top: Loading **{load.name}**… ({load.elapsed_s:.0f} s){detail}")
 
 
+@st.fragment(run_every=1.0)
+def _loading_info(text: str) -> None:
+    """A note in the page while the model loads, whose seconds and loader step count on (the sidebar's
+    fragment reruns the page once the model is there; this one only redraws itself)."""
+    load = st.session_state.get(state.MODEL_LOAD)
+    if load is None or load.done:
+        return
+    step = f" Now: {load.message}." if load.message else ""
+    st.info(text.format(name=load.name, seconds=f"{load.elapsed_s:.0f}") + step, icon=":material/hourglass_top:")
+    if load.progress.total:
+        st.progress(load.progress.fraction)
+
+
 def ready_model() -> LoadedModel | None:
     """The active model if it is loaded, else ``None`` (loading, or failed); draws nothing, never waits."""
     return model_load().model
@@ -135,8 +148,7 @@ def loading_note(what: str = "This part") -> None:
     if load.failed:
         st.caption(f"{what} needs a model: **{load.name}** could not be loaded.")
     else:
-        st.info(f"{what} appears once the model is loaded (**{load.name}** is loading, "
-                f"{load.elapsed_s:.0f} s so far)…", icon=":material/hourglass_top:")
+        _loading_info(f"{what} appears once the model is loaded (**{{name}}** is loading, {{seconds}} s so far)…")
 
 
 def active_model(*, note: bool = True) -> LoadedModel | None:
@@ -145,17 +157,15 @@ def active_model(*, note: bool = True) -> LoadedModel | None:
     Never waits for the load."""
     load = model_load()
     if load.failed:
-        error = load.error
-        message = user_message(error)
+        message = user_message(load.exception)
         if message is None:  # a bug: keep its traceback
-            raise error
+            raise load.exception
         st.error(message)
         return None
     model = load.model
     if model is None:
         if note:
-            st.info(f"The model **{load.name}** is loading ({load.elapsed_s:.0f} s so far); this page appears "
-                    "once it is ready.", icon=":material/hourglass_top:")
+            _loading_info("The model **{name}** is loading ({seconds} s so far); this page appears once it is ready.")
         return None
     state.set_active_model(model)
     return model

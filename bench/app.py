@@ -1,5 +1,8 @@
 """App responsiveness, measured in a real headless browser (Debian's Chromium via Playwright).
 
+0. **App versus API** (:mod:`bench.app_jobs`): the same locate, ablation check and held-out evaluation in
+   the app (through its pages) and through the API, with the ratio per job; and on the default model, the
+   first streamed token of "Ask the model" and a first training run in a fresh problem cache.
 1. **Start to interactive**: from launching ``streamlit run app/main.py`` to the first page (Problems)
    interactive: its problem table visible and Streamlit idle. The model loads in a background thread
    meanwhile, so this does not wait for PyTorch, TransformerLens or the weights. Goal: under 5 s.
@@ -42,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from tests.browser import CHROMIUM_ARGS, browser_page, streamlit_server  # noqa: E402
 
 TOY_WEIGHTS = ROOT / "yfpo_core" / "assets" / "toy-arith" / "config.json"
+APP_ENV = {"MALLOC_ARENA_MAX": "1"}  # as `make app` starts the app (see the Makefile)
 LAST_STEP_JS = """() => { const el = document.querySelector('.st-key-train_chart .js-plotly-plot');
     if (!el || !el.data) return -1;
     let m = -1; for (const t of el.data) for (const x of (t.x || [])) if (x > m) m = x; return m; }"""
@@ -55,7 +59,7 @@ def default_model() -> str:
 
 def server_env(model: str, tmp: Path, threads: int | None) -> dict[str, str]:
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YFPO_RUNS_DIR": str(tmp / "runs"),
-           "YFPO_TEST_LOG": str(tmp / "streamlit.log")}
+           "YFPO_TEST_LOG": str(tmp / "streamlit.log"), **APP_ENV}
     if model == "tiny-demo":
         env["YFPO_APP_DEMO_TINY"] = "1"
     else:
@@ -198,6 +202,53 @@ def chart_latency(env: dict[str, str], runs_dir: Path, steps: int, observe_s: fl
             "redraw_interval_median_s": statistics.median(gaps) if gaps else float("nan")}
 
 
+def jobs_comparison(model: str, tmp: Path, env: dict[str, str], repeats: int, training: bool = True) -> list[dict]:
+    """The same jobs in the app (through the browser) and through the API (bench/app_jobs.py), medians of
+    ``repeats``."""
+    from bench.app_jobs import compare, print_rows
+
+    with streamlit_server(env, timeout_s=180) as url:
+        rows = compare(url, model, tmp / "runs", env, repeats, training)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nApp versus API, model {model}, {os.cpu_count()} CPUs (load average {load:.1f}); goal: app ≤ 1.2× API")
+    print_rows(rows)
+    return rows
+
+
+def default_model_waits(model: str, tmp: Path) -> dict[str, float] | None:
+    """On the default model: click → first streamed token of "Ask the model" (goal: under 2 s) and → its whole
+    answer; and a first training run in a fresh problem cache (``YFPO_CACHE_DIR``, with the converted models
+    linked in): click → first metrics line (goal: under 60 s)."""
+    from yfpo_core.paths import models_cache_dir
+
+    from bench.app_jobs import ask_the_model, first_training_run
+
+    if not (models_cache_dir() / model).exists():
+        print(f"\n{model} is not converted in {models_cache_dir()}: Ask-the-model and first-run times skipped "
+              f"(load it once: python -c 'from yfpo_core.models import load_model; load_model(\"{model}\")')")
+        return None
+    cache = tmp / "fresh-cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(models_cache_dir(), target_is_directory=True)
+    env = {**APP_ENV, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YFPO_RUNS_DIR": str(tmp / "default-runs"),
+           "YFPO_CACHE_DIR": str(cache), "YFPO_APP_MODEL": model, "YFPO_TEST_LOG": str(tmp / "default.log")}
+    with streamlit_server(env, timeout_s=180) as url:
+        ask = ask_the_model(url)
+        first = first_training_run(url, tmp / "default-runs")
+    problems = sorted(p.name for p in (cache / "problems").rglob("*") if p.is_file()) if (cache / "problems").exists() \
+        else []
+    print(f"\nDefault model {model}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}):")
+    print("| measure | value | goal |\n|---|---|---|")
+    print(f"| Ask the model at once after the model appears: click → first token on the page | "
+          f"{ask['first_token_s']:.2f} s | < 2 s |")
+    print(f"| the same: click → whole answer and its ranking | {ask['answer_s']:.1f} s | |")
+    print(f"| Ask the model 10 s later: click → first token | {ask['settled_first_token_s']:.2f} s | < 2 s |")
+    print(f"| the same: click → whole answer and its ranking | {ask['settled_answer_s']:.1f} s | |")
+    print(f"| first training run, fresh problem cache: Start → first metrics line | {first:.1f} s | < 60 s |")
+    print(f"problem files generated into the fresh cache: {problems or 'none'}")
+    return {**ask, "first_run_s": first}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=default_model(), help="model name (default: %(default)s)")
@@ -207,12 +258,28 @@ def main() -> None:
     parser.add_argument("--observe", type=float, default=20, help="seconds of steady-state chart updates to time")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in the server")
     parser.add_argument("--json", action="store_true", help="also print the numbers as JSON")
+    parser.add_argument("--only", choices=("startup", "jobs", "default-model"), default=None,
+                        help="only the start-up and chart measures, the app-versus-API jobs, or the default "
+                             "model's Ask-the-model and first-training-run times")
+    parser.add_argument("--job-repeats", type=int, default=3, help="times each job is timed on each side")
+    parser.add_argument("--no-training-jobs", action="store_true",
+                        help="leave the held-out evaluation (a training run) out of the app-versus-API jobs")
+    parser.add_argument("--default-model", default="smollm2-135m-instruct",
+                        help="model of the Ask-the-model and first-run measures (skipped unless it is converted "
+                             "in the cache already; default: %(default)s)")
     args = parser.parse_args()
     if shutil.which("chromium") is None:
         sys.exit("chromium is not installed (apt-get install chromium); CHROMIUM_ARGS: " + " ".join(CHROMIUM_ARGS))
 
     tmp = Path(tempfile.mkdtemp(prefix="yfpo-bench-app-"))
     env = server_env(args.model, tmp, args.threads)
+    if args.only in (None, "jobs"):
+        jobs_comparison(args.model, tmp, env, args.job_repeats, training=not args.no_training_jobs)
+    if args.only in (None, "default-model"):
+        default_model_waits(args.default_model, tmp)
+    if args.only in ("jobs", "default-model"):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     warm = warm_disk_cache(args.model)
     imports = statistics.median(import_seconds() for _ in range(args.repeats))
     starts = [start_to_interactive(env) for _ in range(args.repeats)]

@@ -79,3 +79,23 @@ def test_a_job_cancelled_before_it_runs_does_nothing():
     job.cancel()
     job.start()
     assert job.wait(5) and job.state == "cancelled" and not calls
+
+
+# -- the worker threads ---------------------------------------------------------------------------------------
+def test_jobs_reuse_idle_threads_and_run_side_by_side_on_others():
+    """A job after another runs on the same (warm) thread, named after the job; two at once on two threads."""
+    def where(progress):
+        return threading.get_ident(), threading.current_thread().name
+
+    first = BackgroundJob(where, label="one").start()
+    assert first.wait(5) and not first.alive
+    time.sleep(0.05)  # the thread goes back to the idle list after the job's last step
+    second = BackgroundJob(where, label="two").start()
+    assert second.wait(5)
+    assert second.result == (first.result[0], "yfpo-job-two") and first.result[1] == "yfpo-job-one"
+    gate = threading.Event()
+    held = BackgroundJob(lambda progress: gate.wait(5) and threading.get_ident()).start()
+    other = BackgroundJob(where).start()
+    assert other.wait(5) and held.alive and other.result[0] != threading.get_ident()
+    gate.set()
+    assert held.wait(5) and held.result != other.result[0]

@@ -2,7 +2,8 @@
 
 Why this exists: a Streamlit script must return quickly or the page freezes, yet attribution, ablation
 and unit profiles take seconds to minutes on a real model. A job runs ``fn(progress)`` in a daemon thread
-and exposes what a UI needs to poll it once a second: ``progress`` (done, total, message), ``state``,
+(reused from job to job: see :class:`_WorkerPool`) and exposes what a UI needs to poll it once a second:
+``progress`` (done, total, message), ``state``,
 ``result``, ``error`` (a user-facing message) and ``cancel()``. It never imports a UI library; the app
 polls it from an ``st.fragment(run_every=1)``, a notebook could simply ``wait()``.
 
@@ -12,11 +13,13 @@ raises :class:`JobCancelled` once ``cancel()`` was called. The exception unwinds
 ``with model.lock`` and hook contexts, which therefore release the model and remove their hooks.
 
 Errors: a :class:`~yfpo_core.errors.YfpoError` or ``ValueError`` (the core's bad-input errors) keeps its
-message as ``error``; anything else is a bug and also keeps its traceback in ``traceback``.
+message as ``error``; anything else is a bug and also keeps its traceback in ``traceback``. The exception
+itself stays in ``exception``, so that :meth:`BackgroundJob.outcome` can raise it in the caller's thread.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import traceback as tb
@@ -52,6 +55,47 @@ class JobProgress:
         return min(max(self.done / self.total, 0.0), 1.0) if self.total > 0 else 0.0
 
 
+class _WorkerPool:
+    """Daemon threads that run jobs one after another, each waiting for the next job once it is idle (up to
+    ``max_idle`` idle threads; the others end).
+
+    Why threads are reused: glibc gives every new thread its own malloc arena, empty at first, so a job on a
+    new thread pays page faults for the large tensors it allocates until that arena has grown. Measured on
+    SmolLM2: an attribution on a fresh thread took 1.5-2.2x as long as on the main thread, a second one on
+    the same thread as long as on the main thread. ``MALLOC_ARENA_MAX=1`` (one arena for all threads) closes
+    the gap from the first job on, but only when set before the process starts: ``make app`` sets it."""
+
+    def __init__(self, max_idle: int = 8) -> None:
+        self.max_idle = max_idle
+        self._idle: list[queue.SimpleQueue] = []
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[], None], name: str) -> None:
+        """Run ``work()`` (which must not raise) on an idle thread, or on a new one, named ``name``."""
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(inbox,), name=name, daemon=True).start()
+        inbox.put((work, name))
+
+    def _serve(self, inbox: queue.SimpleQueue) -> None:
+        while True:
+            work, name = inbox.get()
+            threading.current_thread().name = name
+            try:
+                work()
+            finally:  # a job's on_finished hook that raised ends this thread (after its traceback is printed)
+                threading.current_thread().name = "yfpo-job-idle"
+            with self._lock:
+                if len(self._idle) >= self.max_idle:
+                    return
+                self._idle.append(inbox)
+
+
+_WORKERS = _WorkerPool()
+
+
 class BackgroundJob(Generic[T]):
     """Run ``fn(progress)`` in a daemon thread; poll it from any thread.
 
@@ -61,6 +105,8 @@ class BackgroundJob(Generic[T]):
         label: What the job does, for people (``"attribution (grad_x_act, 20 problems)"``).
         key: What the job was started for (its inputs), so a caller can tell whether a finished job
             still answers the current question. Any hashable value.
+        on_finished: Called with the job in its thread once it has finished (done, failed or cancelled):
+            for an owner that keeps finished jobs in order (the app's model loads).
 
     Example::
 
@@ -69,31 +115,34 @@ class BackgroundJob(Generic[T]):
         result = job.result
     """
 
-    def __init__(self, fn: Callable[[ProgressCallback], T], *, label: str = "", key: Hashable = None) -> None:
+    def __init__(self, fn: Callable[[ProgressCallback], T], *, label: str = "", key: Hashable = None,
+                 on_finished: Callable[[BackgroundJob[T]], None] | None = None) -> None:
         self.fn = fn
         self.label = label
         self.key = key
+        self.on_finished = on_finished
         self._state: JobState = "pending"
         self.result: T | None = None
         self.error: str | None = None
         self.traceback: str | None = None
+        self.exception: BaseException | None = None
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self._progress = JobProgress()
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._done = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._started = False
 
     # -- control ------------------------------------------------------------------------------------
     def start(self) -> BackgroundJob[T]:
         """Start the thread (once); returns the job so that ``BackgroundJob(...).start()`` reads well."""
-        if self._thread is not None:
+        if self._started:
             raise RuntimeError("this job was already started")
+        self._started = True
         self.started_at = time.time()
         self._state = "running"
-        self._thread = threading.Thread(target=self._work, name=f"yfpo-job-{self.label or 'work'}", daemon=True)
-        self._thread.start()
+        _WORKERS.submit(self._work, f"yfpo-job-{self.label or 'work'}")
         return self
 
     def cancel(self) -> None:
@@ -107,6 +156,14 @@ class BackgroundJob(Generic[T]):
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job has finished (or ``timeout`` seconds); True when it has finished."""
         return self._done.wait(timeout)
+
+    def outcome(self) -> T:
+        """Wait for the job, then return its result or raise its exception here (:class:`JobCancelled` for a
+        cancelled job): the job's function called from this thread, in effect."""
+        self._done.wait()
+        if self.exception is not None:
+            raise self.exception
+        return self.result  # type: ignore[return-value]
 
     # -- reading ------------------------------------------------------------------------------------
     @property
@@ -131,6 +188,15 @@ class BackgroundJob(Generic[T]):
     @property
     def running(self) -> bool:
         return self._state in ("pending", "running")
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def alive(self) -> bool:
+        """Started and not yet finished (its function, its reports and ``on_finished`` all done)."""
+        return self._started and not self._done.is_set()
 
     @property
     def elapsed_s(self) -> float:
@@ -158,9 +224,11 @@ class BackgroundJob(Generic[T]):
             # A cancel after the last report comes too late to stop anything: the result is complete.
             self.result = self.fn(self._report)
             self._state = "done"
-        except JobCancelled:
+        except JobCancelled as exc:
+            self.exception = exc
             self._state = "cancelled"
         except (YfpoError, ValueError, OSError, RecursionError, MemoryError) as exc:
+            self.exception = exc
             # The same bounded, printable line the CLI prints (errors.user_message); a bare ValueError
             # is the core's bad-input error and is shown the same way.
             self.error = user_message(exc) or clip(printable(" ".join(str(exc).split())))
@@ -168,12 +236,15 @@ class BackgroundJob(Generic[T]):
             if user_message(exc) is None and not isinstance(exc, ValueError):
                 self.traceback = tb.format_exc()
         except Exception as exc:  # noqa: BLE001 - a bug; kept with its traceback for the report
+            self.exception = exc
             self.error = f"{type(exc).__name__}: {exc}"
             self.traceback = tb.format_exc()
             self._state = "failed"
         finally:
             self.finished_at = time.time()
             self._done.set()
+            if self.on_finished is not None:
+                self.on_finished(self)
 
     def __repr__(self) -> str:
         p = self.progress

@@ -365,7 +365,12 @@ def render() -> None:
     if settings is not None:
         _start(model, settings, sae)
     st.caption(timings.hint(model, state.get(state.LOCATE_METHOD), int(state.get(state.LOCATE_LIMIT) or 1)))
-    background.show("locate")
+    _collect()
+    job = background.show("locate")
+    if job is not None and job.running:
+        # The previous result is not drawn again under a new attribution's progress bar: its figures (46,080
+        # cells for SmolLM2) kept the browser and the server busy beside the job, 1.3x its time.
+        return
     current = state.attribution(model)
     if current is None:
         st.info("Choose the settings and press **Run attribution** (how long it takes: under the button).")

@@ -10,6 +10,7 @@ loads in the background, with a short note where the model-dependent parts will 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 SOURCES = ["gsm8k-test-100", "gsm-symbolic", "toy", "upload a file…"]
 MAX_HEATMAP_UNITS = 48
 ACTIVATIONS, RELEVANCE = "activations of the current set", "relevance (current attribution)"
+ANSWER_STREAMS = "answer_streams"  # session state: {(fingerprint, problem id): {"text": answer so far}}
+FIRST_TOKEN_WAIT_S = 1.0
 
 
 def _native_problems(model: LoadedModel | None) -> str:
@@ -99,22 +102,31 @@ def _show_problem(problem: Problem, model: LoadedModel | None) -> None:
         return
     key = (model.fingerprint, problem.id)
     answers = st.session_state[state.MODEL_ANSWERS]
+    streams = st.session_state.setdefault(ANSWER_STREAMS, {})  # {key: {"text": the answer so far}}
     if st.button("Ask the model", type="primary", key="ask_model",
-                 help="Greedy generation (answer extracted after ####) and teacher-forced answer ranking"):
+                 help="Greedy generation, shown token by token (answer extracted after ####), then "
+                      "teacher-forced answer ranking"):
+        stream = streams[key] = {"text": ""}
 
         def solve(progress):
-            from yfpo_core.scoring.evaluate import answer_ranking, exact_match
+            from yfpo_core.scoring.evaluate import answer_ranking, stream_exact_match
 
-            progress(0, 2, "generating")
-            generation = exact_match(model, [problem], max_new_tokens=256).rows[0]
-            progress(1, 2, "ranking the answers")
+            generation = stream_exact_match(model, problem, max_new_tokens=256, progress=progress,
+                                            on_text=lambda text: stream.__setitem__("text", text))
+            progress(0, 0, "ranking the answers")
             return {"generation": generation, "ranking": answer_ranking(model, [problem]).rows[0]}
 
-        background.start("ask_model", solve, key=key, label=f"{model.name} is solving {problem.id}")
+        # No grace wait for the whole answer: the page shows it from its first token on (which this run waits
+        # for, up to a second, so that its first drawing already holds it).
+        job = background.start("ask_model", solve, key=key, label=f"{model.name} is solving {problem.id}", grace_s=0)
+        deadline = time.monotonic() + FIRST_TOKEN_WAIT_S
+        while not stream["text"] and job.running and time.monotonic() < deadline:
+            time.sleep(0.02)
     job = background.take("ask_model")
     if job is not None:
         answers[job.key] = job.result
-    background.show("ask_model", key)
+        streams.pop(job.key, None)
+    background.show("ask_model", key, detail=lambda: _streamed_answer(streams.get(key)))
     if key not in answers:
         st.caption("Press **Ask the model** to see its answer.")
         return
@@ -125,6 +137,12 @@ def _show_problem(problem: Problem, model: LoadedModel | None) -> None:
     st.markdown(f"**Answer ranking:** gold {'ranks first' if ranking['correct'] else 'does not rank first'} "
                 f"(margin {ranking['margin']:+.2f} nats over the best wrong answer, {ranking['best_wrong']}).")
     st.plotly_chart(candidate_logprob_chart(ranking["candidates"], problem.answer), key="candidate_chart")
+
+
+def _streamed_answer(stream: dict[str, str] | None) -> None:
+    """The answer so far, while the model writes it (redrawn a few times a second)."""
+    with st.container(key="ask_stream"):
+        st.code((stream or {}).get("text") or "…", language=None, wrap_lines=True)
 
 
 def _units_on_solution(problem: Problem, model: LoadedModel | None) -> None:

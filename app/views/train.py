@@ -223,12 +223,19 @@ def _collect() -> None:
 
 def _panel(run: TrainingRun) -> None:
     snap = run.snapshot()
-    step, steps = snap["step"], snap["steps"]
-    text = f"**{snap['state']}** · step {step} of {steps}"
-    if snap["eta_s"] is not None and run.alive:
-        text += f" · about {snap['eta_s']:.0f} s left"
+    step, steps, activity = snap["step"], snap["steps"], snap["activity"]
+    count = f" ({activity['done']}/{activity['total']})" if activity["total"] else ""
+    if snap["state"] == "preparing" and run.alive:  # each phase of the preparation, with its own count
+        text = f"**preparing** · {activity['message'] or 'starting'}{count} · {snap['elapsed_s']:.0f} s"
+        fraction = activity["fraction"]
+    else:
+        text, fraction = f"**{snap['state']}** · step {step} of {steps}", min(step / max(steps, 1), 1.0)
+        if run.alive and activity["message"]:  # work within a step: an evaluation
+            text += f" · {activity['message']}{count}"
+        if snap["eta_s"] is not None and run.alive:
+            text += f" · about {snap['eta_s']:.0f} s left"
     c1, c2 = st.columns([6, 1], vertical_alignment="bottom")
-    c1.progress(min(step / max(steps, 1), 1.0), text=text)
+    c1.progress(fraction, text=text)
     if run.alive and c2.button("Stop", icon=":material/stop:", key="train_stop",
                                help="Stops after the current step; keeps a checkpoint"):
         run.stop()

@@ -104,3 +104,17 @@ def test_ablating_the_planted_driver_matters_more_than_random_neurons():
     assert report.z_score("gold_logprob") < -3
     with pytest.raises(ValueError, match="at least one unit"):
         ablation_test(model, hand_problems(), [])
+
+
+def test_ablation_progress_counts_every_problem_of_every_set(toy, toy_problems):
+    """4 problems under 4 conditions (baseline, the tested set, 2 random sets): 16 units of work, each
+    condition announced before its first problem and counted problem by problem."""
+    calls = []
+    ablation_test(toy, toy_problems, [Unit.neuron(1, 0), Unit.neuron(1, 1)], n_random=2, seed=0,
+                  progress=lambda done, total, message="": calls.append((done, total, message)))
+    assert {total for _, total, _ in calls} == {16}
+    dones = [done for done, _, _ in calls]
+    assert dones == sorted(dones) and dones[0] == 0 and dones[-1] == 16
+    starts = [(done, message) for done, _, message in calls if ":" not in message]
+    assert starts == [(0, "baseline"), (4, "tested set"), (8, "random set 1/2"), (12, "random set 2/2")]
+    assert sum(1 for done, _, message in calls if message.startswith("random set 2/2: ")) == 4

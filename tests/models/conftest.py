@@ -25,7 +25,7 @@ def fake(monkeypatch, tmp_path):
             return {**smollm2.expected_manifest(gguf_path), "fingerprint": "abc"}
         return build
 
-    def fake_load(entry: Path, device: str):
+    def fake_load(entry: Path, device: str, progress=None):
         calls["load"] += 1
         if calls["fail_load"]:
             calls["fail_load"] = False

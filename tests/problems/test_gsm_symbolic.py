@@ -89,6 +89,7 @@ def test_gsm_symbolic_ignores_a_damaged_cache(cache_dir, monkeypatch):
                                              n_templates=len(templates))
 
     monkeypatch.setattr(gsm_symbolic, "generate_variants", fake_generate)
+    monkeypatch.setattr(gsm_symbolic, "shipped_dir", lambda: cache_dir / "nothing-shipped")
     first = gsm_symbolic.load_gsm_symbolic(templates=[0])
     assert not first.from_cache and first.cache_path is not None
     first.cache_path.write_text("{not json")

@@ -45,6 +45,7 @@ from yfpo_core.models import register_model
 from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
 from yfpo_core.runs import execute, resume_run
 from yfpo_core.training.config import YFPOConfig
+from yfpo_core.runs.execute import STEP_DONE
 model = wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4, "d_mlp": 64,
                                                             "n_ctx": 128})), source="test")
 register_model("tiny-kill", lambda device: model)
@@ -148,3 +149,26 @@ def test_resume_before_the_first_checkpoint_logs_step_0_once(setup):
     run = _resumed_after_a_kill(model, tmp, "early-kill",
                                 {"metrics.jsonl": json.dumps({"step": 0, "eval/ranking_accuracy": 0.5}) + "\n"})
     assert [r["step"] for r in read_metrics(run)] == [0, 1, 2]  # was [0, 0, 1, 2]
+
+
+def test_execute_reports_each_preparation_phase_then_the_steps(setup):
+    """Toy problems, 8 training pairs in batches of 4 (2 batches), 4 held-out problems, 3 steps: the phases
+    come in order, each reaching its own total, then one report per step (evaluations within them)."""
+    _, tmp_path = setup
+    calls = []
+    config = config(tmp_path, steps=3, eval_every=3, checkpoint_every=3, sign="pairs")
+    execute(tmp_path / "run", config, progress=lambda done, total, message="": calls.append((done, total, message)))
+    phases = list(dict.fromkeys(message.split(":")[0] for _, _, message in calls if message != STEP_DONE))
+    assert phases == ["model", "training problems", "held-out problems", "pairs", "units", "copying the model",
+                      "frozen prefix", "reference log-probs", "unit signs", "step-0 evaluation",
+                      "evaluation at step 3"]
+
+    def last(name):
+        return [(d, t) for d, t, m in calls if m.split(":")[0] == name][-1]
+
+    assert last("frozen prefix") == (2, 2) and last("reference log-probs") == (2, 2)
+    assert (4, 4) in [(d, t) for d, t, m in calls if m == "step-0 evaluation: answer ranking"]
+    assert [(d, t) for d, t, m in calls if m == STEP_DONE] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    # Nothing of the preparation comes after the first step's report.
+    first_step = calls.index((1, 3, STEP_DONE))
+    assert all(m in (STEP_DONE,) or m.startswith("evaluation at step") for _, _, m in calls[first_step:])

@@ -64,3 +64,31 @@ def test_a_max_length_above_the_context_is_refused_before_any_work(setup, monkey
     monkeypatch.setattr(yfpo_core.problems, "load_problems", lambda *a, **k: 1 / 0)  # not reached
     with pytest.raises(YfpoError, match="max_length 129 exceeds the model's context of 128 tokens"):
         resolve_inputs(config(tmp, max_length=129))
+
+
+def test_gsm_symbolic_held_out_problems_come_from_as_few_templates_as_needed(monkeypatch):
+    """The default split (templates 0-19 train, the rest held out): the held-out side loads 10 templates at a
+    time until it has the problems asked for, and they are the first ones of all 80 templates. Seeds 0 and 1
+    ship with the package, so nothing is generated (a first run starts at once)."""
+    from tests.helpers import tiny_toy
+    from yfpo_core.problems import gsm_symbolic
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("the shipped variants should have answered")
+
+    monkeypatch.setattr(gsm_symbolic, "generate_variants", no_generation)
+    asked = []
+    real = gsm_symbolic.load_gsm_symbolic
+    monkeypatch.setattr(gsm_symbolic, "load_gsm_symbolic",
+                        lambda **kw: asked.append((kw["seed"], kw.get("templates"))) or real(**kw))
+    base = tiny_toy(n_layers=1, d_model=16, n_heads=2, d_mlp=32, n_ctx=512)
+    config = YFPOConfig(problems="gsm-symbolic", eval_problems="gsm-symbolic", lam=0.0, neuron_set=None,
+                        n_train_problems=8, n_eval_problems=32)
+    inputs = resolve_inputs(config, base)
+    assert asked == [(0, list(range(20))), (1, list(range(20, 30)))]
+    every = load_problems("gsm-symbolic", seed=1, templates=list(range(20, 100)))
+    assert [p.id for p in inputs.eval_problems] == [p.id for p in every[:32]]
+    asked.clear()
+    more = resolve_inputs(YFPOConfig(**{**config.__dict__, "n_eval_problems": 100}), base)
+    assert [t[0] for _, t in asked[1:]] == [20, 30, 40] and len(more.eval_problems) == 100
+    assert [p.id for p in more.eval_problems] == [p.id for p in every[:100]]

@@ -23,7 +23,7 @@ from yfpo_core.distributed import Distributed
 from yfpo_core.scoring.evaluate import RankingReport, answer_ranking, build_ranking_item
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
-from yfpo_core.progress import ProgressCallback, report
+from yfpo_core.progress import ProgressCallback, part
 from yfpo_core.units.unit import Unit
 
 InterventionKind = Literal["zero", "mean", "scale", "clamp", "add"]
@@ -215,10 +215,11 @@ def _metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 def _ranking_rows(model: LoadedModel, problems: Sequence[Problem], units: Sequence[Unit] | None,
-                  intervention: Intervention | None, sae: Any) -> list[dict[str, Any]]:
+                  intervention: Intervention | None, sae: Any,
+                  progress: ProgressCallback | None = None) -> list[dict[str, Any]]:
     context = intervened(model, units, intervention, sae) if units else nullcontext()
     with context:
-        return answer_ranking(model, problems).rows
+        return answer_ranking(model, problems, progress=progress).rows
 
 
 def ablation_test(model: LoadedModel, problems: Sequence[Problem], units: Sequence[Unit], *,
@@ -262,9 +263,10 @@ def ablation_test_sharded(dist: Distributed, model: LoadedModel, problems: Seque
     conditions: list[tuple[str, Sequence[Unit] | None]] = [("baseline", None), ("tested set", units)]
     conditions += [(f"random set {k + 1}/{n_random}", s) for k, s in enumerate(random_sets)]
     columns = []  # one list of rows (one per problem of the shard) per condition
+    n, total = len(shard), len(conditions) * len(shard)  # progress counts problems across every condition
     for k, (label, chosen) in enumerate(conditions):
-        columns.append(_ranking_rows(model, shard, chosen, intervention if chosen else None, sae))
-        report(progress, k + 1, len(conditions), label)
+        columns.append(_ranking_rows(model, shard, chosen, intervention if chosen else None, sae,
+                                     part(progress, k * n, total, label)))
     gathered = dist.gather(mine, [tuple(column[j] for column in columns) for j in range(len(shard))])
     if gathered is None:
         return None

@@ -155,9 +155,16 @@ def attribute_sharded(dist: Distributed, model: LoadedModel, problems: Sequence[
     scored: list[_Scored | None] = [None] * len(prepared)
     other_means: list[torch.Tensor] = []
     done = 0
+    report(progress, 0, total_steps, method)
+    if model.lock.acquire(blocking=False):
+        model.lock.release()
+    else:  # say so, rather than nothing, while another analysis holds the model
+        report(progress, 0, total_steps, f"{method}: waiting for the model (another analysis is using it)")
     with model.lock:
         for batch in _batches(prepared, size):
             items = [prepared[k] for k in batch]
+            what = f"problem {done + 1}" if len(batch) == 1 else f"problems {done + 1}-{done + len(batch)} (one pass)"
+            report(progress, done, total_steps, f"{method}: {what} of {len(prepared)}")
             for k, scores in zip(batch, _score_batch(model, space, items, method, steps), strict=True):
                 total = scores.total
                 if normalize:

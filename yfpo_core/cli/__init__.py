@@ -58,6 +58,9 @@ def print_error(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from yfpo_core.cpu import prefer_passive_waiting
+
+    prefer_passive_waiting()  # before any command imports torch (see yfpo_core.cpu: a busy machine stalls spinning)
     os.environ.setdefault("WANDB_MODE", "disabled")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     # The project's own warnings (a question cut to the model's context, ...) read like its errors.

@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show", metavar="ID", help="print one problem in full")
     p.add_argument("--jsonl", action="store_true", help="print the problems as JSON lines")
     p.add_argument("--list-sources", action="store_true", help="list the problem sets and exit")
+    p.add_argument("--ship", action="store_true",
+                   help="(maintainers) with --source gsm-symbolic: generate every template for --seed and write "
+                        "its raw variants into yfpo_core/assets/gsm-symbolic, which a fresh install reads "
+                        "instead of generating")
     p.set_defaults(handler=cmd_problems)
 
 
@@ -46,6 +50,8 @@ def cmd_problems(args: argparse.Namespace) -> int:
     from yfpo_core.cli.output import print_table
     from yfpo_core.problems import list_sources, load_problems
 
+    if args.ship:
+        return _ship(args)
     if args.list_sources:
         print_table([{"source": s.name, "offline": "yes" if s.offline else "needs hub", "description": s.description}
                      for s in list_sources()], max_width=90)
@@ -68,4 +74,19 @@ def cmd_problems(args: argparse.Namespace) -> int:
         return 0
     print_table([{"id": p.id, "answer": p.answer, "question": p.question} for p in problems], max_width=80)
     print(f"\n{len(problems)} problems from {args.source}")
+    return 0
+
+
+def _ship(args: argparse.Namespace) -> int:
+    from yfpo_core.errors import YfpoError
+    from yfpo_core.problems.gsm_symbolic import SHIPPED_SEEDS, ship_variants
+    from yfpo_core.progress import tqdm_progress
+
+    if args.source != "gsm-symbolic":
+        raise YfpoError(f"--ship writes GSM-Symbolic variants; use it with --source gsm-symbolic, not {args.source}")
+    with tqdm_progress(f"gsm-symbolic seed {args.seed}", unit="template") as progress:
+        path, variants = ship_variants(args.seed, progress=progress)
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB): {variants.summary()}")
+    if args.seed not in SHIPPED_SEEDS:
+        print(f"note: seed {args.seed} is not one of the seeds the tests expect to ship ({SHIPPED_SEEDS})")
     return 0

@@ -63,6 +63,11 @@ class LoadedModel:
     def has_hf_twin(self) -> bool:
         return self.hf_twin_loader is not None
 
+    def built_hf_twin(self) -> Any | None:
+        """The Hugging Face twin if it has been built already, else ``None`` (never builds it: that takes
+        seconds, which a caller that wants an answer at once would rather not wait)."""
+        return self._hf_twin
+
     def hf_twin(self) -> Any | None:
         """The Hugging Face model with the same weights (built on first use), or ``None``."""
         if self.hf_twin_loader is None:

@@ -34,7 +34,7 @@ from yfpo_core.errors import ModelUnavailableError
 from yfpo_core.models.base import LoadedModel, weights_fingerprint
 from yfpo_core.models.cache import DigestCheck, build_entry, digest_problem, invalidate, read_manifest, verify_entry
 from yfpo_core.paths import models_cache_dir
-from yfpo_core.progress import ProgressCallback
+from yfpo_core.progress import ProgressCallback, report
 from yfpo_core.models.prompts import ChatPromptFormat
 
 NAME = "smollm2-135m-instruct"
@@ -110,20 +110,23 @@ def manifest_files_under(manifest: dict[str, Any], *folders: str) -> list[str]:
     return [rel for rel in manifest.get("files", {}) if rel.split("/", 1)[0] in folders]
 
 
-def load_cached(entry: Path, device: str) -> LoadedModel:
+def load_cached(entry: Path, device: str, progress: ProgressCallback | None = None) -> LoadedModel:
     """The model from a built cache ``entry`` (no digest check: :func:`load_smollm2` runs one beside it)."""
     from safetensors.torch import load_file
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformers import AutoTokenizer
 
     kwargs = json.loads((entry / "tl" / "config.json").read_text())
+    report(progress, 0, 3, "reading the tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(entry / "tokenizer")
+    report(progress, 1, 3, "building the model")
     tokenizer.padding_side = "right"
     # init_weights=False: every parameter is overwritten from the file, so random init is wasted time.
     cfg = HookedTransformerConfig(**kwargs, dtype=torch.float32, device=device, init_weights=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    report(progress, 2, 3, "reading the weights")
     params = load_file(str(entry / "tl" / "model.safetensors"), device=device)
     missing, unexpected = model.load_state_dict(params, strict=False)
     buffers = {name for name, _ in model.named_buffers()}
@@ -131,6 +134,7 @@ def load_cached(entry: Path, device: str) -> LoadedModel:
         raise ValueError(f"cached weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
     model.to(device, print_details=False)
     model.eval()
+    report(progress, 3, 3, "loaded")
     manifest = read_manifest(entry) or {}
 
     def load_twin():
@@ -163,7 +167,7 @@ def load_smollm2(device: str = "cpu", progress: ProgressCallback | None = None, 
         manifest = read_manifest(entry) or {}
         check = DigestCheck(entry, manifest, manifest_files_under(manifest, "tl", "tokenizer"))
         try:
-            loaded = load_cached(entry, device)
+            loaded = load_cached(entry, device, progress)
         except Exception as exc:  # a corrupt file that kept its size: rebuild rather than fail
             problem = check.result() or f"cached files did not load ({type(exc).__name__}: {exc})"
         else:
@@ -175,4 +179,4 @@ def load_smollm2(device: str = "cpu", progress: ProgressCallback | None = None, 
         print(f"[yfpo] rebuilding the {NAME} cache: {problem}", file=sys.stderr)
         shutil.rmtree(entry, ignore_errors=True)
     build_entry(entry, cache_builder(gguf, progress or _stderr_steps))
-    return load_cached(entry, device)
+    return load_cached(entry, device, progress)

@@ -17,6 +17,14 @@ version, seed, variants per template, time limit, template subset), so a second 
 package upgrade regenerates. Files are written atomically (temporary file + :func:`os.replace`), so an
 interrupted run leaves no half cache.
 
+**Shipped variants.** Generating all 100 templates takes minutes (slow templates run into the time limit),
+which a first training run on a fresh machine would wait for. The default settings' raw variants (seeds 0
+and 1: a run's training problems and its held-out ones; 5 per template, 5 s limit) ship in
+``yfpo_core/assets/gsm-symbolic/``, made by ``yfpo problems --source gsm-symbolic --seed S --ship``. A setting
+that matches a shipped file (same package version, seed, count and limit) takes its templates from it,
+through the same code as a fresh generation (:func:`_to_problems`), so the problems are the ones a
+generation gives (``tests/problems/test_gsm_symbolic_shipped.py`` regenerates a few templates and compares).
+
 Ids are ``"gsm-symbolic/<GSM8K test index>-s<seed>-k<k>"``, e.g. ``"gsm-symbolic/0473-s0-k2"`` for the
 third variant (``k`` counts from 0) of GSM8K test problem 473 with seed 0. A variant whose question
 repeats an earlier one of the same template is dropped, so a template's ``k`` values can have gaps; ids
@@ -39,7 +47,7 @@ from typing import Any
 
 from yfpo_core.problems.answers import find_numbers, format_number
 from yfpo_core.errors import ProblemDataError
-from yfpo_core.paths import problems_cache_dir
+from yfpo_core.paths import package_assets_dir, problems_cache_dir
 from yfpo_core.problems import gsm
 from yfpo_core.problems.base import ANSWER_MARKER, Problem
 from yfpo_core.problems.timed_worker import run_with_time_limit
@@ -53,6 +61,8 @@ DEFAULT_TIME_LIMIT_S = 5.0
 # Bump when the cached content or its meaning changes (ids, filtering), to ignore older caches.
 CACHE_FORMAT = 1
 CACHE_KIND = "yfpo-gsm-symbolic"
+SHIPPED_KIND = "yfpo-gsm-symbolic-raw"  # a shipped file: every template's raw variants, before dropping any
+SHIPPED_SEEDS = (0, 1)  # a run's default seed (training problems) and its held-out seed (seed + 1)
 
 Variant = dict[str, Any]
 """One generated variant as the worker sends it: ``question``, ``solution``, ``gsm8k_index``."""
@@ -105,6 +115,7 @@ class SymbolicVariants:
     n_templates: int = 0
     from_cache: bool = False
     cache_path: Path | None = None
+    raw: dict[int, list[Variant]] = field(default_factory=dict, compare=False, repr=False)  # per template, as made
 
     def summary(self) -> str:
         """One line for a progress bar or a log: how many variants, and what was skipped."""
@@ -275,7 +286,71 @@ def generate_variants(templates: Sequence[int], *, n_per_template: int, seed: in
     run = run_with_time_limit(function, templates, time_limit_s, prepare=prepare, on_task_done=on_task_done)
     problems, unparseable, duplicates = _to_problems(run.results, templates, seed)
     return SymbolicVariants(problems=problems, timed_out=tuple(run.timed_out), failed=dict(run.failed),
-                            unparseable=unparseable, duplicates=duplicates, n_templates=total)
+                            unparseable=unparseable, duplicates=duplicates, n_templates=total, raw=dict(run.results))
+
+
+def shipped_dir() -> Path:
+    return package_assets_dir() / "gsm-symbolic"
+
+
+def _shipped_path(seed: int, n_per_template: int, time_limit_s: float, version: str, folder: Path | None = None
+                  ) -> Path:
+    name = f"v{version}-f{CACHE_FORMAT}-seed{seed}-n{n_per_template}-limit{time_limit_s:g}s-raw.jsonl.gz"
+    return (folder or shipped_dir()) / name
+
+
+def ship_variants(seed: int, *, n_per_template: int = DEFAULT_N_PER_TEMPLATE,
+                  time_limit_s: float = DEFAULT_TIME_LIMIT_S, folder: Path | None = None,
+                  progress: ProgressCallback | None = None) -> tuple[Path, SymbolicVariants]:
+    """Generate every template for one setting and write its raw variants as a shipped file (gzip JSONL: a
+    header with the setting and what was skipped, then one line per template). Returns the file and what
+    the generation made."""
+    import gzip
+
+    version = metadata.version(gsm.PACKAGE_NAME)
+    variants = generate_variants(_resolve_templates(None), n_per_template=n_per_template, seed=seed,
+                                 time_limit_s=float(time_limit_s), progress=progress)
+    path = _shipped_path(seed, n_per_template, float(time_limit_s), version, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {**_cache_header(seed, n_per_template, float(time_limit_s), None, version), "kind": SHIPPED_KIND,
+              "timed_out": list(variants.timed_out), "failed": {str(k): v for k, v in variants.failed.items()},
+              "made_by": f"yfpo problems --source gsm-symbolic --seed {seed} --ship", "cpus": os.cpu_count()}
+    lines = [json.dumps(header)] + [json.dumps({"template": t, "variants": variants.raw[t]}, ensure_ascii=False)
+                                    for t in sorted(variants.raw)]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # mtime=0: the same variants give the same bytes, so a regenerated file shows no spurious diff
+    tmp.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), mtime=0))
+    os.replace(tmp, path)
+    return path, variants
+
+
+def _read_shipped(seed: int, n_per_template: int, time_limit_s: float, templates: list[int] | None, version: str
+                  ) -> SymbolicVariants | None:
+    """The variants of ``templates`` (``None``: all) from the shipped file of this setting, made exactly as a
+    generation makes them from the same raw variants; ``None`` when no file ships for this setting or it does
+    not account for a template asked for (the caller then generates, which also checks the template list)."""
+    import gzip
+
+    path = _shipped_path(seed, n_per_template, time_limit_s, version)
+    try:
+        lines = gzip.decompress(path.read_bytes()).decode("utf-8").splitlines()
+        header = json.loads(lines[0])
+        expected = {**_cache_header(seed, n_per_template, time_limit_s, None, version), "kind": SHIPPED_KIND}
+        if any(header.get(key) != value for key, value in expected.items()):
+            return None
+        raw = {int(row["template"]): row["variants"] for row in map(json.loads, lines[1:]) if row}
+    except (OSError, ValueError, KeyError, TypeError, EOFError):
+        return None
+    skipped, failures = set(header.get("timed_out", ())), {int(k): v for k, v in header.get("failed", {}).items()}
+    every = sorted(set(raw) | skipped | set(failures))
+    templates = every if templates is None else list(dict.fromkeys(templates))
+    if not set(templates) <= set(every) or any(isinstance(t, bool) for t in templates):
+        return None
+    timed_out = tuple(t for t in templates if t in skipped)
+    failed = {t: failures[t] for t in templates if t in failures}
+    problems, unparseable, duplicates = _to_problems(raw, templates, seed)
+    return SymbolicVariants(problems=problems, timed_out=timed_out, failed=failed, unparseable=unparseable,
+                            duplicates=duplicates, n_templates=len(templates), from_cache=True, cache_path=path)
 
 
 def load_gsm_symbolic(n_per_template: int = DEFAULT_N_PER_TEMPLATE, seed: int = 0,
@@ -311,7 +386,7 @@ def load_gsm_symbolic(n_per_template: int = DEFAULT_N_PER_TEMPLATE, seed: int = 
     path = _cache_path(seed, n_per_template, time_limit_s, subset, version)
     header = _cache_header(seed, n_per_template, time_limit_s, subset, version)
     if use_cache:
-        cached = _read_cache(path, header)
+        cached = _read_cache(path, header) or _read_shipped(seed, n_per_template, time_limit_s, subset, version)
         if cached is not None:
             report(progress, cached.n_templates, cached.n_templates, cached.summary())
             return cached

@@ -73,9 +73,6 @@ class TrainingRun(BackgroundJob[dict]):
     def join(self, timeout: float | None = None) -> None:
         self.wait(timeout)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def _on_metrics(self, metrics: dict[str, Any]) -> None:
         with self._metrics_lock:
@@ -101,7 +98,9 @@ class TrainingRun(BackgroundJob[dict]):
             self.given = {}
 
     def snapshot(self) -> dict[str, Any]:
-        """A copy of the metrics so far and the progress, safe to read from another thread."""
+        """A copy of the metrics so far and the progress, safe to read from another thread. ``activity`` is
+        the latest progress report (done, total, message): a phase of the preparation, an evaluation within
+        the run, or an empty message right after a step."""
         with self._metrics_lock:
             metrics = [dict(m) for m in self._metrics]
         step = metrics[-1][M.STEP] if metrics else 0
@@ -111,8 +110,10 @@ class TrainingRun(BackgroundJob[dict]):
         if train_rows and step < self.config.steps:
             per_step = train_rows[-1].get(M.ELAPSED_S, elapsed) / max(len(train_rows), 1)
             eta = per_step * (self.config.steps - step)
+        p = self.progress
         return {"state": self.state, "error": self.error, "step": step, "steps": self.config.steps,
-                "metrics": metrics, "eta_s": eta, "run_dir": str(self.run_dir)}
+                "metrics": metrics, "eta_s": eta, "run_dir": str(self.run_dir), "elapsed_s": elapsed,
+                "activity": {"done": p.done, "total": p.total, "message": p.message, "fraction": p.fraction}}
 
 
 def resume_run(run_dir: Path, base: LoadedModel | None = None) -> TrainingRun:

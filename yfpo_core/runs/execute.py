@@ -22,6 +22,8 @@ from yfpo_core.training import metric_names as M
 from yfpo_core.training.config import YFPOConfig
 from yfpo_core.units.neuron_set import NeuronSet
 
+STEP_DONE = ""  # the progress message after a step: the count says which; a message means work within a step
+
 
 def execute(run_dir: Path, config: YFPOConfig, *, base: LoadedModel | None = None, resume: bool = False,
             should_stop=lambda: False, progress: ProgressCallback | None = None, accelerator: Any = None,
@@ -86,11 +88,14 @@ def _run(writer: RunDir, config: YFPOConfig, *, base: LoadedModel | None, resume
     if main:
         writer.write_config(config)
         writer.set_status("preparing")
-    inputs = resolve_inputs(config, base, **given)
+    # The preparation reports each phase by name (problems, pairs, units, frozen prefix, reference log-probs,
+    # unit signs, then fit's step-0 evaluation), each with its own count: a first run takes a while.
+    inputs = resolve_inputs(config, base, progress=progress, **given)
+    report(progress, 0, 0, "copying the model")
     trainer = YFPOTrainer(config, inputs.base, inputs.pairs, inputs.eval_problems, inputs.units, inputs.scores,
                           accelerator=accelerator, exact_problems=inputs.exact_problems, saes=inputs.saes,
                           probe_units=inputs.probe_units, probe_scores=inputs.probe_scores,
-                          directions=inputs.directions, probe_directions=inputs.probe_directions)
+                          directions=inputs.directions, probe_directions=inputs.probe_directions, progress=progress)
     start_step = 0
     if resume:
         checkpoint = writer.latest_checkpoint()
@@ -113,7 +118,7 @@ def _run(writer: RunDir, config: YFPOConfig, *, base: LoadedModel | None, resume
             writer.append_metrics(metrics)
         if on_metrics:
             on_metrics(metrics)
-        report(progress, metrics[M.STEP], config.steps, f"loss {metrics.get(M.LOSS, float('nan')):.4f}")
+        report(progress, metrics[M.STEP], config.steps, STEP_DONE)
 
     def save(step: int) -> None:
         if main:
@@ -122,7 +127,8 @@ def _run(writer: RunDir, config: YFPOConfig, *, base: LoadedModel | None, resume
     if main:
         writer.set_status("running", steps=config.steps, start_step=start_step,
                           processes=accelerator.num_processes if accelerator else 1)
-    last = fit(trainer, start_step=start_step, should_stop=should_stop, on_metrics=record, on_checkpoint=save)
+    last = fit(trainer, start_step=start_step, should_stop=should_stop, on_metrics=record, on_checkpoint=save,
+               progress=progress)
     state = "finished" if last >= config.steps else "stopped"
     if main and state == "stopped" and last > 0:
         latest = writer.latest_checkpoint()

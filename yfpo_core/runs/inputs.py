@@ -13,7 +13,7 @@ from typing import Any
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
-from yfpo_core.progress import ProgressCallback, report
+from yfpo_core.progress import ProgressCallback, phase, report
 from yfpo_core.training.config import YFPOConfig, sequence_length
 from yfpo_core.units.neuron_set import NeuronSet
 from yfpo_core.units.unit import Unit
@@ -38,6 +38,7 @@ class RunInputs:
 
 # Generated sources with an ``n`` option (default size) whose first problems do not depend on ``n``.
 GROWABLE_SOURCES = {"toy": 200}
+HELD_OUT_TEMPLATE_CHUNK = 10  # GSM-Symbolic templates generated at a time for held-out problems (~45 problems)
 
 
 def _split_by_template(problems: Sequence[Problem]) -> dict[str, list[Problem]]:
@@ -57,7 +58,8 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     ``neuron_set`` is the set ``config.neuron_set`` names, when the caller holds it already (the app: its
     current set, which it also saved into the run folder); it is then used as it is instead of being read
     back. ``saes`` (sae_id -> :class:`~yfpo_core.saes.sae.LoadedSAE`) are SAEs the caller has loaded; the
-    set's other SAEs are loaded here."""
+    set's other SAEs are loaded here. ``progress`` hears each phase by name ("model", "training problems",
+    "pairs", "units") with its own count where it has one."""
     from yfpo_core.models import load_model
     from yfpo_core.problems import load_problems
     from yfpo_core.saes.set_saes import load_set_saes
@@ -66,21 +68,28 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     from yfpo_core.training.pairs_io import load_pairs
     from yfpo_core.training.scope import check_scope
 
-    base = base or load_model(config.model, device=config.device)
+    base = base or load_model(config.model, device=config.device, progress=phase(progress, "model"))
     sequence_length(config.max_length, base.model.cfg.n_ctx)  # refuse a length the model cannot hold, before any work
     check_scope(config, base.model.cfg.n_layers)  # before the pairs, which can take minutes to make
-    report(progress, 1, 4, "problems")
     eval_seed = config.seed + 1 if config.eval_seed is None else config.eval_seed
     if config.problems == config.eval_problems == "gsm-symbolic":
         # Split by template index, so each side generates only its own templates (generation costs seconds
         # per template) and the held-out problems share no template with the training ones.
         train_templates = list(range(min(config.n_train_templates, 99)))
-        train_source = load_problems(config.problems, seed=config.seed, templates=train_templates)
-        eval_pool = load_problems(config.eval_problems, seed=eval_seed,
-                                  templates=[t for t in range(100) if t not in train_templates])
+        train_source = load_problems(config.problems, seed=config.seed, templates=train_templates,
+                                     progress=phase(progress, "training problems"))
+        # The held-out side generates its templates a chunk at a time, only until it has the problems asked
+        # for: the first ones are the same as from all 80 (each template has its own seed), minutes sooner.
+        rest, eval_pool = [t for t in range(100) if t not in train_templates], []
+        for start in range(0, len(rest), HELD_OUT_TEMPLATE_CHUNK):
+            eval_pool += load_problems(config.eval_problems, seed=eval_seed,
+                                       templates=rest[start: start + HELD_OUT_TEMPLATE_CHUNK],
+                                       progress=phase(progress, "held-out problems"))
+            if len(eval_pool) >= max(config.n_eval_problems, config.n_exact_problems):
+                break
     else:
-        train_source = load_problems(config.problems, seed=config.seed)
-        eval_pool = load_problems(config.eval_problems, seed=eval_seed)
+        train_source = load_problems(config.problems, seed=config.seed, progress=phase(progress, "training problems"))
+        eval_pool = load_problems(config.eval_problems, seed=eval_seed, progress=phase(progress, "held-out problems"))
     groups = _split_by_template(train_source)
     keys = sorted(groups)
     train_keys, train_problems = [], []
@@ -109,15 +118,15 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
     if config.n_eval_problems and not eval_problems:
         raise YfpoError(f"no held-out problems left in {config.eval_problems} after taking {len(train_problems)} "
                         "training problems: lower n_train_problems or use another eval set")
-    report(progress, 2, 4, "pairs")
+    pairs_progress = phase(progress, "pairs", len(train_problems))
     if config.pairs:
         pairs = load_pairs(config.pairs)
     elif config.pair_source == "on-policy":
-        pairs, _ = on_policy_pairs(base, train_problems, seed=config.seed)
+        pairs, _ = on_policy_pairs(base, train_problems, seed=config.seed, progress=pairs_progress)
     else:
         mode = config.pair_source.split("-", 1)[1]
         pairs = corrupted_pairs(train_problems, base.prompt_format, mode=mode, seed=config.seed)
-    report(progress, 3, 4, "units")
+    report(progress, 0, 0, "units")
     units: list[Unit] = []
     scores = None
     loaded: dict[str, Any] = {}
@@ -141,7 +150,6 @@ def resolve_inputs(config: YFPOConfig, base: LoadedModel | None = None,
             probe_directions = [su.direction for su in probe.units]
             loaded.update(load_set_saes(probe, probe_units, base, config.device, where=config.probe_set,
                                         given=saes))
-    report(progress, 4, 4, "ready")
     if not config.neuron_set:
         return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, loaded)
     return RunInputs(base, pairs, eval_problems, exact_problems, units, scores, loaded, probe_units, probe_scores,

@@ -12,7 +12,8 @@ shorter number does not win just by being a prefix of a longer one. One forward 
 plus one small batch per problem (:mod:`yfpo_core.scoring.logprobs`) makes this cheap enough for live plots.
 
 **Exact match.** Greedy generation (:mod:`yfpo_core.scoring.generation`), then :func:`extract_answer` compared
-with the gold answer. Slower and truer.
+with the gold answer. Slower and truer. :func:`stream_exact_match` does one problem token by token, for a UI
+that shows the answer as it is written.
 
 Both take optional TransformerLens forward hooks, so an ablation or a scaled unit is measured with the
 same code as the clean model.
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 
 from yfpo_core.problems.answers import NumberMatch, answers_match, extract_answer, find_numbers, format_number, parse_number
-from yfpo_core.scoring.generation import greedy_generate
+from yfpo_core.scoring.generation import Generation, finish_generation, greedy_generate, stream_hf, stream_tl
 from yfpo_core.scoring.logprobs import continuation_logprobs
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import ANSWER_MARKER, Problem
@@ -227,13 +228,45 @@ def exact_match(loaded: LoadedModel, problems: Sequence[Problem], *, max_new_tok
     with loaded.lock if uses_tl else nullcontext(), _hooks_context(loaded, fwd_hooks):
         generations = greedy_generate(target, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                       progress=progress)
-    result = ExactMatchReport()
-    for problem, gen in zip(problems, generations, strict=True):
-        predicted = extract_answer(gen.text)
-        result.rows.append({
-            "id": problem.id, "gold": problem.answer,
+    return ExactMatchReport([exact_match_row(problem, gen) for problem, gen in zip(problems, generations, strict=True)])
+
+
+def exact_match_row(problem: Problem, gen: Generation) -> dict[str, Any]:
+    """One problem's exact-match row: the answer extracted from ``gen`` against the gold one."""
+    predicted = extract_answer(gen.text)
+    return {"id": problem.id, "gold": problem.answer,
             "predicted": format_number(predicted) if predicted is not None else None,
             "correct": answers_match(predicted, problem.answer), "output": gen.text,
-            "stop_reason": gen.stop_reason, "new_tokens": gen.n_new_tokens,
-        })
-    return result
+            "stop_reason": gen.stop_reason, "new_tokens": gen.n_new_tokens}
+
+
+def stream_exact_match(loaded: LoadedModel, problem: Problem, *, max_new_tokens: int = 256,
+                       on_text: Callable[[str], None] | None = None,
+                       progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """:func:`exact_match`'s row for one problem, generated greedily token by token so that a UI can show the
+    answer as it is written: ``on_text(the text so far)`` and ``progress(tokens, max_new_tokens,
+    "generating")`` after every token.
+
+    With the model's Hugging Face twin when it is built already (the path :func:`exact_match` takes, several
+    times faster on CPU: :func:`~yfpo_core.scoring.generation.stream_hf`), else with the TransformerLens loop
+    (:func:`~yfpo_core.scoring.generation.stream_tl`): building the twin takes seconds, and here the first
+    token should come after one forward pass of the prompt. Both decode greedily from the same weights (they
+    can differ only where two tokens tie to float rounding)."""
+    prompt_ids = loaded.encode_prompt(loaded.prompt_format.prompt(problem.question))
+    ids: list[int] = []
+
+    def take(token: int) -> None:
+        ids.append(token)
+        if on_text is not None:
+            on_text(loaded.decode(ids))
+        report(progress, len(ids), max_new_tokens, "generating")
+
+    report(progress, 0, max_new_tokens, "generating")
+    twin = loaded.built_hf_twin()
+    if twin is not None:
+        ids = stream_hf(loaded, twin, prompt_ids, max_new_tokens, take)
+    else:
+        with loaded.lock:  # the TransformerLens model is shared: keep others' hooks out of these forward passes
+            for token in stream_tl(loaded, prompt_ids, max_new_tokens):
+                take(token)
+    return exact_match_row(problem, finish_generation(loaded, ids, max_new_tokens))

@@ -9,7 +9,8 @@ Generation stops at the end-of-sequence token, at the model family's end-of-resp
 as a complete ``#### <number>`` line has been written, whichever comes first. Greedy decoding
 (:func:`greedy_generate`, for evaluation) and sampling (:func:`sample_responses`, for on-policy pairs) share
 one TransformerLens loop and one stopping rule for the Hugging Face path; :func:`stream_tl` hands out that
-loop's greedy tokens one at a time (for steering, :mod:`yfpo_core.analysis.steering`).
+loop's greedy tokens one at a time (for steering, :mod:`yfpo_core.analysis.steering`), :func:`stream_hf` the
+twin's (for an answer shown as it is written).
 """
 
 from __future__ import annotations
@@ -168,6 +169,36 @@ def stream_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int,
     for step in _decode_tl_steps(loaded, prompt_ids, 1, max_new_tokens, _greedy_pick, step_context):
         for _, token in step:
             yield token
+
+
+@torch.no_grad()
+def stream_hf(loaded: LoadedModel, twin: Any, prompt_ids: list[int], max_new_tokens: int,
+              on_token: Callable[[int], None]) -> list[int]:
+    """Greedy generation of one prompt with the Hugging Face twin (the path :func:`greedy_generate` takes for
+    it), handing every new token to ``on_token`` as soon as it is made; returns the new ids (EOS or the
+    completed stop text included: :func:`finish_generation` cuts them). ``on_token`` may raise to stop."""
+    from transformers.generation.streamers import BaseStreamer
+
+    class Tokens(BaseStreamer):
+        def __init__(self) -> None:
+            self.prompt_passed = False
+
+        def put(self, value: torch.Tensor) -> None:
+            if not self.prompt_passed:  # generate() hands the prompt over first
+                self.prompt_passed = True
+                return
+            for token in value.reshape(-1).tolist():
+                on_token(int(token))
+
+        def end(self) -> None:
+            pass
+
+    device = next(twin.parameters()).device
+    ids = torch.tensor([prompt_ids], device=device)
+    out = twin.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                        do_sample=False, pad_token_id=loaded.pad_token_id, eos_token_id=loaded.tokenizer.eos_token_id,
+                        stopping_criteria=_answer_complete(loaded, len(prompt_ids)), streamer=Tokens())
+    return out[0, len(prompt_ids):].tolist()
 
 
 def generate_tl(loaded: LoadedModel, prompt_ids: list[int], max_new_tokens: int) -> Generation:

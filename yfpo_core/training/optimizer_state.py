@@ -1,4 +1,5 @@
-"""AdamW state as flat tensors plus plain metadata (safetensors-friendly), and back: a checkpoint's optimizer."""
+"""AdamW state as flat tensors plus plain metadata (safetensors-friendly), and back: a checkpoint's optimizer (and
+its trainable parameters)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,17 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, params: NamedParams, 
             if "step" in state and not torch.is_tensor(state["step"]):
                 state["step"] = torch.tensor(float(state["step"]))
             optimizer.state[p] = state
+
+
+def load_trainable(params: NamedParams, trainable: dict[str, torch.Tensor]) -> None:
+    """Copy a checkpoint's trainable parameters into ``params``; refuse a checkpoint that lacks some of them."""
+    from yfpo_core.errors import YfpoError
+
+    by_name = {name: p for name, p, _ in params}
+    missing = set(by_name) - set(trainable)
+    if missing:
+        raise YfpoError(f"the checkpoint lacks trainable parameters {sorted(missing)[:3]}: was it written "
+                        "with another trainable scope?")
+    with torch.no_grad():
+        for name, p in by_name.items():
+            p.copy_(trainable[name].to(p.device))

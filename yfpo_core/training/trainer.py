@@ -13,10 +13,9 @@ What makes a step cheap on a CPU (measurements in ``bench/train_step.py``):
 The units' activations are read by forward hooks *inside* the policy's graph (``run_with_cache`` would
 detach them), so the neuron term has gradients. The trainable part of the model goes through one
 ``nn.Module`` call (:class:`PolicyForward`), which ``accelerate`` wraps for multi-process training.
-The trainer never touches files or UIs: it hands metrics and checkpoint state to its caller
-(:mod:`yfpo_core.runs`). Its parts: where the units are read (:mod:`.forward`), what trains (:mod:`.scope`),
-the frozen work shared between runs (:mod:`.shared_cache`), the gradient share (:mod:`.grad_share`), the
-neuron score (:mod:`.readout`), held-out metrics (:mod:`.heldout`) and the optimizer state (:mod:`.optimizer_state`).
+The trainer never touches files or UIs: it hands metrics, checkpoint state and the preparation's progress to
+its caller (:mod:`yfpo_core.runs`). Its parts: :mod:`.forward` (where units are read), :mod:`.scope` (what trains),
+:mod:`.shared_cache`, :mod:`.grad_share`, :mod:`.readout`, :mod:`.heldout` and :mod:`.optimizer_state`.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ import torch
 from yfpo_core.errors import YfpoError
 from yfpo_core.models.base import LoadedModel
 from yfpo_core.problems.base import Problem
+from yfpo_core.progress import ProgressCallback, phase, report
 from yfpo_core.training import metric_names as M
 from yfpo_core.training.batching import PairBatch, make_batches
 from yfpo_core.training.config import YFPOConfig, sequence_length
@@ -48,7 +48,7 @@ from yfpo_core.training.grad_share import aux_gradients, vector_dot, vector_norm
 from yfpo_core.training.guard import guarded_step
 from yfpo_core.training.heldout import HeldOutEval, evaluate_policy
 from yfpo_core.training.losses import LossOutput, dpo_loss, yfpo_loss
-from yfpo_core.training.optimizer_state import load_optimizer_state, optimizer_state
+from yfpo_core.training.optimizer_state import load_optimizer_state, load_trainable, optimizer_state
 from yfpo_core.training.readout import (
     UnitReadout,
     response_statistics,
@@ -91,7 +91,8 @@ class YFPOTrainer:
                  exact_problems: Sequence[Problem] = (), saes: Mapping[str, Any] | None = None,
                  directions: Sequence[float | None] | None = None, probe_units: Sequence[Unit] | None = None,
                  probe_scores: Sequence[float | None] | None = None,
-                 probe_directions: Sequence[float | None] | None = None) -> None:
+                 probe_directions: Sequence[float | None] | None = None,
+                 progress: ProgressCallback | None = None) -> None:
         if not train_pairs:
             raise YfpoError("no training pairs: check the problem set or the pairs file")
         if config.uses_neuron_term and not units:
@@ -139,6 +140,7 @@ class YFPOTrainer:
             self.forward_module, self.optimizer = accelerator.prepare(self.forward_module, self.optimizer)
         self._prefix: dict[int, tuple[torch.Tensor | None, torch.Tensor]] = {}
         self.direction_gradient: torch.Tensor | None = None
+        self._progress = progress  # the preparation's phases report here (frozen prefix, reference, signs)
         self._reference()
         self.probe_readout = self.readout if self.probe_layout is self.layout else self._probe_readout()
         self.held_out = HeldOutEval(self) if self.eval_problems else None
@@ -203,14 +205,20 @@ class YFPOTrainer:
 
     @torch.no_grad()
     def _reference(self) -> None:
-        """Reference log-probs and unit activations of every batch, then the readout (statistics, signs)."""
+        """Frozen prefix, reference log-probs and unit activations per batch, then the readout (statistics, signs)."""
+        n, prefix = len(self.batches), phase(self._progress, "frozen prefix", len(self.batches))
+        for i in range(n):
+            self.prefix_for(i)
+            report(prefix, i + 1, n)
+        reference = phase(self._progress, "reference log-probs", n)
 
         def compute() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
             logps_list, acts_list = [], []
-            for i in range(len(self.batches)):
+            for i in range(n):
                 logps, acts = self.policy_pass(i)
                 logps_list.append(logps.detach())
                 acts_list.append(acts.detach())
+                report(reference, i + 1, n)
             return logps_list, acts_list
 
         key = ("reference", self.base_fingerprint, self.start_layer,
@@ -239,8 +247,10 @@ class YFPOTrainer:
         key = ("directions", self.base_fingerprint, self.start_layer, self.config.pooling,
                self.units_key(layout.groups_from(0), layout),
                digest(*[t for b in self.batches for t in (b.tokens, b.response_mask)]))
+        signs_progress = phase(self._progress, "unit signs", len(self.batches))
         def gradients(i: int) -> torch.Tensor:  # [rows, T, u] of batch i
             batch, (resid, _) = self.batches[i], self.prefix_for(i)
+            report(signs_progress, i, len(self.batches))
             return unit_gradients(self.model, self.start_layer, layout, self.saes, batch, resid)
 
         gradient = shared(key, lambda: unit_directions(gradients, self.batches, self.config.pooling))
@@ -405,10 +415,10 @@ class YFPOTrainer:
         return dict(zip(keys, gathered.tolist(), strict=True))
 
     # -- evaluation --------------------------------------------------------------------------------
-    def evaluate(self, exact: bool = False) -> dict[str, float]:
+    def evaluate(self, exact: bool = False, progress: ProgressCallback | None = None) -> dict[str, float]:
         """Held-out answer ranking, the probe's margin (and exact match when ``exact``) of the current policy
         (:func:`~yfpo_core.training.heldout.evaluate_policy`)."""
-        return evaluate_policy(self, exact)
+        return evaluate_policy(self, exact, progress)
 
     @torch.no_grad()
     def unit_margin_on_pairs(self) -> float:
@@ -431,14 +441,7 @@ class YFPOTrainer:
     def load_state(self, trainable: dict[str, torch.Tensor], optimizer: dict[str, torch.Tensor],
                    optimizer_meta: dict[str, Any]) -> None:
         """Restore parameters and optimizer state from a checkpoint (resume)."""
-        by_name = {name: p for name, p, _ in self.params}
-        missing = set(by_name) - set(trainable)
-        if missing:
-            raise YfpoError(f"the checkpoint lacks trainable parameters {sorted(missing)[:3]}: was it written "
-                            "with another trainable scope?")
-        with torch.no_grad():
-            for name, p in by_name.items():
-                p.copy_(trainable[name].to(p.device))
+        load_trainable(self.params, trainable)
         load_optimizer_state(self.optimizer, self.params, optimizer, optimizer_meta)
         self._prefix.clear()  # prefix blocks are frozen, but be safe after a reload
         self.steps_taken = -1  # the policy is no longer the base model
