@@ -100,9 +100,20 @@ def wait_model(page, timeout_ms: int = 90_000) -> None:
 
 
 def goto_nav(page, title: str, timeout_ms: int = 120_000) -> None:
-    """Switch page with the sidebar navigation (keeps the session, unlike a new URL)."""
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
-    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=timeout_ms)
+    """Switch page with the sidebar navigation (keeps the session, unlike a new URL).
+
+    A click that lands while the page is rerunning can be lost (the rerun redraws the sidebar under it), as
+    seen on a loaded machine: the link is clicked again, up to three times, while the heading is awaited."""
+    link = page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True)
+    heading = page.get_by_role("heading", name=title, exact=True)
+    for attempt in range(3):
+        link.click()
+        try:
+            heading.wait_for(timeout=timeout_ms // 3)
+            return
+        except Exception:
+            if attempt == 2:
+                raise
 
 
 def wait_idle(page, timeout_ms: int = 60_000) -> None:

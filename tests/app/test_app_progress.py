@@ -69,10 +69,10 @@ def test_a_training_run_names_each_phase_of_its_preparation(monkeypatch):
 
     gate, real = threading.Event(), execute_module.resolve_inputs
 
-    def slow_inputs(config, base=None, progress=None):
+    def slow_inputs(config, base=None, progress=None, **given):
         progress(3, 20, "training problems: template 0003")
         gate.wait(60)
-        return real(config, base, progress=progress)
+        return real(config, base, progress=progress, **given)
 
     monkeypatch.setattr(execute_module, "resolve_inputs", slow_inputs)
     at = model_loaded(run_app("train", **{**TRAIN, state.TRAIN_OBJECTIVE: "DPO (λ = 0)",

@@ -16,6 +16,7 @@ import pytest
 from tests.helpers import trainer_config as config
 from yfpo_core.errors import YfpoError
 from yfpo_core.runs import execute, latest_checkpoint, read_metrics, read_status, resume_run
+from yfpo_core.runs.execute import STEP_DONE
 from yfpo_core.training.pairs_io import load_pairs
 
 TRL_METRICS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
@@ -45,7 +46,6 @@ from yfpo_core.models import register_model
 from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
 from yfpo_core.runs import execute, resume_run
 from yfpo_core.training.config import YFPOConfig
-from yfpo_core.runs.execute import STEP_DONE
 model = wrap_toy_model(build_toy_model(toy_config_kwargs({"n_layers": 2, "d_model": 32, "n_heads": 4, "d_mlp": 64,
                                                             "n_ctx": 128})), source="test")
 register_model("tiny-kill", lambda device: model)
@@ -154,10 +154,13 @@ def test_resume_before_the_first_checkpoint_logs_step_0_once(setup):
 def test_execute_reports_each_preparation_phase_then_the_steps(setup):
     """Toy problems, 8 training pairs in batches of 4 (2 batches), 4 held-out problems, 3 steps: the phases
     come in order, each reaching its own total, then one report per step (evaluations within them)."""
+    from yfpo_core.training.shared_cache import clear_shared
+
     _, tmp_path = setup
+    clear_shared()  # a fresh preparation: the other tests' runs on this model would answer from the cache
     calls = []
-    config = config(tmp_path, steps=3, eval_every=3, checkpoint_every=3, sign="pairs")
-    execute(tmp_path / "run", config, progress=lambda done, total, message="": calls.append((done, total, message)))
+    run_config = config(tmp_path, steps=3, eval_every=3, checkpoint_every=3, sign="pairs")
+    execute(tmp_path / "run", run_config, progress=lambda done, total, message="": calls.append((done, total, message)))
     phases = list(dict.fromkeys(message.split(":")[0] for _, _, message in calls if message != STEP_DONE))
     assert phases == ["model", "training problems", "held-out problems", "pairs", "units", "copying the model",
                       "frozen prefix", "reference log-probs", "unit signs", "step-0 evaluation",

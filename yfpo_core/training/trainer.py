@@ -213,18 +213,17 @@ class YFPOTrainer:
         reference = phase(self._progress, "reference log-probs", n)
 
         def compute() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-            logps_list, acts_list = [], []
+            passes = []  # (log-probs, unit activations) of each batch
             for i in range(n):
-                logps, acts = self.policy_pass(i)
-                logps_list.append(logps.detach())
-                acts_list.append(acts.detach())
+                passes.append(tuple(t.detach() for t in self.policy_pass(i)))
                 report(reference, i + 1, n)
-            return logps_list, acts_list
+            return [p[0] for p in passes], [p[1] for p in passes]
 
         key = ("reference", self.base_fingerprint, self.start_layer,
                self.units_key(self.layout.groups_from(0) if self.layout.units else ()),
                digest(*[t for b in self.batches for t in (b.tokens, b.response_mask)]))
         self.ref_logps, ref_acts = shared(key, compute)
+        report(reference, n, n)  # also when an earlier run's identical work answered from the shared cache
         mean, std = response_statistics(ref_acts, self.batches, len(self.layout.units), self.device)
         self.readout = UnitReadout(mean, std, self._signs(self.layout),
                                    self.config.pooling, self.config.standardize)
