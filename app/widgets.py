@@ -161,6 +161,66 @@ def load_sae(model: LoadedModel, ref: str, *, missing: Any = st.warning) -> Load
     return _shown_sae(model, lambda: cached_sae_loader(model)(ref))
 
 
+UNIT_TYPES = ("MLP neurons", "SAE features")
+SAE_CHOICES = ("the model's default SAE", "a local folder")
+
+
+def unit_type_picker(model: LoadedModel, type_key: str, choice_key: str, path_key: str,
+                     help: str = "MLP neurons (blocks.L.mlp.hook_post), or the features of a sparse autoencoder "
+                                 "spliced in at its hook") -> tuple[bool, LoadedSAE | None]:
+    """The unit type radio, then (for features) the SAE picker: ``(features, sae)``. Locate and Search share
+    it so an SAE is chosen, loaded (through the shared cache) and described the same way on both; each page
+    keeps its own choice under its own keys. ``sae`` is ``None`` for neurons, or after saying why the SAE
+    cannot be had."""
+    state.default(type_key, UNIT_TYPES[0])
+    if state.get(type_key) not in UNIT_TYPES:
+        state.reset(type_key, UNIT_TYPES[0])
+    unit_type = st.radio("Unit type", UNIT_TYPES, key=type_key, horizontal=True, help=help)
+    if unit_type != UNIT_TYPES[1]:
+        return False, None
+    return True, sae_picker(model, choice_key, path_key)
+
+
+def sae_picker(model: LoadedModel, choice_key: str, path_key: str) -> LoadedSAE | None:
+    """Which SAE's features: the model's default SAE (when it has one and it is there) or a folder typed by
+    the user. Returns the loaded SAE, or ``None`` after saying why there is none."""
+    default = default_sae(model)
+    choices = SAE_CHOICES if default is not None else SAE_CHOICES[1:]
+    state.default(choice_key, choices[0])
+    if state.get(choice_key) not in choices:
+        state.reset(choice_key, choices[0])
+    state.default(path_key, "")
+    c1, c2 = st.columns([2, 3])
+    choice = c1.radio("SAE", choices, key=choice_key, horizontal=True,
+                      help="The SAE whose features are used (spliced in with its error term, so the model's "
+                           "output is unchanged)")
+    if default is None:
+        c1.caption(f"{model.name} has no default SAE; train one with `yfpo sae train --model {model.name} "
+                   "--hook blocks.<L>.mlp.hook_post --out <folder>` and type its folder.")
+    if choice == SAE_CHOICES[0]:
+        default_name, folder = default
+        if missing_default_sae(model):
+            return None
+        c2.caption(f"Default SAE `{default_name}` · folder `{folder}` (found)")
+        sae = load_sae(model, str(folder))
+    else:
+        path = c2.text_input("SAE folder", key=path_key, placeholder="saes/my-sae",
+                             help="A folder written by `yfpo sae train` or sae-lens's save_model (cfg.json, "
+                                  "sae_weights.safetensors); or <release>/<sae_id> of a released SAE (online)")
+        if not path.strip():
+            st.info("Type the folder of an SAE trained for this model.")
+            return None
+        sae = load_sae(model, path)
+    if sae is not None:
+        quality = sae.meta.get("quality") or {}
+        facts = [f"**{sae.sae_id}**: {sae.d_sae} features at `{sae.hook_name}`"]
+        shown = {"l0": "L0", "explained_variance": "explained variance", "loss_recovered": "loss recovered"}
+        facts += [f"{name} {quality[key]:.3g}" for key, name in shown.items()
+                  if isinstance(quality.get(key), float | int)]
+        st.caption(" · ".join(facts))
+    return sae
+
+
 def sae_of(model: LoadedModel, sae_id: str, result: AttributionResult | None = None) -> LoadedSAE | None:
     """The SAE a feature names (by ``sae_id``): the one of ``result`` when it ranked that SAE's features,
     else the one the current set or this tab recorded under that id. ``None`` after saying why not."""

@@ -35,58 +35,16 @@ from yfpo_core.problems import load_problems
 from yfpo_core.saes.sae import LoadedSAE, SAESpace
 from yfpo_core.units.unit import Unit
 
-UNIT_TYPES = ("MLP neurons", "SAE features")
-SAE_CHOICES = ("the model's default SAE", "a local folder")
 RANK_BY = {"value": "largest positive", "abs": "largest |score|", "negative": "most negative"}
 MAX_SHOWN = 5000  # units on the plot and in the table (a 30 x 1536 model has 46k)
 # "units": "neurons" or "sae:<folder or release>"; "sae_stamp": when that SAE's weights were written
 KEY_FIELDS = ("source", "limit", "method", "target", "layers", "normalize", "steps", "units", "sae_stamp")
 
 
-def _sae_picker(model: LoadedModel) -> LoadedSAE | None:
-    """Which SAE's features to score: the model's default SAE (when it has one and it is there) or a folder
-    typed by the user. Returns the loaded SAE, or ``None`` after saying why there is none."""
-    default = widgets.default_sae(model)
-    choices = SAE_CHOICES if default is not None else SAE_CHOICES[1:]
-    state.default(state.LOCATE_SAE_CHOICE, choices[0])
-    if state.get(state.LOCATE_SAE_CHOICE) not in choices:
-        state.reset(state.LOCATE_SAE_CHOICE, choices[0])
-    state.default(state.LOCATE_SAE_PATH, "")
-    c1, c2 = st.columns([2, 3])
-    choice = c1.radio("SAE", choices, key=state.LOCATE_SAE_CHOICE, horizontal=True,
-                      help="The SAE whose features are scored (spliced in with its error term, so the model's "
-                           "output is unchanged)")
-    if default is None:
-        c1.caption(f"{model.name} has no default SAE; train one with `yfpo sae train --model {model.name} "
-                   "--hook blocks.<L>.mlp.hook_post --out <folder>` and type its folder.")
-    if choice == SAE_CHOICES[0]:
-        default_name, folder = default
-        if widgets.missing_default_sae(model):
-            return None
-        c2.caption(f"Default SAE `{default_name}` · folder `{folder}` (found)")
-        sae = widgets.load_sae(model, str(folder))
-    else:
-        path = c2.text_input("SAE folder", key=state.LOCATE_SAE_PATH, placeholder="saes/my-sae",
-                             help="A folder written by `yfpo sae train` or sae-lens's save_model (cfg.json, "
-                                  "sae_weights.safetensors); or <release>/<sae_id> of a released SAE (online)")
-        if not path.strip():
-            st.info("Type the folder of an SAE trained for this model.")
-            return None
-        sae = widgets.load_sae(model, path)
-    if sae is not None:
-        quality = sae.meta.get("quality") or {}
-        facts = [f"**{sae.sae_id}**: {sae.d_sae} features at `{sae.hook_name}`"]
-        shown = {"l0": "L0", "explained_variance": "explained variance", "loss_recovered": "loss recovered"}
-        facts += [f"{name} {quality[key]:.3g}" for key, name in shown.items()
-                  if isinstance(quality.get(key), float | int)]
-        st.caption(" · ".join(facts))
-    return sae
-
-
-def _settings_form(model: LoadedModel, sae: LoadedSAE | None) -> dict[str, Any] | None:
-    """The settings; returned only on the run in which the form was submitted."""
+def _settings_form(model: LoadedModel, sae: LoadedSAE | None, features: bool) -> dict[str, Any] | None:
+    """The settings (over ``sae``'s features when ``features``); returned only on the run in which the form
+    was submitted."""
     n_layers = int(model.model.cfg.n_layers)
-    features = state.get(state.LOCATE_UNIT_TYPE) == UNIT_TYPES[1]
     state.default(state.LOCATE_METHOD, "attnlrp")  # the paper's method, and the core's and the CLI's default
     state.default(state.LOCATE_TARGET, "answer_logprob")
     state.default(state.LOCATE_NORMALIZE, False)
@@ -353,15 +311,10 @@ def render() -> None:
     st.caption("Which MLP neurons (or SAE features) carry the math? Score every unit on a problem set, pick the "
                "strongest, and check that removing them hurts more than removing random units.")
     model = required_model()
-    state.default(state.LOCATE_UNIT_TYPE, UNIT_TYPES[0])
-    if state.get(state.LOCATE_UNIT_TYPE) not in UNIT_TYPES:
-        state.reset(state.LOCATE_UNIT_TYPE, UNIT_TYPES[0])
-    unit_type = st.radio("Unit type", UNIT_TYPES, key=state.LOCATE_UNIT_TYPE, horizontal=True,
-                         help="MLP neurons (blocks.L.mlp.hook_post), or the features of a sparse autoencoder "
-                              "spliced in at its hook")
-    sae = _sae_picker(model) if unit_type == UNIT_TYPES[1] else None
+    features, sae = widgets.unit_type_picker(model, state.LOCATE_UNIT_TYPE, state.LOCATE_SAE_CHOICE,
+                                             state.LOCATE_SAE_PATH)
     _collect()  # before the form: its time hint reads the attribution that just finished
-    settings = _settings_form(model, sae)
+    settings = _settings_form(model, sae, features)
     if settings is not None:
         _start(model, settings, sae)
     st.caption(timings.hint(model, state.get(state.LOCATE_METHOD), int(state.get(state.LOCATE_LIMIT) or 1)))
