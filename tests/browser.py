@@ -13,9 +13,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,6 +149,12 @@ def box_select(page, key: str, x0: float = 0.02, y0: float = 0.02, x1: float = 0
     page.mouse.up()
 
 
+def park_mouse(page) -> None:
+    """Move the mouse to the empty middle of the page header, so that no tooltip or modebar of the element
+    last clicked shows in a picture."""
+    page.mouse.move(page.viewport_size["width"] // 2, 8)
+
+
 def screenshot(page, folder: Path | None, name: str, width: int = 1400) -> None:
     """A screenshot of the whole page: Streamlit scrolls inside its main block, so the viewport is grown to
     the content's height first, then put back."""
@@ -158,6 +165,7 @@ def screenshot(page, folder: Path | None, name: str, width: int = 1400) -> None:
         wait_idle(page, timeout_ms=10_000)
     except Exception:  # noqa: BLE001 - a screenshot of a busy page is still a screenshot
         pass
+    park_mouse(page)
     height = page.evaluate(
         "() => { const m = document.querySelector('[data-testid=\"stMain\"]'); return m ? m.scrollHeight : 900; }")
     old = page.viewport_size
@@ -165,3 +173,100 @@ def screenshot(page, folder: Path | None, name: str, width: int = 1400) -> None:
     page.wait_for_timeout(600)
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
     page.set_viewport_size(old)
+
+
+def plotly_traces(page, key_prefix: str) -> list[dict[str, Any]]:
+    """The traces of every plotly chart whose ``st.plotly_chart`` key starts with ``key_prefix``, read from
+    the DOM (what the browser draws, not what the server meant to send): one dict per chart with its
+    ``title`` (as text: the theme wraps it in ``<b>``) and ``traces`` (``name``, line ``color``, number of
+    points ``n``), in page order."""
+    return page.evaluate(
+        """(prefix) => Array.from(document.querySelectorAll(`[class*="st-key-${prefix}"] .js-plotly-plot`))
+            .map(el => ({title: (((el.layout || {}).title || {}).text || '').replace(/<[^>]*>/g, ''),
+                         traces: (el.data || []).map(t => ({name: t.name, color: (t.line || {}).color,
+                                                            n: t.x ? t.x.length : 0}))}))""", key_prefix)
+
+
+def dataframe_rows(page, key_prefix: str) -> list[dict[str, str]]:
+    """The rows of the first ``st.dataframe`` whose key starts with ``key_prefix``, as text, from the
+    accessible table the data grid keeps beside its canvas (the canvas itself has no text). Only the
+    columns drawn on screen are there."""
+    return page.evaluate(
+        """(prefix) => { const t = document.querySelector(`[class*="st-key-${prefix}"] table[role="grid"]`);
+                      if (!t) return [];
+                      const head = Array.from(t.querySelectorAll('thead th')).map(th => th.innerText.trim());
+                      return Array.from(t.querySelectorAll('tbody tr')).map(tr => Object.fromEntries(
+                          Array.from(tr.querySelectorAll('td')).map((td, i) => [head[i], td.innerText.trim()]))); }""",
+        key_prefix)
+
+
+def tick_dataframe_row(page, locator, row: int, row_height: float = 35) -> None:
+    """Tick the checkbox of data row ``row`` (0 = first) of a selectable ``st.dataframe``: a click in the
+    row-marker column, which the grid draws on its canvas (there is no checkbox element to click)."""
+    box = locator.bounding_box()
+    page.mouse.click(box["x"] + 16, box["y"] + row_height * (row + 1.5))
+
+
+def frame(page, folder: Path | None, name: str, target=None, block: str = "center") -> Path | None:
+    """One frame of the loop's animation: the viewport as the user sees it, with ``target`` (a locator)
+    scrolled first to the ``block`` of the view (``center``, ``start``). Unlike :func:`screenshot` the size
+    is the viewport's, so that every frame of the GIF has the same size. Nothing without ``folder``."""
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    if target is not None:
+        target.evaluate("(el, block) => el.scrollIntoView({block})", block)
+    park_mouse(page)
+    page.wait_for_timeout(500)  # charts animate their first draw
+    path = folder / f"{len(list(folder.glob('*.png'))):02d}-{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def caption_font(size: int = 20):
+    """DejaVu Sans where the system has it (Debian does): it draws the Greek of the captions (λ), which
+    Pillow's built-in font shows as boxes; the built-in font otherwise."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", size)
+    except OSError:
+        return ImageFont.load_default(size=size)
+
+
+def assemble_gif(frames: Sequence[Path], out: Path, *, seconds_per_frame: float = 2.5, width: int = 960,
+                 captions: Sequence[str] | None = None, colors: int = 256) -> Path:
+    """Put PNG frames together as a looping GIF at ``out``: each shown ``seconds_per_frame``, scaled to
+    ``width`` pixels (height kept in proportion to the first frame; other sizes are fitted onto a white
+    canvas of that size), with an optional caption strip on top of each.
+
+    Screenshots of the app are mostly flat colours: an adaptive octree palette of ``colors`` entries
+    without dithering keeps text sharp, the runs' line colours true (median cut turned the first run's
+    blue to grey) and the file small (about 300 KB for ten frames at 960 px)."""
+    from PIL import Image, ImageDraw
+
+    if not frames:
+        raise ValueError("no frames to assemble")
+    if captions is not None and len(captions) != len(frames):
+        raise ValueError(f"{len(captions)} captions for {len(frames)} frames")
+    images = []
+    size: tuple[int, int] | None = None
+    strip = 36 if captions else 0
+    font = caption_font() if captions else None
+    for i, path in enumerate(frames):
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+        if size is None:
+            size = (width, round(rgb.height * width / rgb.width))
+        rgb.thumbnail(size, Image.Resampling.LANCZOS)
+        canvas = Image.new("RGB", (size[0], size[1] + strip), "white")
+        canvas.paste(rgb, ((size[0] - rgb.width) // 2, strip))
+        if captions:
+            draw = ImageDraw.Draw(canvas)
+            draw.rectangle((0, 0, size[0], strip - 1), fill="#262730")
+            draw.text((12, strip // 2), captions[i], fill="white", anchor="lm", font=font)
+        images.append(canvas.quantize(colors=colors, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(out, save_all=True, append_images=images[1:], duration=round(seconds_per_frame * 1000), loop=0,
+                   optimize=True, disposal=1)
+    return out

@@ -63,8 +63,9 @@ def _final_table(names: list[str], runs: dict[str, Path]) -> None:
     for name in names:
         rows = _metrics(runs[name])
         summary = RunDir(runs[name]).summary()
-        record: dict[str, Any] = {"run": name, "state": read_status(runs[name]).get("state"),
-                                  "seconds": summary.get("seconds")}
+        # The objective next to the run: comparing final values means little without what each run optimised.
+        record: dict[str, Any] = {"run": name, "objective": objective_label(RunDir(runs[name]).config_dict()),
+                                  "state": read_status(runs[name]).get("state"), "seconds": summary.get("seconds")}
         for metric in FINAL_METRICS:
             values = [r[metric] for r in rows if isinstance(r.get(metric), int | float)]
             if values:
@@ -72,9 +73,12 @@ def _final_table(names: list[str], runs: dict[str, Path]) -> None:
                 record[f"Δ {metric}"] = values[-1] - values[0]
         records.append(record)
     frame = pd.DataFrame(records)
-    st.dataframe(frame, hide_index=True, width="stretch", column_config={  # scrolls sideways, the run pinned
-        "run": st.column_config.TextColumn(pinned=True),
-        **{c: st.column_config.NumberColumn(format="%.4g") for c in frame.columns if c not in ("run", "state")}})
+    # The container's key names the table in the page (a dataframe without selection ignores its own key).
+    with st.container(key="runs_final_table"):
+        st.dataframe(frame, hide_index=True, width="stretch", column_config={  # scrolls sideways, the run pinned
+            "run": st.column_config.TextColumn(pinned=True),
+            **{c: st.column_config.NumberColumn(format="%.4g") for c in frame.columns
+               if c not in ("run", "objective", "state")}})
 
 
 def _experiments(root: Path, names: list[str], runs: dict[str, Path]) -> None:

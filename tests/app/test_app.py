@@ -618,6 +618,8 @@ def test_train_starts_a_run_whose_snapshot_gains_points_and_runs_lists_it(tiny_m
     assert not runs.exception, runs.exception
     table = runs.dataframe[0].value
     assert list(table["run"]) == [folder.name] and table["state"][0] == "finished"
+    final = runs.dataframe[1].value  # the final metrics say what the run optimised
+    assert list(final["run"]) == [folder.name] and list(final["objective"]) == ["YFPO lam=1"]
     assert plotly_keys(runs) >= 2  # the default metrics, overlaid
     runs.button(key="runs_ba_go").click().run()
     settle(runs)
