@@ -58,6 +58,23 @@ def print_error(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``yfpo`` command and return its exit code.
+
+    A process of a data-parallel run (``torchrun``, ``accelerate launch``) ends here with ``os._exit`` once
+    its output is flushed: in the interpreter's own teardown, after the process group was destroyed, a C++
+    thread of torch.distributed could abort the process ("terminate called without an active exception",
+    SIGABRT) about one run in ten on 2 busy cores, failing a run whose results were already written."""
+    from yfpo_core.distributed import world_size
+
+    code = _run(argv)
+    if world_size() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     from yfpo_core.cpu import prefer_passive_waiting
 
     prefer_passive_waiting()  # before any command imports torch (see yfpo_core.cpu: a busy machine stalls spinning)
