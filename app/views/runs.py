@@ -62,9 +62,10 @@ def _final_table(names: list[str], runs: dict[str, Path]) -> None:
     records = []
     for name in names:
         rows = _metrics(runs[name])
-        summary = RunDir(runs[name]).summary()
+        run = RunDir(runs[name])
+        summary = run.summary()
         # The objective next to the run: comparing final values means little without what each run optimised.
-        record: dict[str, Any] = {"run": name, "objective": objective_label(RunDir(runs[name]).config_dict()),
+        record: dict[str, Any] = {"run": name, "objective": objective_label(run.config_dict()),
                                   "state": read_status(runs[name]).get("state"), "seconds": summary.get("seconds")}
         for metric in FINAL_METRICS:
             values = [r[metric] for r in rows if isinstance(r.get(metric), int | float)]
