@@ -54,6 +54,13 @@ class LoadedModel:
     # lock, so two browser tabs sharing the cached model cannot mix their hooks.
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
+    def __post_init__(self) -> None:
+        # Every forward of every job runs faster with the weights stored as TransformerLens reads them
+        # (no per-forward copies; same outputs bit for bit): see yfpo_core.models.layout.
+        from yfpo_core.models.layout import use_fast_weight_layout
+
+        use_fast_weight_layout(self.model)
+
     @property
     def device(self) -> torch.device:
         return self.model.cfg.device if isinstance(self.model.cfg.device, torch.device) else torch.device(

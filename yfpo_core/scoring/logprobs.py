@@ -84,8 +84,10 @@ def continuation_logprobs(model: HookedTransformer, context: Sequence[int],
     # the answer is scored on what the model can see, as in any sliding-window evaluation.
     context = _fit_context(model, context, continuations)
     device = model.cfg.device
-    context_logits, cache = _context_pass(model, context, len(continuations), return_type="logits")
-    first_logprobs = torch.log_softmax(context_logits[0, -1].float(), dim=-1)  # predicts continuation[0]
+    # Only the context's last position is unembedded: logits for all of them cost a tenth of the pass.
+    context_resid, cache = _context_pass(model, context, len(continuations), stop_at_layer=model.cfg.n_layers)
+    last_logits = unembed(model, context_resid[:, -1:])[0, 0]
+    first_logprobs = torch.log_softmax(last_logits.float(), dim=-1)  # predicts continuation[0]
 
     totals = torch.stack([first_logprobs[c[0]] for c in continuations])
     tails = [list(c) for c in continuations]
