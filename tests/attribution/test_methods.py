@@ -19,6 +19,7 @@ from yfpo_core.attribution.methods import (
     gradient_relevance,
     gradient_relevance_batch,
     input_leaf_hooks,
+    integrated_gradients,
 )
 from yfpo_core.attribution.rules import attnlrp_rules
 from yfpo_core.attribution.targets import PreparedProblem, prepare_problem, target_value
@@ -124,3 +125,53 @@ def test_attnlrp_reports_relevance_absorbed_by_softmax_and_biases():
     result = attribute(attribution_toy(), hand_problems(), "attnlrp", "logit_diff")
     budgets = result.params["relevance_budget"]
     assert len(budgets) == 4 and all(math.isfinite(b) for b in budgets)
+
+
+def _integrated_reference(loaded: LoadedModel, prepared: PreparedProblem, steps: int) -> torch.Tensor:
+    """Knowledge-neuron IG the plain way: per row and alpha, the whole sequence with that row's activations
+    scaled, logits everywhere; ``a * mean_k d target / d(alpha_k a)``."""
+    model, space = loaded.model, neuron_space(loaded.model)
+    tokens = torch.tensor([prepared.tokens])
+    clean = {}
+    with torch.no_grad(), space.reading(model, lambda name, x: clean.__setitem__(name, x[0].clone())):
+        model(tokens)
+    rows = []
+    for hook_name in space.hook_names:
+        grads = []
+        for k in range(steps):
+            scaled = ((k + 0.5) / steps * clean[hook_name])[None].requires_grad_(True)
+            with torch.enable_grad(), frozen_parameters(model), \
+                    space.reading(model, lambda name, x, h=hook_name, s=scaled: s if name == h else None):
+                target_value(model(tokens)[0], prepared).backward()
+            grads.append(scaled.grad[0])
+        rows.append(clean[hook_name] * torch.stack(grads).mean(0))
+    return torch.stack(rows, dim=1)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_integrated_gradients_equal_the_plain_computation(family):
+    """Starting each row's passes at its block, cutting the tokens after the target and unembedding only the
+    target positions are savings, not approximations."""
+    loaded = _loaded(family)
+    for prepared in _problems()[:3]:
+        scores = integrated_gradients(loaded, neuron_space(loaded.model), prepared, steps=3)
+        expected = _integrated_reference(loaded, prepared, steps=3)
+        assert scores.tokens.shape == expected.shape
+        assert_close_to_largest(scores.tokens, expected)
+        assert torch.all(scores.tokens[prepared.positions[-1] + 1:] == 0)
+
+
+def test_integrated_gradients_are_complete_with_many_steps():
+    """IG's completeness: a row's scores sum to the target's change when that row is zeroed (midpoint rule,
+    so only approximately at finite steps)."""
+    loaded = _loaded("llama")
+    prepared = _problems()[0]
+    space = neuron_space(loaded.model)
+    scores = integrated_gradients(loaded, space, prepared, steps=64)
+    tokens = torch.tensor([prepared.tokens])
+    with torch.no_grad():
+        full = float(target_value(loaded.model(tokens)[0], prepared))
+        for row, hook_name in enumerate(space.hook_names):
+            with space.reading(loaded.model, lambda name, x, h=hook_name: torch.zeros_like(x) if name == h else None):
+                zeroed = float(target_value(loaded.model(tokens)[0], prepared))
+            assert float(scores.tokens[:, row].sum()) == pytest.approx(full - zeroed, rel=0.02, abs=1e-3)
