@@ -15,13 +15,14 @@ from yfpo_core.models.layout import use_fast_weight_layout
 def _forward_operands(model) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Each re-stored parameter and the operand TransformerLens's forward builds from it."""
     block = model.blocks[0]
+    w_k = dict(block.attn.named_parameters())["_W_K"]  # the grouped-query key weights, [kv_heads, d_model, d_head]
     return {
         "W_in": (block.mlp.W_in, block.mlp.W_in.T.contiguous()),
         "W_gate": (block.mlp.W_gate, block.mlp.W_gate.T.contiguous()),
         "W_out": (block.mlp.W_out, block.mlp.W_out.T.contiguous()),
         "W_U": (model.unembed.W_U, model.unembed.W_U.T.contiguous()),
         "W_Q": (block.attn.W_Q, einops.rearrange(block.attn.W_Q, "h m d -> (h d) m")),
-        "_W_K": (block.attn._W_K, einops.rearrange(block.attn._W_K, "h m d -> (h d) m")),
+        "_W_K": (w_k, einops.rearrange(w_k, "h m d -> (h d) m")),
         "W_O": (block.attn.W_O, einops.rearrange(block.attn.W_O, "h d m -> m (h d)").contiguous()),
     }
 

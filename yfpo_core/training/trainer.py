@@ -3,7 +3,8 @@
 What makes a step cheap on a CPU (measurements in ``bench/train_step.py``):
 
 * **Reference log-probs once.** The frozen model's log-probs of every pair (and its unit activations,
-  for standardisation, the reference margin and variant D) are computed before the first step.
+  for standardisation, the reference margin and variant D) are computed before the first step, or per batch
+  as the steps reach it when the run reads no units (:mod:`.reference`).
 * **Frozen prefix.** Blocks below the lowest trainable block never change, so their output residual is
   computed once per batch under ``no_grad`` and cached; each step runs only the upper blocks with
   gradients (``start_at_layer``).
@@ -49,6 +50,7 @@ from yfpo_core.training.guard import guarded_step
 from yfpo_core.training.heldout import HeldOutEval, evaluate_policy
 from yfpo_core.training.losses import LossOutput, dpo_loss, yfpo_loss
 from yfpo_core.training.optimizer_state import load_optimizer_state, load_trainable, optimizer_state
+from yfpo_core.training.reference import reference_work
 from yfpo_core.training.readout import (
     UnitReadout,
     response_statistics,
@@ -203,33 +205,12 @@ class YFPOTrainer:
         logps, high = self.forward_module(resid, batch.tokens, batch.response_mask)
         return logps, torch.cat([low, high], dim=-1)
 
-    @torch.no_grad()
     def _reference(self) -> None:
-        """Frozen prefix, reference log-probs and unit activations per batch, then the readout (statistics, signs)."""
-        n, prefix = len(self.batches), phase(self._progress, "frozen prefix", len(self.batches))
-        for i in range(n):
-            self.prefix_for(i)
-            report(prefix, i + 1, n)
-        reference = phase(self._progress, "reference log-probs", n)
+        """Frozen prefix, reference log-probs and unit activations per batch, then the readout (statistics,
+        signs); per batch as the steps reach it when no unit is read (:mod:`.reference`)."""
+        self.readout, self.ref_logps, self.ref_scores = reference_work(self, self._progress)
 
-        def compute() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-            passes = []  # (log-probs, unit activations) of each batch
-            for i in range(n):
-                passes.append(tuple(t.detach() for t in self.policy_pass(i)))
-                report(reference, i + 1, n)
-            return [p[0] for p in passes], [p[1] for p in passes]
-
-        key = ("reference", self.base_fingerprint, self.start_layer,
-               self.units_key(self.layout.groups_from(0) if self.layout.units else ()),
-               digest(*[t for b in self.batches for t in (b.tokens, b.response_mask)]))
-        self.ref_logps, ref_acts = shared(key, compute)
-        report(reference, n, n)  # also when an earlier run's identical work answered from the shared cache
-        mean, std = response_statistics(ref_acts, self.batches, len(self.layout.units), self.device)
-        self.readout = UnitReadout(mean, std, self._signs(self.layout),
-                                   self.config.pooling, self.config.standardize)
-        self.ref_scores = [self.readout.score(a, b) for a, b in zip(ref_acts, self.batches, strict=True)]
-
-    def _signs(self, layout: UnitLayout) -> torch.Tensor:
+    def unit_signs(self, layout: UnitLayout) -> torch.Tensor:
         """Per-unit +1/-1 in ``layout``'s column order, from ``config.sign`` (see :mod:`.readout`)."""
         n = len(layout.units)
         source = self.config.sign
@@ -271,7 +252,7 @@ class YFPOTrainer:
         responses and signs from the training pairs (computed before any step)."""
         acts = [self.unit_activations(b, self.probe_layout) for b in self.batches]
         mean, std = response_statistics(acts, self.batches, len(self.probe_layout.units), self.device)
-        return UnitReadout(mean, std, self._signs(self.probe_layout), self.config.pooling, self.config.standardize)
+        return UnitReadout(mean, std, self.unit_signs(self.probe_layout), self.config.pooling, self.config.standardize)
 
     def _score(self, acts: torch.Tensor, batch: PairBatch) -> torch.Tensor:
         """Activation score A(x, y) of every row of a batch: ``[2 * n_pairs]``."""
