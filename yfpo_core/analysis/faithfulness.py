@@ -181,7 +181,7 @@ def method_overlap(results: dict[str, Any], k: int = OVERLAP_K, rank_by: str = "
 
 def faithfulness_curves(model: LoadedModel, locate: Sequence[Problem], heldout: Sequence[Problem],
                         methods: Sequence[str] = ATTRIBUTION_METHODS, *, target: str = "answer_logprob",
-                        ks: Sequence[int] = KS, n_random: int = 3, seed: int = 0, rank_by: str = "value",
+                        ks: Sequence[int] = KS, n_random: int = 2, seed: int = 0, rank_by: str = "value",
                         layers: Sequence[int] | None = None, sae: Any = None, steps: int = 4, batch_size: int = 1,
                         results: dict[str, Any] | None = None,
                         progress: ProgressCallback | None = None) -> FaithfulnessReport:
@@ -210,7 +210,7 @@ def faithfulness_curves(model: LoadedModel, locate: Sequence[Problem], heldout: 
 
 def faithfulness_curves_sharded(dist: Distributed, model: LoadedModel, locate: Sequence[Problem],
                                 heldout: Sequence[Problem], methods: Sequence[str] = ATTRIBUTION_METHODS, *,
-                                target: str = "answer_logprob", ks: Sequence[int] = KS, n_random: int = 3,
+                                target: str = "answer_logprob", ks: Sequence[int] = KS, n_random: int = 2,
                                 seed: int = 0, rank_by: str = "value", layers: Sequence[int] | None = None,
                                 sae: Any = None, steps: int = 4, batch_size: int = 1,
                                 results: dict[str, Any] | None = None, progress: ProgressCallback | None = None

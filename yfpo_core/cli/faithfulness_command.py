@@ -19,13 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="model name or folder (default: the embedded smollm2-135m-instruct)")
     p.add_argument("--problems", default=None, help="problem set name or file (default: the model's own: toy "
                                                     "problems for toy-arith, else gsm8k-test-100)")
-    p.add_argument("--locate", type=count(1), default=20, help="rank the units on the first N problems (default 20)")
-    p.add_argument("--heldout", type=count(1), default=30, help="measure on the next N problems (default 30)")
+    p.add_argument("--locate", type=count(1), default=10, help="rank the units on the first N problems (default 10)")
+    p.add_argument("--heldout", type=count(1), default=20, help="measure on the next N problems (default 20)")
     p.add_argument("--methods", default=",".join(ATTRIBUTION_METHODS),
                    help=f"comma-separated methods (default all: {', '.join(ATTRIBUTION_METHODS)})")
     p.add_argument("--target", choices=ATTRIBUTION_TARGETS, default="answer_logprob")
     p.add_argument("--ks", default="1,5,10,20,50,100,200", help="set sizes, comma-separated (capped by the units)")
-    p.add_argument("--random", type=count(1), default=3, help="random same-layer sets per point (default 3)")
+    p.add_argument("--random", type=count(1), default=2, help="random same-layer sets per point (default 2, the "
+                                                              "fewest with a spread)")
     p.add_argument("--rank-by", choices=["value", "abs", "negative"], default="value")
     p.add_argument("--layers", default=None, help="comma-separated layers to rank (default: all)")
     p.add_argument("--units", default="neurons", help="neurons, or sae:<ref> for the features of an SAE")
