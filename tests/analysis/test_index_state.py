@@ -6,7 +6,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yfpo_core.analysis.index_state import EDGES, SAMPLE_WINDOW, SAMPLES, TOP_K, TOP_WINDOW, IndexState, order_key
+from yfpo_core.analysis.index_state import (
+    EDGES,
+    HIST_CHUNK,
+    N_BINS,
+    SAMPLE_WINDOW,
+    SAMPLES,
+    TOP_K,
+    TOP_WINDOW,
+    IndexState,
+    add_histogram,
+    order_key,
+)
 
 N_UNITS = 6
 SEED = 5
@@ -123,3 +134,22 @@ def test_order_key_sorts_by_value_then_the_smaller_token(largest):
     key = order_key(torch.tensor(values)[:, None], torch.tensor(tokens)[:, None], largest)[:, 0]
     order = sorted(range(len(values)), key=lambda i: (-values[i] if largest else values[i], tokens[i]))
     assert key.argsort(descending=largest).tolist() == order  # -0.0 and 0.0 are one value: the token decides
+
+
+def test_histogram_counts_are_bucketize_counts():
+    """Every edge and its float neighbours, zeros of both signs, infinities, NaN, subnormals and random bit
+    patterns (all magnitudes) fall in bucketize's bin."""
+    g = torch.Generator().manual_seed(2)
+    near, up, down = [EDGES], EDGES, EDGES
+    for _ in range(3):  # 1, 2 and 3 floats above and below each edge
+        up, down = torch.nextafter(up, torch.tensor(float("inf"))), torch.nextafter(down, torch.tensor(float("-inf")))
+        near += [up, down]
+    special = torch.tensor([0.0, -0.0, float("inf"), float("-inf"), float("nan"), 1e-45, -1e-45, 1e-38, 3e38])
+    bits = torch.randint(-2**31, 2**31 - 1, (200_000,), generator=g, dtype=torch.int64).to(torch.int32)
+    values = torch.cat(near + [special, bits.view(torch.float32), torch.randn(20_000, generator=g)])
+    n = HIST_CHUNK + 3
+    x = torch.cat([values, values[: (-len(values)) % n]]).reshape(-1, n)  # every value, width over one step
+    hist = torch.zeros(n * N_BINS, dtype=torch.int64)
+    add_histogram(hist, x)
+    expected = torch.bincount((torch.bucketize(x, EDGES) + torch.arange(n) * N_BINS).flatten(), minlength=n * N_BINS)
+    assert torch.equal(hist, expected)
