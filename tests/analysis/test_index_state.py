@@ -1,12 +1,25 @@
 """The running statistics of an activation index: one pass over texts, the same texts split into shards and
-merged (in any order), and brute force agree; the best-k lists exactly, even with many tied values."""
+merged (in any order), and brute force agree; the best-k lists exactly, even with many tied values. The
+update's shortcuts (units left alone, fewer candidates, windows cut only for tokens that enter, the
+histogram without bucketize) are checked against plain brute force over all tokens."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from yfpo_core.analysis.index_state import EDGES, SAMPLE_WINDOW, SAMPLES, TOP_K, TOP_WINDOW, IndexState, order_key
+from yfpo_core.analysis.index_state import (
+    EDGES,
+    HIST_CHUNK,
+    N_BINS,
+    SAMPLE_WINDOW,
+    SAMPLES,
+    TOP_K,
+    TOP_WINDOW,
+    IndexState,
+    add_histogram,
+    order_key,
+)
 
 N_UNITS = 6
 SEED = 5
@@ -123,3 +136,75 @@ def test_order_key_sorts_by_value_then_the_smaller_token(largest):
     key = order_key(torch.tensor(values)[:, None], torch.tensor(tokens)[:, None], largest)[:, 0]
     order = sorted(range(len(values)), key=lambda i: (-values[i] if largest else values[i], tokens[i]))
     assert key.argsort(descending=largest).tolist() == order  # -0.0 and 0.0 are one value: the token decides
+
+
+def _brute_windows(x: torch.Tensor, offsets: list[int], tokens: torch.Tensor, width: int) -> torch.Tensor:
+    """``x [tokens, units]`` around each global token of ``tokens [k, units]`` (-1: empty), NaN outside its
+    text or for an empty slot: ``[k, 2 * width + 1, units]`` in float16."""
+    bounds = torch.tensor(offsets)
+    text = torch.searchsorted(bounds, tokens.clamp(min=0), right=True) - 1  # [k, units]
+    at = tokens[:, None, :] + torch.arange(-width, width + 1)[None, :, None]
+    inside = (at >= bounds[text][:, None, :]) & (at < bounds[text + 1][:, None, :]) & (tokens[:, None, :] >= 0)
+    units = torch.arange(x.shape[1]).expand_as(at)
+    values = x[at.clamp(0, len(x) - 1), units]
+    return values.masked_fill(~inside, float("nan")).half()
+
+
+def test_update_equals_brute_force_over_many_long_texts():
+    """Texts longer than the lists, many of them (so later texts change few units and the update leaves
+    most alone), values tied across texts (the smaller token wins), more units than one histogram step:
+    every list, window and count is the one brute force over all tokens gives."""
+    n, g = HIST_CHUNK + 52, torch.Generator().manual_seed(1)
+    lengths = [70, 45, 5, 90, 60] * 5
+    texts = []
+    for length in lengths:  # distinct values within a text's unit, repeated across texts
+        rank = torch.rand(length, n, generator=g).argsort(0)
+        texts.append((rank + torch.randint(0, 40, (1, n), generator=g) - 45).float() / 4)
+    offsets = torch.tensor([0] + lengths).cumsum(0).tolist()
+    state = IndexState(n)
+    for i, x in enumerate(texts):
+        state.update(x, offsets[i], False, torch.Generator().manual_seed(SEED * 1_000_003 + i))
+    x = torch.cat(texts)
+    top = x.sort(dim=0, descending=True, stable=True).indices[:TOP_K]  # ties: the earlier token first
+    assert torch.equal(state.top_tokens, top)
+    assert torch.equal(state.top_values, x.gather(0, top))
+    torch.testing.assert_close(state.top_windows, _brute_windows(x, offsets, top, TOP_WINDOW), rtol=0, atol=0,
+                               equal_nan=True)
+    keys = torch.cat([torch.rand(t.shape, generator=torch.Generator().manual_seed(SEED * 1_000_003 + i))
+                      for i, t in enumerate(texts)]).masked_fill(x <= 0, float("inf"))
+    order = keys.sort(dim=0, stable=True).indices[:SAMPLES]
+    empty = keys.gather(0, order).isinf()
+    sample = order.masked_fill(empty, -1)
+    assert torch.equal(state.sample_tokens, sample)
+    torch.testing.assert_close(state.sample_values, x.gather(0, order).masked_fill(empty, float("nan")), rtol=0,
+                               atol=0, equal_nan=True)
+    torch.testing.assert_close(state.sample_windows, _brute_windows(x, offsets, sample, SAMPLE_WINDOW), rtol=0,
+                               atol=0, equal_nan=True)
+    expected = torch.bincount((torch.bucketize(x, EDGES) + torch.arange(n) * N_BINS).flatten(), minlength=n * N_BINS)
+    assert torch.equal(state.hist, expected)
+    assert torch.equal(state.active, (x > 0).sum(0))
+    shards = [IndexState(n) for _ in range(3)]  # and shards of these texts merge to the same lists
+    for i, t in enumerate(texts):
+        shards[i % 3].update(t, offsets[i], False, torch.Generator().manual_seed(SEED * 1_000_003 + i))
+    for shard in shards[1:]:
+        shards[0].merge(shard)
+    _assert_same(shards[0], state)
+
+
+def test_histogram_counts_are_bucketize_counts():
+    """Every edge and its float neighbours, zeros of both signs, infinities, NaN, subnormals and random bit
+    patterns (all magnitudes) fall in bucketize's bin."""
+    g = torch.Generator().manual_seed(2)
+    near, up, down = [EDGES], EDGES, EDGES
+    for _ in range(3):  # 1, 2 and 3 floats above and below each edge
+        up, down = torch.nextafter(up, torch.tensor(float("inf"))), torch.nextafter(down, torch.tensor(float("-inf")))
+        near += [up, down]
+    special = torch.tensor([0.0, -0.0, float("inf"), float("-inf"), float("nan"), 1e-45, -1e-45, 1e-38, 3e38])
+    bits = torch.randint(-2**31, 2**31 - 1, (200_000,), generator=g, dtype=torch.int64).to(torch.int32)
+    values = torch.cat(near + [special, bits.view(torch.float32), torch.randn(20_000, generator=g)])
+    n = HIST_CHUNK + 3
+    x = torch.cat([values, values[: (-len(values)) % n]]).reshape(-1, n)  # every value, width over one step
+    hist = torch.zeros(n * N_BINS, dtype=torch.int64)
+    add_histogram(hist, x)
+    expected = torch.bincount((torch.bucketize(x, EDGES) + torch.arange(n) * N_BINS).flatten(), minlength=n * N_BINS)
+    assert torch.equal(hist, expected)
