@@ -115,3 +115,34 @@ def test_report_round_trips_and_draws(run):
     names = [t.name for t in fig.data]
     assert names[-2:] == ["grad_x_act", "activation"] and any("random" in n for n in names)
     assert list(fig.data[-1].y)[0] == report.baseline["ranking_accuracy"]
+
+
+LLAMA_FAMILY = dict(act_fn="silu", normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=8,
+                    gated_mlp=True, n_key_value_heads=2, final_rms=True)
+
+
+@pytest.mark.parametrize("family", ["toy", "llama"])
+def test_held_out_states_score_each_zeroed_set_as_the_whole_model_does(family):
+    """Starting each zeroed set at its lowest block (and the plain model at the last one) is a saving, not an
+    approximation: the rows equal answer ranking under the same intervention, for sets that start in every
+    block, with learned positions and with rotary attention (whose positions come from the shared cache)."""
+    from yfpo_core.analysis.faithfulness import HeldOutStates, zeroed_rows
+    from yfpo_core.models.toy import build_toy_model, toy_config_kwargs, wrap_toy_model
+    from yfpo_core.problems import load_problems
+
+    kwargs = toy_config_kwargs(dict(n_layers=3, d_model=32, n_heads=4, d_mlp=64))
+    if family == "llama":
+        kwargs.update(LLAMA_FAMILY)
+    model = wrap_toy_model(build_toy_model(kwargs, seed=0), source="test")
+    problems = load_problems("toy", limit=5)
+    scorer = HeldOutStates(model, problems)
+    hook = "blocks.{}.mlp.hook_post"
+    sets = [[], [Unit("neuron", hook.format(2), 5)], [Unit("neuron", hook.format(1), 3), Unit("neuron", hook.format(2), 9)],
+            [Unit("neuron", hook.format(0), i) for i in range(0, 64, 3)]]
+    assert [scorer.first_block(s) for s in sets] == [2, 2, 1, 0]
+    for units in sets:
+        fast, plain = scorer.rows(units), zeroed_rows(model, problems, units)
+        for a, b in zip(fast, plain, strict=True):
+            assert a["correct"] == b["correct"]
+            assert a["candidates"] == pytest.approx(b["candidates"], rel=1e-5, abs=1e-5)
+    assert scorer.rows(sets[3]) != scorer.rows([])  # zeroing block 0 changes the answers' log-probs

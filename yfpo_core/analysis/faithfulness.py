@@ -72,6 +72,52 @@ def zeroed_rows(model: LoadedModel, problems: Sequence[Problem], units: Sequence
         return answer_ranking(model, problems).rows
 
 
+class HeldOutStates:
+    """The held-out problems' answer ranking under many zeroed sets, each starting at its lowest block.
+
+    Why: zeroing units in block ``l`` changes nothing below it, so one pass per problem keeps the residual
+    at every block's input (:func:`~yfpo_core.scoring.logprobs.every_layer_states`) and each condition runs
+    only the blocks from its lowest one up; the rows equal :func:`zeroed_rows`'s to float rounding (a
+    test checks it). With nothing zeroed, only the last block runs."""
+
+    def __init__(self, model: LoadedModel, problems: Sequence[Problem], sae: Any = None) -> None:
+        from yfpo_core.scoring.evaluate import build_ranking_item
+        from yfpo_core.scoring.logprobs import every_layer_states
+
+        self.model, self.sae = model, sae
+        self.items = []
+        with model.lock, torch.no_grad():
+            for problem in problems:
+                item = build_ranking_item(problem, model.prompt_format)
+                continuations = [model.encode(c) for c in item.continuations]
+                states = every_layer_states(model.model, model.encode_prompt(item.context), continuations,
+                                            model.pad_token_id)
+                self.items.append((problem, item, states))
+
+    def first_block(self, units: Sequence[Unit]) -> int:
+        """The lowest block a zeroed set changes (the last block when the set is empty; a neuron's block, or
+        the block of the hook an SAE reads and writes)."""
+        from yfpo_core.units.unit import layer_of
+
+        if not units:
+            return self.model.model.cfg.n_layers - 1
+        try:
+            return min(layer_of(u.hook_name) for u in units)
+        except ValueError:  # a hook outside the blocks: run them all
+            return 0
+
+    def rows(self, units: Sequence[Unit]) -> list[dict[str, Any]]:
+        """One answer-ranking row per problem with ``units`` zeroed."""
+        from yfpo_core.scoring.evaluate import ranking_row
+        from yfpo_core.scoring.logprobs import continuation_logprobs_from_states
+
+        start = self.first_block(units)
+        with intervened(self.model, units, Intervention("zero"), self.sae) if units else nullcontext(), \
+                torch.no_grad():
+            return [ranking_row(problem, item, continuation_logprobs_from_states(self.model.model, states[start]))
+                    for problem, item, states in self.items]
+
+
 def curve_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """The curves' metrics over answer-ranking rows."""
     summary = RankingReport(rows=list(rows)).summary()
@@ -274,16 +320,16 @@ def faithfulness_curves_sharded(dist: Distributed, model: LoadedModel, locate: S
                 sets = []
             conditions.append((method, k, units, sets))
     mine = dist.shard(len(heldout))
-    shard = [heldout[i] for i in mine]
-    columns = [zeroed_rows(model, shard, [], sae)]  # per condition, one row per problem of the shard
+    scorer = HeldOutStates(model, [heldout[i] for i in mine], sae)
+    columns = [scorer.rows([])]  # per condition, one row per problem of the shard
     step("baseline")
     for method, k, units, sets in conditions:
-        columns.append(zeroed_rows(model, shard, units, sae))
+        columns.append(scorer.rows(units))
         step(f"{method} top {k}")
         for j, s in enumerate(sets):
-            columns.append(zeroed_rows(model, shard, s, sae))
+            columns.append(scorer.rows(s))
             step(f"{method} top {k}: random set {j + 1}/{n_random}")
-    gathered = dist.gather(mine, [tuple(column[j] for column in columns) for j in range(len(shard))])
+    gathered = dist.gather(mine, [tuple(column[j] for column in columns) for j in range(len(mine))])
     if gathered is None:
         return None
     metrics = iter([curve_metrics([per_problem[c] for per_problem in gathered]) for c in range(len(columns))])

@@ -29,6 +29,7 @@ from jaxtyping import Float
 
 from yfpo_core.attribution.rules import attnlrp_rules
 from yfpo_core.units.space import UnitSpace
+from yfpo_core.units.unit import layer_of
 from yfpo_core.attribution.targets import PreparedProblem, target_from_rows, target_value
 from yfpo_core.models.base import LoadedModel
 
@@ -188,8 +189,10 @@ def integrated_gradients(loaded: LoadedModel, space: UnitSpace, prepared: Prepar
 
 def _block_of(hook_name: str) -> int | None:
     """The block a hook point sits in (``blocks.7.mlp.hook_post`` -> 7), ``None`` outside the blocks."""
-    parts = hook_name.split(".")
-    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
+    try:
+        return layer_of(hook_name)
+    except ValueError:
+        return None
 
 
 @torch.no_grad()

@@ -163,6 +163,29 @@ def continuation_states(model: HookedTransformer, context: Sequence[int], contin
 
 
 @torch.no_grad()
+def every_layer_states(model: HookedTransformer, context: Sequence[int], continuations: Sequence[Sequence[int]],
+                       pad_id: int = 0) -> list[ContinuationStates]:
+    """:class:`ContinuationStates` at the input of every block (item ``l``: block ``l``), from one pass.
+
+    Why: many interventions scored on the same problem change nothing below their lowest block, so each can
+    start there (:func:`continuation_logprobs_from_states`) instead of at the embeddings."""
+    context = _fit_context(model, context, continuations)
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name in names}  # context, then continuations
+
+    def keep(x: torch.Tensor, hook: Any) -> None:
+        seen[hook.name].append(x.detach())
+
+    device = model.cfg.device
+    ids, mask = right_pad([list(c) for c in continuations], pad_id)
+    ids, mask = ids.to(device), mask.to(device)
+    with model.hooks(fwd_hooks=[(name, keep) for name in names]):
+        _, cache = _context_pass(model, context, len(continuations), stop_at_layer=model.cfg.n_layers)
+        model(ids, stop_at_layer=model.cfg.n_layers, past_kv_cache=cache, attention_mask=torch.ones_like(ids))
+    return [ContinuationStates(layer, seen[name][0], seen[name][1], ids, mask) for layer, name in enumerate(names)]
+
+
+@torch.no_grad()
 def continuation_logprobs_from_states(model: HookedTransformer, states: ContinuationStates
                                       ) -> Float[torch.Tensor, "n_continuations"]:
     """:func:`continuation_logprobs` from :class:`ContinuationStates`: only blocks ``layer`` and up run."""
