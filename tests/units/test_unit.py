@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yfpo_core.units.unit import Unit, layer_of, mlp_post_hook
+from yfpo_core.units.unit import Unit, block_of, layer_of, mlp_post_hook
 
 
 def test_a_neuron_is_its_hook_and_index():
@@ -43,3 +43,8 @@ def test_construction_checks():
         layer_of("hook_embed")
     assert sorted([Unit.neuron(1, 2), Unit.neuron(0, 9), Unit.neuron(1, 0)]) == [
         Unit.neuron(0, 9), Unit.neuron(1, 0), Unit.neuron(1, 2)]  # ordered by hook, then index
+
+
+def test_block_of_names_the_block_or_none_outside_the_blocks():
+    assert block_of("blocks.7.mlp.hook_post") == 7 and block_of("blocks.12.hook_resid_pre") == 12
+    assert block_of("hook_embed") is None and block_of("ln_final.hook_normalized") is None

@@ -96,15 +96,13 @@ class HeldOutStates:
 
     def first_block(self, units: Sequence[Unit]) -> int:
         """The lowest block a zeroed set changes (the last block when the set is empty; a neuron's block, or
-        the block of the hook an SAE reads and writes)."""
-        from yfpo_core.units.unit import layer_of
+        the block of the hook an SAE reads and writes; 0 for a hook outside the blocks)."""
+        from yfpo_core.units.unit import block_of
 
         if not units:
             return self.model.model.cfg.n_layers - 1
-        try:
-            return min(layer_of(u.hook_name) for u in units)
-        except ValueError:  # a hook outside the blocks: run them all
-            return 0
+        blocks = [block_of(u.hook_name) for u in units]
+        return 0 if None in blocks else min(b for b in blocks if b is not None)
 
     def rows(self, units: Sequence[Unit]) -> list[dict[str, Any]]:
         """One answer-ranking row per problem with ``units`` zeroed."""

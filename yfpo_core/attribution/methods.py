@@ -29,7 +29,7 @@ from jaxtyping import Float
 
 from yfpo_core.attribution.rules import attnlrp_rules
 from yfpo_core.units.space import UnitSpace
-from yfpo_core.units.unit import layer_of
+from yfpo_core.units.unit import block_of
 from yfpo_core.attribution.targets import PreparedProblem, target_from_rows, target_value
 from yfpo_core.models.base import LoadedModel
 
@@ -157,7 +157,7 @@ def integrated_gradients(loaded: LoadedModel, space: UnitSpace, prepared: Prepar
     length = prepared.positions[-1] + 1
     tokens = torch.tensor([prepared.tokens[:length]], device=model.cfg.device)
     alphas = (torch.arange(steps, dtype=torch.float32, device=model.cfg.device) + 0.5) / steps
-    starts = {hook_name: _block_of(hook_name) for hook_name in space.hook_names}
+    starts = {hook_name: block_of(hook_name) for hook_name in space.hook_names}
     clean, block_inputs = _clean_pass(loaded, space, tokens, set(starts.values()))  # [pos, rows, width]
     clean_value = float(_target_with(loaded, space, prepared, lambda name, x: None))
     rows = []
@@ -187,24 +187,10 @@ def integrated_gradients(loaded: LoadedModel, space: UnitSpace, prepared: Prepar
     return ProblemScores(per_token.sum(0), per_token, prepared.tokens, {"target": clean_value, "steps": float(steps)})
 
 
-def _block_of(hook_name: str) -> int | None:
-    """The block a hook point sits in (``blocks.7.mlp.hook_post`` -> 7), ``None`` outside the blocks."""
-    try:
-        return layer_of(hook_name)
-    except ValueError:
-        return None
-
-
-@torch.no_grad()
 def _clean_pass(loaded: LoadedModel, space: UnitSpace, tokens: torch.Tensor, blocks: set[int | None]
                 ) -> tuple[Float[torch.Tensor, "pos rows width"], dict[int, Float[torch.Tensor, "1 pos d_model"]]]:
-    """The units' activations on ``tokens`` (one sequence) and the input of each block in ``blocks``."""
-    model = loaded.model
-    seen: dict[str, torch.Tensor] = {}
+    """:func:`activations` on ``tokens`` (one sequence), keeping also the input of each block in ``blocks``."""
     inputs: dict[int, torch.Tensor] = {}
-
-    def keep(name: str, x: torch.Tensor) -> None:
-        seen[name] = x[0].detach()
 
     def keep_input(block: int):
         def hook(x: torch.Tensor, hook: Any) -> None:
@@ -212,9 +198,9 @@ def _clean_pass(loaded: LoadedModel, space: UnitSpace, tokens: torch.Tensor, blo
         return hook
 
     wanted = [(f"blocks.{b}.hook_resid_pre", keep_input(b)) for b in blocks if b is not None]
-    with space.reading(model, keep), model.hooks(fwd_hooks=wanted):
-        model(tokens, return_type=None)
-    return torch.stack([seen[h] for h in space.hook_names], dim=1), inputs
+    with loaded.model.hooks(fwd_hooks=wanted):
+        clean = activations(loaded, space, tuple(tokens[0].tolist()))
+    return clean, inputs
 
 
 @torch.no_grad()

@@ -30,6 +30,14 @@ def layer_of(hook_name: str) -> int:
     return int(match.group(1))
 
 
+def block_of(hook_name: str) -> int | None:
+    """The block a hook point sits in (``blocks.7.mlp.hook_post`` -> 7), ``None`` outside the blocks."""
+    try:
+        return layer_of(hook_name)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, order=True)
 class Unit:
     """One neuron or SAE feature.
