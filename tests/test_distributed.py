@@ -59,6 +59,19 @@ def test_shards_cover_every_item_once_and_gather_restores_the_order(n, world):
     assert one.map(list("xyz"), lambda mine: [c.upper() for c in mine]) == ["X", "Y", "Z"]
 
 
+def test_items_of_unequal_cost_are_dealt_costliest_first_to_the_least_loaded_process():
+    costs = [5, 4, 3, 3, 2, 1]  # by hand (ties to the higher rank): 5 -> r1, 4 -> r0, 3 -> r0, 3 -> r1, 2 -> r0, 1 -> r1
+    assert [Distributed(rank=r, world=2).shard_by_cost(costs) for r in range(2)] == [[1, 2, 4], [0, 3, 5]]
+    assert Distributed().shard_by_cost(costs) == list(range(6))
+    for world in (2, 3):
+        for n in (0, 1, 7):
+            costs = [(7 * i) % 5 + 1 for i in range(n)]
+            shards = [Distributed(rank=r, world=world).shard_by_cost(costs) for r in range(world)]
+            assert sorted(i for shard in shards for i in shard) == list(range(n))
+            loads = [sum(costs[i] for i in shard) for shard in shards]
+            assert max(loads) - min(loads) <= max(costs, default=0)  # greedy: within one item of even
+
+
 def test_cuda_means_each_process_its_own_gpu():
     assert resolve_device("cuda", local_rank=3, world=4) == "cuda:3"
     assert resolve_device("cuda", local_rank=0, world=1) == "cuda"
@@ -159,8 +172,8 @@ def test_two_process_locate_ablate_and_eval_equal_one_process(tmp_path):
 
 
 def test_a_problem_that_fails_on_rank_1_stops_both_with_one_message_and_no_file(tmp_path):
-    """Problem 1 (rank 1's first) is longer than the toy model's 256-token context: rank 1 fails, rank 0
-    finishes its share and must not wait forever nor write anything."""
+    """Problem 1 (the costliest, dealt to rank 1) is longer than the toy model's 256-token context: rank 1
+    fails, rank 0 finishes its share and must not wait forever nor write anything."""
     fine = {"question": "Tom has 3 apples and gets 4 more. How many apples?", "answer": "7",
             "solution": "3+4=7\n#### 7"}
     long = dict(fine, question="Tom has 3 apples. " * 30 + "How many apples?")

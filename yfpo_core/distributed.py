@@ -70,6 +70,25 @@ class Distributed:
         """The indices of ``n`` items this process works on: ``rank, rank + world, ...``."""
         return list(range(self.rank, n, self.world))
 
+    def shard_by_cost(self, costs: Sequence[float]) -> list[int]:
+        """The indices this process works on when items cost unequal work (``costs[i]``: any proxy, e.g. a
+        problem's length), ascending.
+
+        Why: a data-parallel step lasts as long as its slowest process, and dealing items round-robin left
+        one process 13% more held-out tokens than the other on the default faithfulness run. Items are dealt
+        costliest first (ties: the earlier item), each to the process with the least work so far; ties go to
+        the higher rank, since rank 0 also reduces and writes. Every process computes the same deal from the
+        same costs."""
+        if self.world == 1:
+            return list(range(len(costs)))
+        loads, mine = [0.0] * self.world, []
+        for i in sorted(range(len(costs)), key=lambda j: (-costs[j], j)):
+            rank = min(range(self.world), key=lambda r: (loads[r], -r))
+            loads[rank] += costs[i]
+            if rank == self.rank:
+                mine.append(i)
+        return sorted(mine)
+
     def exchange(self, value: T) -> list[T]:
         """Every process's ``value``, in rank order, on every process; :class:`RankFailure` if any process
         sent an error instead (see :func:`launched`). Use it for small things (counts, sums, flags)."""

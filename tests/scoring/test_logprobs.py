@@ -75,3 +75,32 @@ def test_continuation_logprobs_from_states_equal_the_full_pass(tiny_model, layer
     if layer < tiny_model.cfg.n_layers:
         torch.testing.assert_close(continuation_logprobs_from_states(tiny_model, states),
                                    continuation_logprobs(tiny_model, context, continuations), rtol=1e-5, atol=1e-5)
+
+
+def test_scoring_applies_the_models_logit_soft_cap():
+    """A Gemma-2-style soft cap squashes every logit; the scorer must see what the model's own forward sees."""
+    model = tiny_hooked("llama", output_logits_soft_cap=0.5)
+    context, continuations = [1, 2, 3, 4], [[5, 6, 7], [8]]
+    with torch.no_grad():
+        fast = continuation_logprobs(model, context, continuations)
+        slow = continuation_logprobs_naive(model, context, continuations)
+        model.cfg.output_logits_soft_cap = -1.0  # the same weights without the cap score differently
+        uncapped = continuation_logprobs(model, context, continuations)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(fast, uncapped, atol=1e-3)
+
+
+@pytest.mark.parametrize("continuations", [[[4], [9], [2]], [[4, 6], [9]]])
+def test_states_of_one_token_continuations_score_like_the_full_pass(tiny_model, continuations):
+    """The last token of a continuation is never run (it predicts nothing scored): one-token continuations
+    keep no states at all, and still score."""
+    from yfpo_core.scoring.logprobs import continuation_logprobs_from_states, continuation_states, every_layer_states
+
+    context = [1, 5, 7, 9]
+    states = continuation_states(tiny_model, context, continuations, 1)
+    assert states.continuations.shape[1] == max(len(c) for c in continuations) - 1
+    expected = continuation_logprobs_naive(tiny_model, context, continuations)
+    torch.testing.assert_close(continuation_logprobs_from_states(tiny_model, states), expected, rtol=1e-5, atol=1e-5)
+    for layer_states in every_layer_states(tiny_model, context, continuations):
+        torch.testing.assert_close(continuation_logprobs_from_states(tiny_model, layer_states), expected,
+                                   rtol=1e-5, atol=1e-5)

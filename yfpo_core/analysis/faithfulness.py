@@ -317,7 +317,7 @@ def faithfulness_curves_sharded(dist: Distributed, model: LoadedModel, locate: S
             except ValueError:  # the top-k fill a layer: no disjoint random set of the same layers exists
                 sets = []
             conditions.append((method, k, units, sets))
-    mine = dist.shard(len(heldout))
+    mine = dist.shard_by_cost([p.size for p in heldout])
     scorer = HeldOutStates(model, [heldout[i] for i in mine], sae)
     columns = [scorer.rows([])]  # per condition, one row per problem of the shard
     step("baseline")

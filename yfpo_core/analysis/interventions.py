@@ -128,7 +128,7 @@ def unit_means(model: LoadedModel, problems: Sequence[Problem], space: Any, dist
 
     dist = dist or Distributed()
     sums, count = torch.zeros(space.n_rows, space.width), 0
-    for i in dist.shard(len(problems)):
+    for i in dist.shard_by_cost([p.size for p in problems]):
         item = build_ranking_item(problems[i], model.prompt_format)
         acts = activations(model, space, tuple(model.encode_prompt(item.context)))  # [pos, rows, width]
         sums = sums + acts.sum(0).float().cpu()
@@ -258,7 +258,7 @@ def ablation_test_sharded(dist: Distributed, model: LoadedModel, problems: Seque
             means |= unit_means(model, problems, SAESpace(sae), dist)
         intervention = Intervention("mean", means=means)
     random_sets = random_unit_sets(units, widths, n_random, seed=seed, exclude=units)
-    mine = dist.shard(len(problems))
+    mine = dist.shard_by_cost([p.size for p in problems])
     shard = [problems[i] for i in mine]
     conditions: list[tuple[str, Sequence[Unit] | None]] = [("baseline", None), ("tested set", units)]
     conditions += [(f"random set {k + 1}/{n_random}", s) for k, s in enumerate(random_sets)]

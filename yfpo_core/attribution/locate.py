@@ -141,7 +141,7 @@ def attribute_sharded(dist: Distributed, model: LoadedModel, problems: Sequence[
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     space = units or neuron_space(model.model, layers)
     started = time.perf_counter()
-    mine = dist.shard(len(problems))
+    mine = dist.shard_by_cost([p.size for p in problems])
     prepared = [prepare_problem(model, problems[i], target) for i in mine]
     if keep_token_scores is None:
         map_bytes = sum(dist.exchange(sum(len(p.tokens) for p in prepared) * space.n_rows * space.width * 2))

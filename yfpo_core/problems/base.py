@@ -54,3 +54,9 @@ class Problem(TextRecord):
     answer: str
     source: str
     meta: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def size(self) -> int:
+        """Characters of question and solution: a proxy for what scoring the problem costs, used to deal
+        problems out evenly over processes (:meth:`yfpo_core.distributed.Distributed.shard_by_cost`)."""
+        return len(self.question) + len(self.solution)

@@ -94,9 +94,11 @@ def continuation_logprobs(model: HookedTransformer, context: Sequence[int],
     if max(len(t) for t in tails) > 1:
         ids, mask = right_pad(tails, pad_id)
         ids, mask = ids.to(device), mask.to(device)
-        logits = model(ids, return_type="logits", past_kv_cache=cache, attention_mask=torch.ones_like(ids))
-        # logits[:, j] predicts tail token j+1; mask out predictions of padding.
-        step = token_logprobs(logits[:, :-1], ids[:, 1:]) * mask[:, 1:]
+        inputs = ids[:, :-1]  # the last token predicts nothing scored: causal attention lets it go unrun
+        hidden = model(inputs, stop_at_layer=model.cfg.n_layers, past_kv_cache=cache,
+                       attention_mask=torch.ones_like(inputs))
+        # hidden[:, j] predicts tail token j+1; mask out predictions of padding.
+        step = token_logprobs(unembed(model, hidden), ids[:, 1:]) * mask[:, 1:]
         totals = totals + step.sum(-1)
     return totals
 
@@ -113,7 +115,7 @@ class ContinuationStates:
 
     layer: int
     context: Float[torch.Tensor, "1 C d"]
-    continuations: Float[torch.Tensor, "n L d"]
+    continuations: Float[torch.Tensor, "n L-1 d"]  # every token but the last, which predicts nothing scored
     ids: Int[torch.Tensor, "n L"]
     mask: Int[torch.Tensor, "n L"]
 
@@ -158,7 +160,9 @@ def continuation_states(model: HookedTransformer, context: Sequence[int], contin
     context_resid, cache = _context_pass(model, context, len(continuations), stop_at_layer=layer)
     ids, mask = right_pad([list(c) for c in continuations], pad_id)
     ids, mask = ids.to(device), mask.to(device)
-    resid = model(ids, stop_at_layer=layer, past_kv_cache=cache, attention_mask=torch.ones_like(ids))
+    inputs = ids[:, :-1]
+    resid = model(inputs, stop_at_layer=layer, past_kv_cache=cache, attention_mask=torch.ones_like(inputs)) \
+        if inputs.shape[1] else context_resid.new_zeros(len(continuations), 0, context_resid.shape[-1])
     return ContinuationStates(layer, context_resid, resid, ids, mask)
 
 
@@ -179,10 +183,15 @@ def every_layer_states(model: HookedTransformer, context: Sequence[int], continu
     device = model.cfg.device
     ids, mask = right_pad([list(c) for c in continuations], pad_id)
     ids, mask = ids.to(device), mask.to(device)
+    inputs = ids[:, :-1]  # the last token predicts nothing scored
     with model.hooks(fwd_hooks=[(name, keep) for name in names]):
         _, cache = _context_pass(model, context, len(continuations), stop_at_layer=model.cfg.n_layers)
-        model(ids, stop_at_layer=model.cfg.n_layers, past_kv_cache=cache, attention_mask=torch.ones_like(ids))
-    return [ContinuationStates(layer, seen[name][0], seen[name][1], ids, mask) for layer, name in enumerate(names)]
+        if inputs.shape[1]:
+            model(inputs, stop_at_layer=model.cfg.n_layers, past_kv_cache=cache,
+                  attention_mask=torch.ones_like(inputs))
+    empty = torch.zeros(len(continuations), 0, model.cfg.d_model, device=device)
+    return [ContinuationStates(layer, seen[name][0], seen[name][1] if len(seen[name]) > 1 else empty, ids, mask)
+            for layer, name in enumerate(names)]
 
 
 @torch.no_grad()
@@ -203,7 +212,7 @@ def continuation_logprobs_from_states(model: HookedTransformer, states: Continua
         cache.freeze()
         hidden = model(states.continuations, start_at_layer=states.layer, stop_at_layer=model.cfg.n_layers,
                        past_kv_cache=cache)
-        logits = unembed(model, hidden[:, :-1])
+        logits = unembed(model, hidden)
         step = token_logprobs(logits, states.ids[:, 1:]) * states.mask[:, 1:]
         totals = totals + step.sum(-1)
     return totals
@@ -211,7 +220,10 @@ def continuation_logprobs_from_states(model: HookedTransformer, states: Continua
 
 def unembed(model: HookedTransformer, hidden: Float[torch.Tensor, "b p d"]) -> Float[torch.Tensor, "b p vocab"]:
     """Final norm and unembedding of the given positions only. ``hidden @ W_U`` directly: TransformerLens's
-    ``Unembed`` makes a contiguous copy of ``W_U.T`` (113 MB for SmolLM2) on every call."""
+    ``Unembed`` makes a contiguous copy of ``W_U.T`` (113 MB for SmolLM2) on every call. The soft cap of
+    models that have one (Gemma 2) is applied as the model's own forward does."""
+    from transformer_lens.utilities import apply_softcap
+
     if model.cfg.normalization_type is not None:
         hidden = model.ln_final(hidden)
-    return hidden @ model.unembed.W_U + model.unembed.b_U
+    return apply_softcap(hidden @ model.unembed.W_U + model.unembed.b_U, model.cfg.output_logits_soft_cap)
