@@ -3,7 +3,7 @@
 Long work (attribution, ablation, unit profiles, checkpoint comparisons) runs in a
 :class:`yfpo_core.jobs.BackgroundJob` thread, never in the script thread, so the page stays responsive.
 The run that starts a job waits for it up to :data:`GRACE_S` (a short job's result is drawn in that run);
-after that, :func:`show` draws its progress bar in an ``st.fragment(run_every=1)`` that refreshes only
+after that, :func:`show` draws its progress bar in an ``st.fragment(run_every=2)`` that refreshes only
 itself (and spends half of each tick waiting for the job's end, so that the end is seen at once); when the
 job finishes the fragment reruns the whole page once, which then draws the result, with a "done in N s"
 line.
@@ -25,7 +25,13 @@ from yfpo_core.progress import ProgressCallback
 # attribution and ablation take 0.1-1 s), short enough that a long job's progress bar appears at once.
 GRACE_S = 0.5
 STREAM_EVERY_S = 0.25  # how often a job's partial result (a streamed answer) is redrawn
-FINISH_WAIT_S = 0.5  # of each one-second tick of a running job's progress bar, spent waiting for its end
+# How often a running job's progress bar is redrawn, and how much of each tick waits for the job's end (no
+# CPU; an end then is drawn at once, a later one at the next tick). Why every two seconds, not one: each
+# redraw is a script run in the server and a re-render in the browser (about 40 + 50 ms of CPU, measured
+# with a bare progress fragment), taken from the job's two torch threads on this two-core machine; at one
+# redraw a second the app's locate ran at 1.17-1.25x the API's time.
+STATUS_EVERY_S = 2.0
+FINISH_WAIT_S = 1.0
 JUST_FINISHED = "jobs_just_finished"  # session-state key: {job name: job taken but not yet reported as done}
 
 
@@ -91,7 +97,7 @@ def _live_body(name: str, detail: Callable[[], None] | None) -> None:
         detail()
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=STATUS_EVERY_S)
 def _live(name: str, detail: Callable[[], None] | None = None) -> None:
     _live_body(name, detail)
 

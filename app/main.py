@@ -31,6 +31,7 @@ if __name__ == "__main__":
 
     resources.configure_process()
     st.set_page_config(page_title="YFPO Workbench", page_icon="🧮", layout="wide")
+    st.html(resources.REDUCED_MOTION_CSS)
     state.init_state()
     model_load = sidebar.render()
     try:

@@ -246,6 +246,15 @@ def register_demo_model() -> None:
     register_model(DEMO_MODEL, factory)
 
 
+# No animations or transitions in the page (the "reduce motion" reset). Why: while a job runs, its progress
+# bar redraws every second and Streamlit's status widget, progress bar and fading elements animate; in the
+# browser (software rendering, on the same two cores as the job) that cost about as much CPU as the progress
+# fragment's script runs, time a job's two torch threads then waited for. Everything still appears, at once.
+REDUCED_MOTION_CSS = """<style>
+*, *::before, *::after { animation: none !important; transition: none !important; scroll-behavior: auto !important; }
+</style>"""
+
+
 def configure_process() -> None:
     """Process-wide settings: no full garbage collection after every script run (below); from the
     environment, the demo model and the number of torch threads (``YFPO_APP_TORCH_THREADS``; the demo uses
