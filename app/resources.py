@@ -262,7 +262,7 @@ def configure_process() -> None:
     thread applies the thread count).
 
     Streamlit runs ``gc.collect(2)`` after every script run (``runner.postScriptGC``), fragment runs
-    included: once a second for each progress bar, four times a second while an answer streams. With
+    included: every two seconds for each progress bar, four times a second while an answer streams. With
     PyTorch, TransformerLens and a model in memory (about 500,000 objects) one such collection takes
     0.4-1.3 s on a two-core machine, all of it holding the GIL, so a background job's Python code (its
     operator dispatch, its hooks) stood still for most of each second. Python's own generational collector
