@@ -4,17 +4,14 @@ Two sources, the first that has a number wins:
 
 * this session's own runs: every finished attribution records its seconds (``result.params["seconds"]``,
   the work alone, without the model load); per problem, by model fingerprint and method;
-* the measurements below, made on the project's machine (2 CPU cores, torch's default 2 threads, batches of
-  4 problems) with the CLI, which runs the same ``attribute`` as the page::
+* the measurements below, made on the project's machine (2 CPU cores, quiet, torch's default 2 threads,
+  batches of 4 problems) with the CLI, which runs the same ``attribute`` as the page::
 
       yfpo locate --model <model> --method <method> --problems <gsm8k-test-100 | toy> --limit 8 --out /tmp/t.json
       python -c "import json; print(json.load(open('/tmp/t.scores.json'))['params']['seconds'] / 8)"
 
-  measured 2026-11-30 at a load of about 3.5 on the 2 cores (a background job held one core, other
-  sessions' tests ran), so these are upper bounds: an earlier try at the same load gave 12.4 s (AttnLRP) and
-  12.9 s (grad_x_act) per problem on SmolLM2, and with ``OMP_NUM_THREADS=1`` 4.8 s and 3.7 s. On a quiet
-  machine ``bench/attribution.py --full-run`` measured AttnLRP on SmolLM2 at 0.95 s per problem (README,
-  Benchmarks).
+  measured 2026-12-01 (after the weight layout, ``yfpo_core/models/layout.py``; the figures of 2026-11-30,
+  taken at a load of 3.5, were 5-50x these).
 """
 
 from __future__ import annotations
@@ -31,10 +28,9 @@ if TYPE_CHECKING:
 
 # Seconds per problem, by model name and method (see the module docstring for how they were measured).
 MEASURED_S_PER_PROBLEM: dict[str, dict[str, float]] = {
-    "smollm2-135m-instruct": {"attnlrp": 7.9, "grad_x_act": 7.9},
-    "toy-arith": {"attnlrp": 0.57, "grad_x_act": 0.13},
+    "smollm2-135m-instruct": {"attnlrp": 1.53, "grad_x_act": 1.16},
+    "toy-arith": {"attnlrp": 0.011, "grad_x_act": 0.011},
 }
-QUIET_S_PER_PROBLEM: dict[str, dict[str, float]] = {"smollm2-135m-instruct": {"attnlrp": 0.95}}
 
 
 def remember(fingerprint: str, result: AttributionResult) -> None:
@@ -49,19 +45,18 @@ def hint(model: LoadedModel, method: str, n_problems: int) -> str:
     for 10 problems"; says so when nothing was measured for this model and method yet."""
     own = st.session_state[state.LOCATE_TIMINGS].get((model.fingerprint, method))
     measured = MEASURED_S_PER_PROBLEM.get(model.name, {}).get(method)
-    quiet = QUIET_S_PER_PROBLEM.get(model.name, {}).get(method)
     if own is not None:
         per, where = own, "measured on your last run here"
     elif measured is not None:
-        per = measured
-        where = ("measured on a 2-core CPU busy with other jobs"
-                 + (f"; {quiet:.2g} s on a quiet one" if quiet is not None else ""))
+        per, where = measured, "measured with the CLI on a quiet 2-core CPU; more when other work shares it"
     else:
         return (f"**{method}** on {model.name}: not timed yet; the time per problem is shown here after the first "
                 "run (it grows with the model's size and the problems' length).")
-    return (f"**{method}** on {model.name}: about {per:.2g} s per problem ({where}) → about "
+    return (f"**{method}** on {model.name}: about {per:.2g} s per problem ({where}) → "
             f"{_duration(per * n_problems)} for {n_problems} problem{'s' if n_problems != 1 else ''}.")
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+    if seconds < 1:
+        return "under a second"
+    return f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.1f} min"

@@ -317,8 +317,8 @@ def render() -> None:
     settings = _settings_form(model, sae, features)
     if settings is not None:
         _start(model, settings, sae)
+    _collect()  # a job that ended within its start's grace period: its time is the hint's
     st.caption(timings.hint(model, state.get(state.LOCATE_METHOD), int(state.get(state.LOCATE_LIMIT) or 1)))
-    _collect()
     job = background.show("locate")
     if job is not None and job.running:
         # The previous result is not drawn again under a new attribution's progress bar: its figures (46,080
