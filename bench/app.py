@@ -202,13 +202,14 @@ def chart_latency(env: dict[str, str], runs_dir: Path, steps: int, observe_s: fl
             "redraw_interval_median_s": statistics.median(gaps) if gaps else float("nan")}
 
 
-def jobs_comparison(model: str, tmp: Path, env: dict[str, str], repeats: int, training: bool = True) -> list[dict]:
+def jobs_comparison(model: str, tmp: Path, env: dict[str, str], repeats: int, training: bool = True,
+                    ablation: bool = True) -> list[dict]:
     """The same jobs in the app (through the browser) and through the API (bench/app_jobs.py), medians of
     ``repeats``."""
     from bench.app_jobs import compare, print_rows
 
     with streamlit_server(env, timeout_s=180) as url:
-        rows = compare(url, model, tmp / "runs", env, repeats, training)
+        rows = compare(url, model, tmp / "runs", env, repeats, training, ablation)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nApp versus API, model {model}, {os.cpu_count()} CPUs (load average {load:.1f}); goal: app ≤ 1.2× API")
     print_rows(rows)
@@ -262,6 +263,9 @@ def main() -> None:
                         help="only the start-up and chart measures, the app-versus-API jobs, or the default "
                              "model's Ask-the-model and first-training-run times")
     parser.add_argument("--job-repeats", type=int, default=3, help="times each job is timed on each side")
+    parser.add_argument("--locate-only", action="store_true",
+                        help="time only the locate job on each side (with --no-training-jobs: a short run, for "
+                             "more repeats of the shortest job, whose ratio varies most between runs)")
     parser.add_argument("--no-training-jobs", action="store_true",
                         help="leave the held-out evaluation (a training run) out of the app-versus-API jobs")
     parser.add_argument("--default-model", default="smollm2-135m-instruct",
@@ -274,7 +278,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="yfpo-bench-app-"))
     env = server_env(args.model, tmp, args.threads)
     if args.only in (None, "jobs"):
-        jobs_comparison(args.model, tmp, env, args.job_repeats, training=not args.no_training_jobs)
+        jobs_comparison(args.model, tmp, env, args.job_repeats, training=not args.no_training_jobs,
+                        ablation=not args.locate_only)
     if args.only in (None, "default-model"):
         default_model_waits(args.default_model, tmp)
     if args.only in ("jobs", "default-model"):

@@ -58,7 +58,7 @@ DRAWN_JS = """() => window.__ran && !document.querySelector('[data-testid="stSta
 
 
 # -- the API side (its own process) ------------------------------------------------------------------------
-def api_jobs(model_name: str, source: str, repeats: str = "3") -> dict[str, list[float]]:
+def api_jobs(model_name: str, source: str, repeats: str = "3", ablation: str = "1") -> dict[str, list[float]]:
     """Seconds of each job through the API, ``repeats`` times, the model loaded first (as the app's is
     before a click) and each job done once before it is timed (as the app's first result is timed apart)."""
     from yfpo_core.analysis.interventions import Intervention, ablation_test
@@ -75,6 +75,8 @@ def api_jobs(model_name: str, source: str, repeats: str = "3") -> dict[str, list
         started = time.perf_counter()
         attribute(model, load_problems(source, limit=LOCATE_N), "attnlrp")
         out["locate"].append(time.perf_counter() - started)
+        if ablation != "1":
+            continue
         started = time.perf_counter()
         ablation_test(model, load_problems(source, limit=ABLATION_N), units, intervention=Intervention("zero"),
                       n_random=RANDOM_SETS, seed=0)
@@ -161,7 +163,7 @@ def _locate(page, n: int, steps: int = 8) -> tuple[float, float | None]:
     return seen, _done_seconds(page, "Run attribution")
 
 
-def app_jobs(url: str, repeats: int = 3) -> dict[str, list[float | None]]:
+def app_jobs(url: str, repeats: int = 3, ablation: bool = True) -> dict[str, list[float | None]]:
     """Click → result drawn, and the job's own clock, of locate and ablation on the Locate page."""
     from tests.browser import browser_page, open_page, wait_idle
 
@@ -178,6 +180,8 @@ def app_jobs(url: str, repeats: int = 3) -> dict[str, list[float | None]]:
             seen, job = _locate(page, LOCATE_N, steps=9 + r)
             out["locate_seen"].append(seen)
             out["locate_job"].append(job)
+        if not ablation:
+            return out
         wait_idle(page)
         _locate(page, ABLATION_N)  # the ablation check runs on the problems of the ranking shown
         wait_idle(page)
@@ -271,7 +275,7 @@ def first_training_run(url: str, runs_dir: Path) -> float:
 
 
 def compare(url: str, model: str, runs_dir: Path, env: dict[str, str], repeats: int = 3,
-            training: bool = True) -> list[dict]:
+            training: bool = True, ablation: bool = True) -> list[dict]:
     """Rows ``{job, app_job_s, app_seen_s, api_s, ratio, ratio_seen}`` (medians over ``repeats``) for the three
     jobs (see the module docstring)."""
     from statistics import median
@@ -281,8 +285,8 @@ def compare(url: str, model: str, runs_dir: Path, env: dict[str, str], repeats: 
         return median(values) if values else None
 
     source = "toy" if model.startswith("toy") or model == "tiny-demo" else "gsm8k-test-100"
-    api = run_api(["jobs", model, source, str(repeats)], env)
-    app = app_jobs(url, repeats)
+    api = run_api(["jobs", model, source, str(repeats), "1" if ablation else "0"], env)
+    app = app_jobs(url, repeats, ablation)
     if training:
         app_run, first = app_training(url, runs_dir)
         train = run_api(["train", app_run, str(runs_dir / "api-run")], env)
@@ -297,7 +301,7 @@ def compare(url: str, model: str, runs_dir: Path, env: dict[str, str], repeats: 
          "app_seen_s": med(app["locate_seen"]), "api_s": med(api["locate"])},
         {"job": f"ablation (top {ABLATION_K}, {RANDOM_SETS} random sets, {ABLATION_N} problems)",
          "app_job_s": med(app["ablation_job"]), "app_seen_s": med(app["ablation_seen"]), "api_s": med(api["ablation"])},
-    ]
+    ][:None if ablation else 1]
     rows += [] if not training else [
         {"job": "held-out evaluation, base model (step 0 of a DPO run)", "app_job_s": train["app_eval_step0"],
          "app_seen_s": None, "api_s": train["api_eval_step0"]},
