@@ -247,7 +247,7 @@ def register_demo_model() -> None:
 
 
 # No animations or transitions in the page (the "reduce motion" reset). Why: while a job runs, its progress
-# bar redraws every second and Streamlit's status widget, progress bar and fading elements animate; in the
+# bar redraws every two seconds and Streamlit's status widget, progress bar and fading elements animate; in the
 # browser (software rendering, on the same two cores as the job) that cost about as much CPU as the progress
 # fragment's script runs, time a job's two torch threads then waited for. Everything still appears, at once.
 REDUCED_MOTION_CSS = """<style>
